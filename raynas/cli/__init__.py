@@ -1,0 +1,50 @@
+"""The ``raynas`` command line: one module per command group, each adding its subparsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from raynas import __version__
+from raynas.cli import data, demo
+from raynas.errors import RaynasError
+
+COMMAND_GROUPS = (data, demo)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command takes: ``--home`` and ``--json``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--home", default=None,
+                        help="where datasets, zoo, runs and caches live (default: $RAYNAS_HOME, else ~/.raynas)")
+    parent.add_argument("--json", action="store_true", help="print one machine-readable JSON answer")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raynas",
+        description="Supernet transfer learning for warm-started neural architecture search, on Ray.")
+    parser.add_argument("--version", action="version", version=f"raynas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parent = common_options()
+    for group in COMMAND_GROUPS:
+        group.add_parser(sub, parent)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except RaynasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""``raynas data``: list, show, import and remove datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from raynas.cli.output import print_json, print_table
+from raynas.data import IMPORTERS, DatasetInfo, DatasetStore
+from raynas.data.builtin import BUILTINS
+from raynas.data.grid import sample_grid
+from raynas.errors import RaynasError
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    data = sub.add_parser("data", help="list, show, import and remove datasets")
+    cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = cmds.add_parser("list", parents=[parent], help="the built-in suite and imported datasets")
+    p.set_defaults(run=run_list)
+
+    p = cmds.add_parser("show", parents=[parent], help="details and a labelled sample grid of one dataset")
+    p.add_argument("name")
+    p.add_argument("--out", help="PNG path for the grid (default: <home>/plots/NAME.png)")
+    p.add_argument("--per-class", type=int, default=8, help="images per class row (default 8)")
+    p.add_argument("--max-classes", type=int, default=16, help="at most this many class rows (default 16)")
+    p.set_defaults(run=run_show)
+
+    p = cmds.add_parser("import", parents=[parent], help="import images into the raynas format")
+    p.add_argument("path", help="a class-per-folder tree, a Meta-Album dataset folder, or an .npz file")
+    p.add_argument("--name", required=True, help="dataset name: lower-case letters, digits, '.', '_', '-'")
+    p.add_argument("--format", choices=IMPORTERS.names(), default=None,
+                   help="input layout (default: npz for .npz files, meta-album when labels.csv exists, "
+                        "else imagefolder)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="centre-crop and resize every image to NxN (default: keep the size, which must be "
+                        "square and the same for all images)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="store gray (1) or RGB (3) (default: 1 when every image is gray, else 3)")
+    p.add_argument("--domain", default=None, help="a domain label shown by `data list` (default: custom)")
+    p.add_argument("--split", default="0.5,0.25,0.25", help="train,val,test fractions (default 0.5,0.25,0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same name")
+    p.set_defaults(run=run_import)
+
+    p = cmds.add_parser("remove", parents=[parent], help="delete an imported dataset")
+    p.add_argument("name")
+    p.set_defaults(run=run_remove)
+
+
+def info_rows(infos: list[DatasetInfo]) -> list[list]:
+    return [[i.name, i.domain, i.num_classes, i.num_images, "x".join(map(str, i.shape)),
+             "/".join(str(i.split_counts[s]) for s in ("train", "val", "test"))] for i in infos]
+
+
+INFO_COLUMNS = ["name", "domain", "classes", "images", "shape", "train/val/test"]
+
+
+def run_list(args: argparse.Namespace) -> None:
+    infos = DatasetStore(args.home).infos()
+    if args.json:
+        print_json([dict(i.to_json(), builtin=i.name in BUILTINS) for i in infos])
+    else:
+        print_table(f"{len(infos)} datasets", INFO_COLUMNS, info_rows(infos))
+
+
+def run_show(args: argparse.Namespace) -> None:
+    store = DatasetStore(args.home)
+    ds = store.load(args.name)
+    out = Path(args.out) if args.out else store.home.root / "plots" / f"{args.name}.png"
+    if args.per_class < 1 or args.max_classes < 1:
+        raise RaynasError("--per-class and --max-classes must be positive")
+    sample_grid(ds, out, per_class=args.per_class, max_classes=args.max_classes)
+    if args.json:
+        print_json(dict(ds.info.to_json(), grid=str(out)))
+        return
+    print_table(None, INFO_COLUMNS, info_rows([ds.info]))
+    print(f"classes: {', '.join(ds.info.class_names)}")
+    print(f"flips allowed: {'yes' if ds.info.allow_flip else 'no'}; content hash {ds.info.content_hash[:16]}")
+    print(f"grid: {out}")
+
+
+def detect_format(path: Path) -> str:
+    if path.suffix.lower() == ".npz":
+        return "npz"
+    if (path / "labels.csv").is_file():
+        return "meta-album"
+    return "imagefolder"
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(f) for f in text.split(","))
+    except ValueError:
+        raise RaynasError(f"--split {text!r} is not a list of numbers", "write it as 0.5,0.25,0.25") from None
+
+
+def run_import(args: argparse.Namespace) -> None:
+    store = DatasetStore(args.home)
+    source = Path(args.path)
+    if not source.exists():
+        raise RaynasError(f"{source} does not exist", "check the path")
+    if store.path(args.name).exists() and not args.overwrite:  # fail before reading thousands of files
+        raise RaynasError(f"dataset '{args.name}' already exists",
+                          "choose another --name, or pass --overwrite to replace it")
+    fmt = args.format or detect_format(source)
+    kwargs = dict(name=args.name, image_size=args.image_size, channels=args.channels,
+                  seed=args.seed, fractions=parse_fractions(args.split))
+    if args.domain:
+        kwargs["domain"] = args.domain
+    ds = IMPORTERS.get(fmt)(source, **kwargs)
+    path = store.save(ds, overwrite=args.overwrite)
+    if args.json:
+        print_json(dict(ds.info.to_json(), path=str(path)))
+    else:
+        print_table(f"imported {fmt} from {source}", INFO_COLUMNS, info_rows([ds.info]))
+        print(f"stored: {path}")
+
+
+def run_remove(args: argparse.Namespace) -> None:
+    store = DatasetStore(args.home)
+    path = store.path(args.name)
+    if not path.exists():
+        raise RaynasError(f"dataset '{args.name}' not found", "`raynas data list` shows what is stored")
+    path.unlink()
+    note = " (a built-in: it is rebuilt on next use)" if args.name in BUILTINS else ""
+    if args.json:
+        print_json({"removed": args.name, "path": str(path)})
+    else:
+        print(f"removed {args.name}{note}")

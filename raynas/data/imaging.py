@@ -1,0 +1,101 @@
+"""Turning image files and arrays of any common layout into uint8 (C, H, W) arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from raynas.errors import RaynasError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """Open and fully decode one image as RGB, naming the file on any failure."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise RaynasError(
+            f"cannot read image {path}: {exc}",
+            "replace or remove the damaged file and run the import again",
+        ) from exc
+
+
+def fit_square(img: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize to ``size`` x ``size`` (keeps the aspect of content)."""
+    if img.size == (size, size):
+        return img
+    return ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR)
+
+
+def rgb_to_chw(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """Convert uint8 (N, C, H, W) between 1 and 3 channels (ITU-R 601 luma for RGB -> gray)."""
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=1)
+    luma = np.tensordot(np.array([0.299, 0.587, 0.114]), images.astype(np.float32), axes=([0], [1]))
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, None]
+
+
+def is_grayscale(images: np.ndarray) -> bool:
+    """True when every RGB image has equal channels, so one channel keeps all information."""
+    return images.shape[1] == 1 or bool(
+        np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 1], images[:, 2])
+    )
+
+
+def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
+    """Accept (N, H, W), (N, H, W, C) or (N, C, H, W) arrays, uint8 or float; return uint8 NCHW."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    elif not (x.ndim == 4 and x.shape[1] in (1, 3, 4)):
+        raise RaynasError(
+            f"{source}: images have shape {x.shape}, expected (N, H, W), (N, H, W, C) or (N, C, H, W)",
+            "store one image per row along the first axis, with 1 or 3 channels",
+        )
+    if x.shape[1] == 4:  # drop alpha
+        x = x[:, :3]
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if x.dtype.kind not in "fiub":
+        raise RaynasError(f"{source}: images have dtype {x.dtype}, expected numbers")
+    was_float = x.dtype.kind == "f"
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise RaynasError(f"{source}: images contain NaN or infinite values", "clean the array first")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 255:
+        raise RaynasError(
+            f"{source}: pixel values span {lo:g}..{hi:g}, expected 0..1 or 0..255",
+            "rescale the images to 0..1 (floats) or 0..255 (integers)",
+        )
+    scale = 255.0 if (was_float and hi <= 1.0) else 1.0
+    return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+
+
+def resize_nchw(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 NCHW images to size x size with antialiasing (square inputs only)."""
+    if images.shape[2:] == (size, size):
+        return images
+    out = F.interpolate(torch.from_numpy(images).float(), size=(size, size), mode="bilinear",
+                        antialias=True, align_corners=False)
+    return out.round().clamp_(0, 255).to(torch.uint8).numpy()

@@ -1,0 +1,205 @@
+"""Loaders: Arrow datasets -> normalised float batches, seeded and resumable by epoch.
+
+Two backends behind one interface:
+
+* ``memory``: the whole split is decoded once into one tensor (on the target device);
+  a batch is an index into it. Used for everything that fits, i.e. the built-in suite.
+* ``ray``: ``ray.data.read_parquet`` -> ``iter_torch_batches`` streams data that does not.
+
+``auto`` picks ``memory`` when the decoded split fits ``memory_limit_mb``. Both backends
+apply the same normalisation (statistics of the first 4,096 train images in file order),
+so they yield identical batches when shuffling and augmentation are off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import torch
+
+from raynas.data.format import DatasetInfo, tensor_column_to_numpy
+from raynas.data.splits import SPLITS
+from raynas.data.store import DatasetStore
+from raynas.data.transforms import Normalize, RandomCropFlip, to_float
+from raynas.errors import RaynasError
+from raynas.registry import Registry
+
+STATS_SAMPLE = 4096
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    image_size: int = 32
+    channels: int = 1
+    batch_size: int = 64
+    augment: bool = False  # random crop (+ flip where the dataset allows it), train split only
+    crop_padding: int | None = None  # default: image_size // 8
+    shuffle: bool = True  # train split only; val/test keep file order
+    drop_last: bool = False
+    seed: int = 0
+    backend: str = "auto"  # auto | memory | ray
+    memory_limit_mb: float = 2048.0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise RaynasError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size < 4:
+            raise RaynasError(f"image_size must be at least 4, got {self.image_size}")
+        if self.batch_size < 1:
+            raise RaynasError(f"batch_size must be positive, got {self.batch_size}")
+        if self.backend not in BACKENDS and self.backend != "auto":
+            raise RaynasError(f"unknown loader backend '{self.backend}'",
+                              f"choose one of: auto, {', '.join(BACKENDS.names())}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Loader(Protocol):
+    info: DatasetInfo
+    split: str
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class _EpochSeeded:
+    """Shared bookkeeping: the shuffle/augment seed of an epoch is ``seed + epoch``."""
+
+    def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize):
+        self.info, self.split, self.config, self.normalize = info, split, config, normalize
+        train = split == "train"
+        self.shuffle = config.shuffle and train
+        self.augment = None
+        if config.augment and train:
+            padding = config.image_size // 8 if config.crop_padding is None else config.crop_padding
+            self.augment = RandomCropFlip(padding, flip=info.allow_flip)
+        self.num_images = info.split_counts[split]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
+
+    def __len__(self) -> int:
+        n, bs = self.num_images, self.config.batch_size
+        return n // bs if self.config.drop_last else math.ceil(n / bs)
+
+    def _finish(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.augment(x, gen) if self.augment is not None else x
+
+
+class MemoryLoader(_EpochSeeded):
+    """The whole split as one normalised tensor; batches are index slices of it."""
+
+    def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize,
+                 images: torch.Tensor, labels: torch.Tensor):
+        super().__init__(info, split, config, normalize)
+        self.images = normalize(images).to(config.device)
+        self.labels = labels.long().to(config.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = self._generator()
+        self.epoch += 1
+        n, bs = len(self.labels), self.config.batch_size
+        order = torch.randperm(n, generator=gen).to(self.config.device) if self.shuffle else None
+        for start in range(0, len(self) * bs, bs):
+            idx = slice(start, start + bs) if order is None else order[start:start + bs]
+            yield self._finish(self.images[idx], gen), self.labels[idx]
+
+
+class RayDataLoader(_EpochSeeded):
+    """Streams a split from Parquet with Ray Data; for datasets larger than memory."""
+
+    def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize, path: Path):
+        super().__init__(info, split, config, normalize)
+        self.path = path
+
+    def _dataset(self):
+        import ray.data
+        from ray.data.expressions import col
+
+        from raynas.ray_session import ensure_ray
+
+        ensure_ray()
+        ds = ray.data.read_parquet(str(self.path), columns=["image", "label", "split"])
+        return ds.filter(expr=col("split") == self.split).select_columns(["image", "label"])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = self._generator()
+        seed = self.config.seed * 100_003 + self.epoch
+        self.epoch += 1
+        ds = self._dataset()
+        if self.shuffle:
+            ds = ds.randomize_block_order(seed=seed)
+        bs = self.config.batch_size
+        batches = ds.iter_torch_batches(
+            batch_size=bs, drop_last=self.config.drop_last,
+            local_shuffle_buffer_size=8 * bs if self.shuffle else None,
+            local_shuffle_seed=seed if self.shuffle else None)
+        for batch in batches:
+            x = self.normalize(to_float(batch["image"], self.config.image_size, self.config.channels))
+            yield (self._finish(x.to(self.config.device), gen),
+                   batch["label"].long().to(self.config.device))
+
+
+BACKENDS: Registry[type] = Registry("loader backend")
+BACKENDS.add("memory", MemoryLoader)
+BACKENDS.add("ray", RayDataLoader)
+
+
+def choose_backend(info: DatasetInfo, config: LoaderConfig) -> str:
+    if config.backend != "auto":
+        return config.backend
+    decoded = info.num_images * (info.shape[0] + config.channels * config.image_size ** 2 * 4)
+    return "memory" if decoded <= config.memory_limit_mb * 2 ** 20 else "ray"
+
+
+def _stats_sample(path: Path, info: DatasetInfo, config: LoaderConfig) -> torch.Tensor:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["image", "split"])
+    train = table.filter(pc.equal(table.column("split"), "train")).slice(0, STATS_SAMPLE)
+    images = torch.from_numpy(tensor_column_to_numpy(train.column("image"), info.shape))
+    return to_float(images, config.image_size, config.channels)
+
+
+def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: tuple[str, ...] = SPLITS,
+                   store: DatasetStore | None = None) -> dict[str, Loader]:
+    """Loaders for several splits of one dataset, sharing one read and one normalisation."""
+    store = store or DatasetStore()
+    info = store.info(dataset)
+    for s in splits:
+        if s not in SPLITS:
+            raise RaynasError(f"unknown split '{s}'", f"choose from: {', '.join(SPLITS)}")
+    path = store.path(dataset)
+    backend = choose_backend(info, config)
+    if backend == "memory":
+        ds = store.load(dataset)
+        x_train, _ = ds.split("train")
+        sample = to_float(torch.from_numpy(x_train[:STATS_SAMPLE]), config.image_size, config.channels)
+        normalize = Normalize.fit(sample)
+        loaders = {}
+        for s in splits:
+            x, y = ds.split(s)
+            loaders[s] = MemoryLoader(info, s, config, normalize,
+                                      to_float(torch.from_numpy(x), config.image_size, config.channels),
+                                      torch.from_numpy(y))
+        return loaders
+    normalize = Normalize.fit(_stats_sample(path, info, config))
+    return {s: RayDataLoader(info, s, config, normalize, path) for s in splits}
+
+
+def create_loader(dataset: str, split: str = "train", config: LoaderConfig = LoaderConfig(),
+                  store: DatasetStore | None = None) -> Loader:
+    return create_loaders(dataset, config, (split,), store)[split]

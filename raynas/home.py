@@ -1,0 +1,39 @@
+"""Where raynas keeps datasets, the zoo, runs and caches (``--home``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("RAYNAS_HOME") or Path.home() / ".raynas")
+
+
+@dataclass(frozen=True)
+class Home:
+    """The directory layout under one home; folders are created on first use."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike | None = None) -> "Home":
+        return cls(Path(home).expanduser() if home else default_home())
+
+    def _dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def datasets(self) -> Path:
+        return self._dir("datasets")
+
+    @property
+    def runs(self) -> Path:
+        return self._dir("runs")
+
+    @property
+    def cache(self) -> Path:
+        return self._dir("cache")
