@@ -1,0 +1,37 @@
+"""Shared fixtures: one built-in suite and at most one Ray start per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def suite_home(tmp_path_factory):
+    """A home with the built-in suite built once; tests must not modify its datasets."""
+    from raynas.data import DatasetStore
+
+    home = tmp_path_factory.mktemp("suite_home")
+    DatasetStore(home).ensure_builtins()
+    return home
+
+
+@pytest.fixture
+def home(tmp_path):
+    """An empty home of the test's own."""
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Start Ray once (about 7 s on 2 cores) for all tests that need it."""
+    import ray
+
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, namespace="raynas-test",
+             object_store_memory=256 << 20, log_to_driver=False)
+    yield
+    ray.shutdown()
