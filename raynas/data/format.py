@@ -65,10 +65,12 @@ class ImageDataset:
     labels: np.ndarray
     splits: np.ndarray
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name not in splits_mod.SPLITS:
-            raise RaynasError(f"unknown split '{name}'", f"choose one of: {', '.join(splits_mod.SPLITS)}")
-        mask = self.splits == name
+    def split(self, *names: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of one split, or of the union of several (in file order)."""
+        for name in names:
+            if name not in splits_mod.SPLITS:
+                raise RaynasError(f"unknown split '{name}'", f"choose one of: {', '.join(splits_mod.SPLITS)}")
+        mask = np.isin(self.splits, names)
         return self.images[mask], self.labels[mask]
 
 

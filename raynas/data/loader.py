@@ -13,6 +13,7 @@ so they yield identical batches when shuffling and augmentation are off.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,23 +70,45 @@ class Loader(Protocol):
 
     def set_epoch(self, epoch: int) -> None: ...
 
+    def view(self, train: bool) -> "Loader": ...
+
+
+def parse_split(spec: str) -> tuple[str, ...]:
+    """A split or a '+'-joined union of splits, e.g. 'train+val' for retraining."""
+    parts = tuple(spec.split("+"))
+    for s in parts:
+        if s not in SPLITS:
+            raise RaynasError(f"unknown split '{s}'", f"choose from: {', '.join(SPLITS)}, or join them with '+'")
+    return parts
+
 
 class _EpochSeeded:
-    """Shared bookkeeping: the shuffle/augment seed of an epoch is ``seed + epoch``."""
+    """Shared bookkeeping: the shuffle/augment seed of an epoch is derived from ``seed`` and ``epoch``.
 
-    def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize):
+    A loader in train mode shuffles and augments; in eval mode it keeps file order.
+    By default the ``train`` split is in train mode and the others in eval mode.
+    """
+
+    def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize,
+                 train: bool | None = None):
         self.info, self.split, self.config, self.normalize = info, split, config, normalize
-        train = split == "train"
-        self.shuffle = config.shuffle and train
+        self.train = split == "train" if train is None else train
+        self.shuffle = config.shuffle and self.train
         self.augment = None
-        if config.augment and train:
+        if config.augment and self.train:
             padding = config.image_size // 8 if config.crop_padding is None else config.crop_padding
             self.augment = RandomCropFlip(padding, flip=info.allow_flip)
-        self.num_images = info.split_counts[split]
+        self.num_images = sum(info.split_counts[s] for s in parse_split(split))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def view(self, train: bool):
+        """The same data in the other mode (e.g. the val split shuffled for architecture steps)."""
+        other = copy.copy(self)
+        _EpochSeeded.__init__(other, self.info, self.split, self.config, self.normalize, train)
+        return other
 
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
@@ -132,7 +155,11 @@ class RayDataLoader(_EpochSeeded):
 
         ensure_ray()
         ds = ray.data.read_parquet(str(self.path), columns=["image", "label", "split"])
-        return ds.filter(expr=col("split") == self.split).select_columns(["image", "label"])
+        parts = parse_split(self.split)
+        expr = col("split") == parts[0]
+        for s in parts[1:]:
+            expr = expr | (col("split") == s)
+        return ds.filter(expr=expr).select_columns(["image", "label"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = self._generator()
@@ -180,8 +207,7 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
     store = store or DatasetStore()
     info = store.info(dataset)
     for s in splits:
-        if s not in SPLITS:
-            raise RaynasError(f"unknown split '{s}'", f"choose from: {', '.join(SPLITS)}")
+        parse_split(s)
     path = store.path(dataset)
     backend = choose_backend(info, config)
     if backend == "memory":
@@ -191,7 +217,7 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
         normalize = Normalize.fit(sample)
         loaders = {}
         for s in splits:
-            x, y = ds.split(s)
+            x, y = ds.split(*parse_split(s))
             loaders[s] = MemoryLoader(info, s, config, normalize,
                                       to_float(torch.from_numpy(x), config.image_size, config.channels),
                                       torch.from_numpy(y))

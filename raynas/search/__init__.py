@@ -1,0 +1,1 @@
+"""The search engine: algorithms, the bilevel loop, checkpoints and run directories."""
