@@ -1,0 +1,82 @@
+"""The fused cell computes exactly what the straightforward per-edge cell computes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raynas.space.config import PRESETS, SpaceConfig
+from raynas.space.fused import reference_to_fused
+from raynas.space.supernet import create_supernet
+
+TINY = PRESETS.get("tiny")
+
+CASES = {
+    "darts": TINY.space(),
+    "four-nodes-rgb": TINY.space(nodes=4, in_channels=3, num_classes=5),
+    "pcdarts-k2": TINY.space(channels=8, partial_channels=2, edge_norm=True),
+    "pcdarts-k4": TINY.space(channels=8, partial_channels=4, edge_norm=True),
+    "drnas": TINY.space(mixing="dirichlet"),
+    "few-ops": TINY.space(ops=("none", "skip_connect", "sep_conv_3x3")),
+    "convs-only": TINY.space(ops=("sep_conv_5x5", "dil_conv_3x3")),
+    "two-nodes-16px": TINY.space(nodes=2, image_size=16),
+}
+
+
+def _forward_backward(model, x, y):
+    model.zero_grad()
+    torch.manual_seed(123)  # the same Dirichlet sample for both implementations
+    out = model(x)
+    F.cross_entropy(out, y).backward()
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fused_matches_reference_outputs_and_gradients(name):
+    space: SpaceConfig = CASES[name]
+    ref = create_supernet(space, "reference", seed=0)
+    fused = create_supernet(space, "fused", seed=1)
+    fused.load_state_dict(reference_to_fused(ref.state_dict(), fused.cells))
+    x = torch.randn(6, space.in_channels, space.image_size, space.image_size)
+    y = torch.randint(0, space.num_classes, (6,))
+
+    out_ref, out_fused = _forward_backward(ref, x, y), _forward_backward(fused, x, y)
+    torch.testing.assert_close(out_fused, out_ref, atol=1e-5, rtol=1e-4)
+
+    ref_grads = reference_to_fused({n: p.grad for n, p in ref.named_parameters()}, fused.cells)
+    for n, p in fused.named_parameters():
+        assert p.grad is not None, n
+        torch.testing.assert_close(p.grad, ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_fused_parameters_equal_reference_parameters_in_number():
+    space = CASES["darts"]
+    ref, fused = create_supernet(space, "reference"), create_supernet(space, "fused")
+    assert sum(p.numel() for p in ref.parameters()) == sum(p.numel() for p in fused.parameters())
+
+
+@pytest.mark.parametrize("name", ["darts", "pcdarts-k2"])
+def test_alphas_live_in_state_dict_and_are_split_from_weights(name):
+    model = create_supernet(CASES[name])
+    state = model.state_dict()
+    assert "alphas_normal" in state and "alphas_reduce" in state
+    assert ("betas_normal" in state) == CASES[name].edge_norm
+    arch = {id(p) for p in model.arch_parameters()}
+    weights = {id(p) for p in model.weight_parameters()}
+    assert not arch & weights
+    assert arch | weights == {id(p) for p in model.parameters()}
+
+
+def test_same_seed_same_initial_supernet():
+    a, b = create_supernet(CASES["darts"], seed=3), create_supernet(CASES["darts"], seed=3)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_dirichlet_mixing_samples_in_training_and_uses_the_mean_in_eval():
+    model = create_supernet(CASES["drnas"], seed=0)
+    model.train()
+    w1, w2 = model.op_weights("normal"), model.op_weights("normal")
+    assert not torch.equal(w1, w2)
+    torch.testing.assert_close(w1.sum(-1), torch.ones(w1.shape[0]))
+    model.eval()
+    torch.testing.assert_close(model.op_weights("normal"), model.op_probabilities("normal"))
