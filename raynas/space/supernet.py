@@ -53,9 +53,11 @@ class Supernet(nn.Module):
     the fused and reference cells exactly equivalent.
     """
 
-    def __init__(self, space: SpaceConfig, impl: str = "fused"):
+    def __init__(self, space: SpaceConfig, impl: str = "fused", channels_last: bool = True):
         super().__init__()
         self.space, self.impl = space, impl
+        # NHWC activations: depthwise and 1x1 convs are much faster in this layout on CPU (oneDNN)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         c = space.channels
         c_stem = space.stem_multiplier * c
         self.stem = nn.Sequential(nn.Conv2d(space.in_channels, c_stem, 3, padding=1, bias=False),
@@ -114,15 +116,16 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = {kind: self.op_weights(kind) for kind in ("normal", "reduce")}
         scales = {kind: self.edge_weights(kind) for kind in ("normal", "reduce")}
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(x).contiguous(memory_format=self.memory_format)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             s0, s1 = s1, cell(s0, s1, weights[kind], scales[kind])
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
 
-def create_supernet(space: SpaceConfig, impl: str = "fused", seed: int | None = None) -> Supernet:
+def create_supernet(space: SpaceConfig, impl: str = "fused", seed: int | None = None,
+                    channels_last: bool = True) -> Supernet:
     """Build a supernet; with ``seed`` the initial weights and alphas are reproducible."""
     if seed is not None:
         torch.manual_seed(seed)
-    return Supernet(space, impl)
+    return Supernet(space, impl, channels_last)
