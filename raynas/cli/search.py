@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("--cells", type=int, default=None, help="override the preset's number of cells")
     p.add_argument("--nodes", type=int, default=None, help="override the preset's intermediate nodes per cell")
     p.add_argument("--ops", default=None, help="comma-separated candidate ops (default: the 8 DARTS ops)")
+    p.add_argument("--arch-lr", type=float, default=None,
+                   help="Adam LR of the alphas (default: the paper's, x10 for the tiny and cpu presets)")
     p.add_argument("--partial-channels", type=int, default=None, help="PC-DARTS K (default 4, or less if needed)")
     p.add_argument("--max-steps", type=int, default=None, help="cap the steps per epoch (quick runs)")
     p.add_argument("--no-augment", action="store_true", help="no random crops/flips during the search")
@@ -72,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         warmup_epochs=args.warmup_epochs, seed=args.seed, transfer=args.transfer, image_size=args.image_size,
         channels=args.channels, cells=args.cells, nodes=args.nodes, batch_size=args.batch_size,
         ops=tuple(o.strip() for o in args.ops.split(",")) if args.ops else None,
-        partial_channels=args.partial_channels, augment=not args.no_augment, max_steps_per_epoch=args.max_steps,
+        partial_channels=args.partial_channels, a_lr=args.arch_lr, augment=not args.no_augment, max_steps_per_epoch=args.max_steps,
         device=args.device)
 
 
@@ -81,7 +83,7 @@ def run_search_cmd(args: argparse.Namespace) -> None:
     if args.resume:
         run_dir = Path(args.resume)
         config = read_config(run_dir)
-        result = run_search(config, store=store, run_dir=run_dir, resume=True, verbose=not args.json)
+        result = run_search(config, store=store, run_dir=run_dir, resume=True)
     else:
         config = config_from_args(args)
         from raynas.search.loop import build_state
@@ -89,12 +91,12 @@ def run_search_cmd(args: argparse.Namespace) -> None:
         build_state(config, store)  # every configuration error surfaces before a run directory exists
         run_dir = new_run_dir(store.home.runs, config)
         write_config(run_dir, config)
-        result = run_search(config, store=store, run_dir=run_dir, verbose=not args.json)
+        result = run_search(config, store=store, run_dir=run_dir)
     answer = json.loads((run_dir / "result.json").read_text())
     if args.retrain:
         rcfg = RetrainConfig(dataset=config.dataset, epochs=args.retrain_epochs, image_size=result.space.image_size,
                              seed=config.seed, device=config.device)
-        answer["retrain"] = {k: v for k, v in retrain(result.genotype, rcfg, store, run_dir, not args.json).items()
+        answer["retrain"] = {k: v for k, v in retrain(result.genotype, rcfg, store, run_dir).items()
                              if k != "history"}
     if args.json:
         print_json({k: answer[k] for k in ("run_dir", "status", "epochs_done", "final", "best_val_acc", "timings",
@@ -127,7 +129,7 @@ def run_retrain_cmd(args: argparse.Namespace) -> None:
     config = RetrainConfig(dataset=dataset, epochs=args.epochs, image_size=image_size or 16, channels=args.channels,
                            cells=args.cells, batch_size=args.batch_size, lr=args.lr, auxiliary=args.auxiliary,
                            drop_path=args.drop_path, seed=args.seed, device=args.device)
-    result = retrain(genotype, config, store, out_dir, verbose=not args.json)
+    result = retrain(genotype, config, store, out_dir)
     if args.json:
         print_json({k: v for k, v in result.items() if k != "history"})
     else:

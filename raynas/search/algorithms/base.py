@@ -61,7 +61,12 @@ class SearchAlgorithm:
         return int(round(self.default_warmup_fraction * self.config.epochs))
 
     def a_lr(self) -> float:
-        return self.config.a_lr if self.config.a_lr is not None else self.default_a_lr
+        """The configured alpha LR, else the paper's default scaled by the preset (short runs: 10x)."""
+        if self.config.a_lr is not None:
+            return self.config.a_lr
+        from raynas.space.config import PRESETS
+
+        return self.default_a_lr * PRESETS.get(self.config.preset).arch_lr_scale
 
     def arch_loss(self, model: Supernet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
