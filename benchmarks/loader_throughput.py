@@ -6,18 +6,20 @@ What is measured (all on the train split of one dataset, same batch size and out
 
 * raynas ``memory`` backend with augmentation: *cold* = ``create_loaders`` (Parquet read,
   decode, resize, normalisation statistics) plus the first epoch; *warm* = each later epoch.
-* raynas ``ray`` backend (Ray Data): the first epoch is a warm-up (reported as cold), then
-  warm epochs. The Ray start itself is timed separately and excluded from both numbers.
+* raynas ``ray`` backend (Ray Data): *cold* = ``create_loaders`` plus the first epoch, then
+  warm epochs. Starting Ray is timed separately and excluded from both numbers.
 * torchvision ``ImageFolder`` + ``torch.utils.data.DataLoader`` over the same train images
   written out as PNG files (one folder per class), with the equivalent transform pipeline
-  (Grayscale/ToTensor/Resize, RandomCrop with zero padding, Normalize with the same
-  statistics), ``shuffle=True``, once per ``--workers`` value. Cold = building the
-  ``ImageFolder`` plus the first epoch; warm = each later epoch. Workers are started per
-  epoch (the DataLoader default, ``persistent_workers=False``).
+  (Grayscale, ToTensor, Resize, Normalize with the same statistics, RandomCrop with zero
+  padding -- zero after normalising, as raynas pads), ``shuffle=True``, once per
+  ``--workers`` value. *Cold* = building the ``ImageFolder`` plus the first epoch (worker
+  start included); *warm* = each later epoch, with ``persistent_workers`` so that worker
+  start-up is not paid again (the baseline's best case).
 
 Warm numbers are the median over ``--epochs`` epochs. Building a built-in dataset on first
 use and writing the PNG tree are not timed. Batches are only counted, not used, so the
-numbers are the loaders' own ceiling, not a training throughput.
+numbers are the loaders' own ceiling, not a training throughput. Ray is started last, so its
+background processes do not disturb the other measurements.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -43,6 +44,22 @@ from torchvision import transforms as T  # noqa: E402
 
 from raynas.data import DatasetStore  # noqa: E402
 from raynas.data.loader import LoaderConfig, create_loaders  # noqa: E402
+
+
+def cpu_busy_s() -> float | None:
+    """Busy CPU seconds of the whole machine so far (Linux), to see whether others were running."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def run_epoch(loader) -> tuple[int, float]:
@@ -54,43 +71,23 @@ def run_epoch(loader) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def epochs(loader, count: int) -> list[tuple[int, float]]:
-    return [run_epoch(loader) for _ in range(count)]
+def measure(make_loader, count: int) -> dict:
+    """Time ``make_loader()`` + the first epoch (cold), then ``count`` more epochs (warm).
 
-
-def median_rate(runs: list[tuple[int, float]]) -> float:
-    return statistics.median(n / s for n, s in runs)
-
-
-def bench_memory(dataset: str, store: DatasetStore, config: LoaderConfig, count: int) -> dict:
+    ``others_cpu_s``: CPU seconds the rest of the machine used meanwhile (only meaningful for
+    in-process loaders; DataLoader workers and Ray processes count as "others").
+    """
+    busy0, own0 = cpu_busy_s(), own_cpu_s()
     t0 = time.perf_counter()
-    loader = create_loaders(dataset, config, ("train",), store)["train"]
+    loader = make_loader()
     setup = time.perf_counter() - t0
     n, first = run_epoch(loader)
-    warm = epochs(loader, count)
-    return {"setup_s": setup, "first_epoch_s": first, "cold_img_s": n / (setup + first),
-            "warm_epoch_s": [s for _, s in warm], "warm_img_s": median_rate(warm), "images": n,
-            "normalize": loader.normalize}
-
-
-def bench_ray(dataset: str, store: DatasetStore, config: LoaderConfig, count: int) -> dict:
-    import ray
-    import ray.data
-
-    from raynas.ray_session import ensure_ray
-
-    t0 = time.perf_counter()
-    ensure_ray()
-    ray_start = time.perf_counter() - t0
-    ray.data.DataContext.get_current().enable_progress_bars = False  # keep the output readable
-    t0 = time.perf_counter()
-    loader = create_loaders(dataset, config, ("train",), store)["train"]
-    setup = time.perf_counter() - t0
-    n, first = run_epoch(loader)
-    warm = epochs(loader, count)
-    return {"ray_start_s": ray_start, "setup_s": setup, "first_epoch_s": first,
-            "cold_img_s": n / (setup + first), "warm_epoch_s": [s for _, s in warm],
-            "warm_img_s": median_rate(warm), "images": n}
+    warm = [run_epoch(loader) for _ in range(count)]
+    busy1, own1 = cpu_busy_s(), own_cpu_s()
+    others = None if busy0 is None or busy1 is None else max(0.0, (busy1 - busy0) - (own1 - own0))
+    return {"others_cpu_s": others, "wall_s": time.perf_counter() - t0, "images": n, "setup_s": setup, "first_epoch_s": first, "cold_img_s": n / (setup + first),
+            "warm_epoch_s": [s for _, s in warm], "warm_img_s": statistics.median(m / s for m, s in warm),
+            "loader": loader}
 
 
 def write_image_folder(store: DatasetStore, dataset: str, root: Path) -> int:
@@ -105,24 +102,30 @@ def write_image_folder(store: DatasetStore, dataset: str, root: Path) -> int:
     return len(images)
 
 
-def bench_imagefolder(root: Path, config: LoaderConfig, normalize, workers: int, count: int) -> dict:
+def imagefolder_loader(root: Path, config: LoaderConfig, normalize, workers: int):
     size = config.image_size
     transform = T.Compose([
         T.Grayscale(num_output_channels=config.channels),
         T.ToTensor(),
         T.Resize((size, size), antialias=True),
-        T.RandomCrop(size, padding=size // 8),
         T.Normalize(normalize.mean, normalize.std),
+        T.RandomCrop(size, padding=size // 8),
     ])
-    t0 = time.perf_counter()
     folder = torchvision.datasets.ImageFolder(str(root), transform=transform)
-    loader = torch.utils.data.DataLoader(folder, batch_size=config.batch_size, shuffle=True, num_workers=workers,
-                                         generator=torch.Generator().manual_seed(config.seed))
-    setup = time.perf_counter() - t0
-    n, first = run_epoch(loader)
-    warm = epochs(loader, count)
-    return {"workers": workers, "setup_s": setup, "first_epoch_s": first, "cold_img_s": n / (setup + first),
-            "warm_epoch_s": [s for _, s in warm], "warm_img_s": median_rate(warm), "images": n}
+    return torch.utils.data.DataLoader(folder, batch_size=config.batch_size, shuffle=True, num_workers=workers,
+                                       persistent_workers=workers > 0,
+                                       generator=torch.Generator().manual_seed(config.seed))
+
+
+def start_ray() -> float:
+    import ray.data
+
+    from raynas.ray_session import ensure_ray
+
+    t0 = time.perf_counter()
+    ensure_ray()
+    ray.data.DataContext.get_current().enable_progress_bars = False  # keep the output readable
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -146,13 +149,21 @@ def main() -> None:
         config = LoaderConfig(image_size=args.image_size, channels=1, batch_size=args.batch_size,
                               augment=True, backend="memory")
 
-        memory = bench_memory(args.dataset, store, config, args.epochs)
-        normalize = memory.pop("normalize")
+        memory = measure(lambda: create_loaders(args.dataset, config, ("train",), store)["train"], args.epochs)
+        normalize = memory.pop("loader").normalize
         folder_root = scratch / "imagefolder"
         n_files = write_image_folder(store, args.dataset, folder_root)
-        folders = [bench_imagefolder(folder_root, config, normalize, w, args.epochs) for w in workers]
-        ray_result = bench_ray(args.dataset, store, LoaderConfig(**dict(config.to_json(), backend="ray")),
-                               args.epochs)
+        folders = {}
+        for w in workers:
+            folders[w] = measure(lambda: imagefolder_loader(folder_root, config, normalize, w), args.epochs)
+            del folders[w]["loader"]  # ends persistent workers before the next measurement
+
+        ray_start = start_ray()
+        ray_config = LoaderConfig(**dict(config.to_json(), backend="ray"))
+        ray_result = measure(lambda: create_loaders(args.dataset, ray_config, ("train",), store)["train"],
+                             args.epochs)
+        ray_result.pop("loader")
+        ray_result["ray_start_s"] = ray_start
     finally:
         try:
             import ray
@@ -169,39 +180,42 @@ def main() -> None:
            "batch_size": args.batch_size, "channels": 1, "augment": True, "warm_epochs": args.epochs,
            "torch": torch.__version__, "torchvision": torchvision.__version__, "ray": ray.__version__,
            "python": platform.python_version(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(),
-           "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+           "torch_threads": torch.get_num_threads(), "load_average_1min_before": round(load_before, 2)}
     print(f"loader throughput, {env['date']}: dataset {args.dataset}, train split {memory['images']} images "
           f"stored {'x'.join(map(str, info.shape))}, served at 1x{args.image_size}x{args.image_size}, "
-          f"batch {args.batch_size}, augment on, {args.epochs} warm epochs (median)")
+          f"batch {args.batch_size}, random crop on, median of {args.epochs} warm epochs")
     print(f"torch {env['torch']}, torchvision {env['torchvision']}, ray {env['ray']}, python {env['python']}, "
-          f"{env['cpu_count']} CPUs, {env['torch_threads']} torch threads")
-    busy = env["load_average_1min"][0]
-    print(f"1-minute load average before/after: {env['load_average_1min'][0]:.2f}/{env['load_average_1min'][1]:.2f}"
-          + (" -- other processes were busy at the start; rerun on a quiet machine" if busy > 0.5 * (os.cpu_count() or 1) else ""))
+          f"{env['cpu_count']} CPUs, {env['torch_threads']} torch threads, 1-minute load average at start "
+          f"{load_before:.2f}")
+    others = memory["others_cpu_s"]
+    if others is not None:
+        share = others / memory["wall_s"]
+        print(f"other processes used {share:.0%} of a core while the in-memory loader was measured")
+        if share > 0.1:
+            print("warning: the machine was not quiet; small multi-threaded torch ops slow down badly when "
+                  "cores are shared -- rerun on a quiet machine")
 
     rows = [("raynas memory", memory)]
-    rows += [(f"ImageFolder workers={f['workers']}", f) for f in folders]
+    rows += [(f"ImageFolder workers={w}", r) for w, r in folders.items()]
     rows += [("raynas ray", ray_result)]
     print(f"\n{'loader':<24} {'setup s':>8} {'1st epoch s':>12} {'cold img/s':>11} {'warm img/s':>11}")
     for name, r in rows:
         print(f"{name:<24} {r['setup_s']:>8.2f} {r['first_epoch_s']:>12.3f} {r['cold_img_s']:>11,.0f} "
               f"{r['warm_img_s']:>11,.0f}")
-    print(f"(Ray start {ray_result['ray_start_s']:.1f} s, excluded; ray cold = setup + first epoch after start)")
+    print(f"(starting Ray took {ray_start:.1f} s, not included above)\n")
 
     ratios = {}
-    for f in folders:
-        w = f["workers"]
-        ratios[f"memory / imagefolder-w{w} (warm)"] = memory["warm_img_s"] / f["warm_img_s"]
-        ratios[f"memory / imagefolder-w{w} (cold)"] = memory["cold_img_s"] / f["cold_img_s"]
-        ratios[f"ray / imagefolder-w{w} (warm)"] = ray_result["warm_img_s"] / f["warm_img_s"]
-    print()
+    for w, r in folders.items():
+        ratios[f"raynas-memory / ImageFolder-w{w}, warm"] = memory["warm_img_s"] / r["warm_img_s"]
+        ratios[f"raynas-memory / ImageFolder-w{w}, cold"] = memory["cold_img_s"] / r["cold_img_s"]
+        ratios[f"raynas-ray / ImageFolder-w{w}, warm"] = ray_result["warm_img_s"] / r["warm_img_s"]
     for k, v in ratios.items():
-        print(f"{k:<36} {v:>8.2f}x")
+        print(f"{k:<38} {v:>7.2f}x")
 
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({**env, "memory": memory, "ray": ray_result, "imagefolder": folders, "ratios": ratios},
+            json.dump({**env, "raynas_memory": memory, "raynas_ray": ray_result,
+                       "imagefolder": {f"workers={w}": r for w, r in folders.items()}, "ratios": ratios},
                       fh, indent=2)
 
 

@@ -215,9 +215,10 @@ class FusedCell(nn.Module):
                 states.append(acc[j - 2])  # all inputs of node j-2 have arrived
             edges = list(edges_from(self.nodes, j))
             outs = source(states[j], weights[edges], None if scales is None else scales[edges])
-            for n, e in enumerate(edges):
+            # unbind, not outs[:, n]: its backward stacks E gradients instead of zero-filling E full-size tensors
+            for e, out in zip(edges, outs.unbind(1)):
                 t = self.targets[e]
-                acc[t] = outs[:, n] if acc[t] is None else acc[t] + outs[:, n]
+                acc[t] = out if acc[t] is None else acc[t] + out
         states.append(acc[-1])
         return torch.cat(states[2:], dim=1)
 
