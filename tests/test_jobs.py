@@ -1,0 +1,35 @@
+"""A raynas command submitted as a Ray job to a local two-node cluster (cluster/local.sh)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.cluster
+def test_ray_job_submit_runs_a_raynas_command(tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
+    subprocess.run([str(ROOT / "cluster" / "local.sh"), "start"], check=True, env=env, capture_output=True)
+    try:
+        client = JobSubmissionClient("http://127.0.0.1:8265")
+        job = client.submit_job(entrypoint=f"python jobs/raynas_job.py data list --json --home {tmp_path}",
+                                runtime_env={"working_dir": str(ROOT), "excludes": [".venv", ".git", "runs"]})
+        deadline = time.time() + 300
+        while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                             JobStatus.STOPPED}:
+            assert time.time() < deadline, "job did not finish in time"
+            time.sleep(2)
+        logs = client.get_job_logs(job)
+        assert status == JobStatus.SUCCEEDED, logs
+        rows = json.loads(logs[logs.index("[\n  {"):logs.rindex("]") + 1])
+        assert "glyph-greek" in {r["name"] for r in rows}
+    finally:
+        subprocess.run([str(ROOT / "cluster" / "local.sh"), "stop"], env=env, capture_output=True)
