@@ -11,7 +11,7 @@ from raynas.data import DatasetStore
 from raynas.errors import RaynasError
 from raynas.search.algorithms import ALGORITHMS
 from raynas.search.config import SearchConfig
-from raynas.search.loop import run_search
+from raynas.search.loop import build_state, run_search
 from raynas.search.results import new_run_dir, read_config, write_config
 from raynas.search.retrain import RetrainConfig, retrain
 from raynas.space.config import PRESETS
@@ -86,8 +86,6 @@ def run_search_cmd(args: argparse.Namespace) -> None:
         result = run_search(config, store=store, run_dir=run_dir, resume=True)
     else:
         config = config_from_args(args)
-        from raynas.search.loop import build_state
-
         build_state(config, store)  # every configuration error surfaces before a run directory exists
         run_dir = new_run_dir(store.home.runs, config)
         write_config(run_dir, config)

@@ -80,7 +80,8 @@ def content_hash(images: np.ndarray, labels: np.ndarray, splits: np.ndarray, cla
     h.update(json.dumps([list(images.shape), list(class_names)]).encode())
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(np.ascontiguousarray(labels, dtype="<i4").tobytes())
-    h.update("".join(s[0] for s in splits).encode())
+    codes = {name: i for i, name in enumerate(splits_mod.SPLITS)}
+    h.update(bytes(codes[s] for s in np.asarray(splits).tolist()))
     return h.hexdigest()
 
 
@@ -191,25 +192,25 @@ def tensor_column_to_numpy(column: pa.ChunkedArray | pa.Array, shape: tuple[int,
     return storage.flatten().to_numpy(zero_copy_only=False).reshape(len(column), *shape).copy()
 
 
-def read_info(path: str | Path) -> DatasetInfo:
-    """Read only the footer: fast enough to list hundreds of datasets."""
-    path = Path(path)
+def _read_parquet(path: Path, reader):
+    """Run a pyarrow reader, turning unreadable files into an error that says what to do."""
     try:
-        schema = pq.read_schema(path)
+        return reader(path)
     except (OSError, pa.ArrowException) as exc:
         raise RaynasError(f"cannot read dataset file {path}: {exc}",
                           "delete the file and build or import the dataset again") from exc
-    return _info_from_metadata(schema.metadata, path)
+
+
+def read_info(path: str | Path) -> DatasetInfo:
+    """Read only the footer: fast enough to list hundreds of datasets."""
+    path = Path(path)
+    return _info_from_metadata(_read_parquet(path, pq.read_schema).metadata, path)
 
 
 def read_dataset(path: str | Path, verify: bool = False) -> ImageDataset:
     """Load a whole dataset; with ``verify`` recompute the content hash and refuse a mismatch."""
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise RaynasError(f"cannot read dataset file {path}: {exc}",
-                          "delete the file and build or import the dataset again") from exc
+    table = _read_parquet(path, pq.read_table)
     info = _info_from_metadata(table.schema.metadata, path)
     images = tensor_column_to_numpy(table.column("image"), info.shape)
     labels = table.column("label").to_numpy().astype(np.int32)

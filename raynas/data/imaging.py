@@ -23,12 +23,31 @@ def read_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return _to_8bit(img).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise RaynasError(
             f"cannot read image {path}: {exc}",
             "replace or remove the damaged file and run the import again",
         ) from exc
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Scale 16-bit and 32-bit gray images to 0..255 (``convert`` would clip them at 255).
+
+    16-bit modes map by their full range; 32-bit integer or float images by their own range
+    when it exceeds 0..255 (floats in 0..1 count as 0..1).
+    """
+    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
+        return img
+    x = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        x = x / 257.0
+    elif img.mode == "F" and x.size and 0.0 <= x.min() and x.max() <= 1.0:
+        x = x * 255.0
+    elif x.size and (x.min() < 0 or x.max() > 255):
+        lo, hi = float(x.min()), float(x.max())
+        x = (x - lo) * (255.0 / (hi - lo))
+    return Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8), mode="L")
 
 
 def fit_square(img: Image.Image, size: int) -> Image.Image:

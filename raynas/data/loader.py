@@ -187,7 +187,8 @@ BACKENDS.add("ray", RayDataLoader)
 def choose_backend(info: DatasetInfo, config: LoaderConfig) -> str:
     if config.backend != "auto":
         return config.backend
-    decoded = info.num_images * (info.shape[0] + config.channels * config.image_size ** 2 * 4)
+    stored = math.prod(info.shape)  # uint8 pixels as read from Parquet
+    decoded = info.num_images * (stored + config.channels * config.image_size ** 2 * 4)
     return "memory" if decoded <= config.memory_limit_mb * 2 ** 20 else "ray"
 
 

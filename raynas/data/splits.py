@@ -31,6 +31,26 @@ def min_images_per_class(fractions: Sequence[float] = DEFAULT_FRACTIONS) -> int:
     return len(check_fractions(fractions))
 
 
+def _held_out_counts(n: int, f_val: float, f_test: float, cls, fractions) -> tuple[int, int]:
+    """Val and test sizes for a class of ``n``: rounded, at least one each, leaving train at least one.
+
+    Rounding val and test independently can take every image (4 images at 0.45/0.45 round to
+    2 + 2), so the larger held-out share gives way until train keeps one.
+    """
+    if n < min_images_per_class(fractions):
+        raise RaynasError(
+            f"class {cls} has {n} images, too few for a train/val/test split",
+            f"give every class at least {min_images_per_class(fractions)} images",
+        )
+    n_val, n_test = max(1, round(n * f_val)), max(1, round(n * f_test))
+    while n - n_val - n_test < 1:
+        if n_val >= n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n_val, n_test
+
+
 def stratified_split(
     labels: np.ndarray,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
@@ -48,14 +68,7 @@ def stratified_split(
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
-        n = len(idx)
-        n_val = max(1, round(n * f_val))
-        n_test = max(1, round(n * f_test))
-        if n - n_val - n_test < 1:
-            raise RaynasError(
-                f"class {cls} has {n} images, too few for a train/val/test split",
-                f"give every class at least {min_images_per_class(fractions)} images",
-            )
+        n_val, n_test = _held_out_counts(len(idx), f_val, f_test, cls, fractions)
         out[idx[:n_val]] = "val"
         out[idx[n_val : n_val + n_test]] = "test"
         out[idx[n_val + n_test :]] = "train"

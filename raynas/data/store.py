@@ -40,12 +40,8 @@ class DatasetStore:
         """Build (or rebuild, if its builder version changed) a built-in dataset."""
         spec = BUILTINS.get(name)
         path = self.path(name)
-        if path.is_file():
-            try:
-                if read_info(path).version == spec.version:
-                    return path
-            except RaynasError:
-                pass  # unreadable cache: rebuild it
+        if self._is_current(name):
+            return path
         raw = spec.build()
         ds = make_dataset(name, raw.images, raw.labels, raw.class_names, domain=spec.domain,
                           provenance=dict(raw.provenance, builder=f"raynas built-in '{name}'",
@@ -59,9 +55,11 @@ class DatasetStore:
             self.ensure_builtin(name)
 
     def _is_current(self, name: str) -> bool:
+        """A built-in's cache is current when it reads and its builder version matches."""
+        path = self.path(name)
         try:
-            return read_info(self.path(name)).version == BUILTINS.get(name).version
-        except RaynasError:
+            return path.is_file() and read_info(path).version == BUILTINS.get(name).version
+        except RaynasError:  # unreadable cache: rebuild it
             return False
 
     def info(self, name: str) -> DatasetInfo:

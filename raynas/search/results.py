@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from raynas import __version__
+from raynas.errors import RaynasError
 from raynas.search.config import SearchConfig
 from raynas.space.genotype import draw_alphas, draw_genotype
 from raynas.storage import atomic_path, atomic_write_text
@@ -37,8 +38,6 @@ def write_config(run_dir: Path, config: SearchConfig) -> None:
 
 
 def read_config(run_dir: Path) -> SearchConfig:
-    from raynas.errors import RaynasError
-
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise RaynasError(f"{path} not found", "give a run directory written by `raynas search`")

@@ -30,14 +30,14 @@ class BuiltinSpec:
     description: str
     build: Callable[[], RawImages]
     allow_flip: bool = False  # mirror images are valid samples (textures, faces), not for glyphs
-    version: str = "1"  # bump when the builder's output changes; stale caches are rebuilt
+    version: str = "2"  # bump when the builder's output changes; stale caches are rebuilt
     seed: int = 0
 
 
 BUILTINS: Registry[BuiltinSpec] = Registry("built-in dataset")
 
 
-def builtin(name: str, *, domain: str, description: str, allow_flip: bool = False, version: str = "1",
+def builtin(name: str, *, domain: str, description: str, allow_flip: bool = False, version: str = "2",
             seed: int = 0) -> Callable[[Callable[[], RawImages]], Callable[[], RawImages]]:
     """Register a builder function as a built-in dataset."""
 
