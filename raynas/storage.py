@@ -1,7 +1,15 @@
-"""Crash-safe writes: everything is written under a temporary name and renamed into place.
+"""Crash-safe storage: everything is written under a temporary name and moved into place.
 
 A reader therefore sees either the old file or the complete new one, never half a file,
 and a failed write leaves what was stored untouched.
+
+Two layers:
+
+* :func:`atomic_path` and friends for local files (datasets, run directories);
+* :class:`Storage`, a root directory on a local path or any ``pyarrow.fs`` URI (``s3://``,
+  ``gs://``, ``hdfs://``, NFS mounts), for what several machines share: the zoo and the
+  embedding store. Single files are written to a temporary key and moved (a rename locally,
+  an atomic put on object stores).
 """
 
 from __future__ import annotations
@@ -11,6 +19,11 @@ import os
 import uuid
 from pathlib import Path
 from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from raynas.errors import RaynasError
 
 
 @contextlib.contextmanager
@@ -34,3 +47,89 @@ def atomic_write_bytes(final: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(final: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(final, text.encode("utf-8"))
+
+
+TMP_MARK = ".tmp-"
+
+
+class Storage:
+    """A root directory on a local path or a ``pyarrow.fs`` URI; paths below it are '/'-joined.
+
+    Names that start with '.' or contain :data:`TMP_MARK` are never listed, so readers do
+    not see writes in progress.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        root = str(root)
+        if "://" in root:
+            try:
+                self.fs, path = pafs.FileSystem.from_uri(root)
+            except (pa.ArrowException, ValueError, OSError) as exc:
+                raise RaynasError(f"cannot open storage '{root}': {exc}",
+                                  "give a local path or a URI pyarrow understands (file://, s3://, gs://, hdfs://)"
+                                  ) from exc
+        else:
+            self.fs, path = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
+        self.uri, self.root = root, path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Storage({self.uri!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *(p.strip("/") for p in parts if p)])
+
+    def child(self, *parts: str) -> "Storage":
+        sub = Storage.__new__(Storage)
+        sub.fs, sub.root = self.fs, self.path(*parts)
+        sub.uri = "/".join([self.uri.rstrip("/"), *parts])
+        return sub
+
+    # -- reading ----------------------------------------------------------------------
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def read_bytes(self, *parts: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(*parts)) as fh:
+                return fh.read()
+        except (FileNotFoundError, pa.ArrowException, OSError) as exc:
+            raise FileNotFoundError(self.path(*parts)) from exc
+
+    def listdir(self, *parts: str, dirs: bool = True) -> list[str]:
+        """Names of the sub-directories (or files) directly below; missing directory -> []."""
+        want = pafs.FileType.Directory if dirs else pafs.FileType.File
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts), allow_not_found=True))
+        except (pa.ArrowException, OSError):
+            return []
+        return sorted(i.base_name for i in infos
+                      if i.type == want and not i.base_name.startswith(".") and TMP_MARK not in i.base_name)
+
+    # -- writing ----------------------------------------------------------------------
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write atomically: to a temporary name, then moved over the final one."""
+        final = self.path(*parts)
+        parent, name = final.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            with self.fs.open_output_stream(tmp) as fh:
+                fh.write(data)
+            self.fs.move(tmp, final)
+        finally:
+            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                self.fs.delete_file(tmp)
+        return final
+
+    def delete(self, *parts: str) -> None:
+        """Delete a file or a whole directory; a missing one is not an error."""
+        path = self.path(*parts)
+        kind = self.fs.get_file_info(path).type
+        if kind == pafs.FileType.Directory:
+            self.fs.delete_dir(path)
+        elif kind == pafs.FileType.File:
+            self.fs.delete_file(path)
