@@ -1,0 +1,247 @@
+"""Encoders turn images of any size and channel count into fixed-length feature vectors.
+
+Every OT distance lives in an encoder's feature space, so an embedding records the encoder's
+``version`` and embeddings of different versions are never compared. A version changes
+whenever the features would (other weights, another input size, a refitted PCA).
+
+Encoders are made by factories in :data:`ENCODERS`. Every factory is called as
+``factory(storage=..., home=..., **kwargs)``: ``storage`` is the embedding storage (an encoder
+may keep fitted state under ``encoders/`` there), ``home`` the raynas home, and the keyword
+arguments are the factory's own options. A factory that needs more context, such as a zoo
+handle for features of a pretrained supernet, declares it as a keyword argument
+(``def supernet(*, storage, home=None, zoo, source=None)``) and receives it through
+:func:`create_encoder`.
+
+Built-ins:
+
+* ``pixels`` (default, no download): images resized to 16x16, 3 channels, [0, 1] scale,
+  flattened and projected by one fixed PCA to 64 dimensions. The PCA is fitted once on a
+  seeded, stratified pool of the built-in suite's train splits and stored, so every
+  machine sharing the storage uses the same projection.
+* ``resnet18``: global-pooled features (512-d) of torchvision's ImageNet ResNet-18, from the
+  local torch hub cache or downloaded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from raynas.data.transforms import to_float
+from raynas.errors import RaynasError
+from raynas.ot.sampling import stratified_indices
+from raynas.registry import Registry
+from raynas.storage import Storage
+
+DEFAULT_ENCODER = "pixels"
+ENCODER_DIR = "encoders"  # fitted encoder state, inside the embedding storage
+POOL_SEED = 0  # the reference pool of the pixel PCA
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Images -> features. ``version`` names the feature space: equal version, equal features."""
+
+    name: str
+    version: str
+    dim: int
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, C, H, W), any C and size -> float32 (N, dim)."""
+        ...
+
+
+ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder")
+
+
+def create_encoder(name: str = DEFAULT_ENCODER, *, storage: Storage, home: Any = None, **kwargs: Any) -> Encoder:
+    """Build the encoder registered as ``name``; extra keyword arguments go to its factory."""
+    return ENCODERS.get(name)(storage=storage, home=home, **kwargs)
+
+
+def _check_images(images: np.ndarray) -> torch.Tensor:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        got = f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}"
+        raise RaynasError(f"an encoder takes uint8 images of shape (N, C, H, W), got {got}",
+                          "pass ImageDataset.images (or a slice of it)")
+    return torch.from_numpy(np.ascontiguousarray(images))
+
+
+def _batches(images: np.ndarray, batch_size: int):
+    x = _check_images(images)
+    for start in range(0, len(x), batch_size):
+        yield x[start:start + batch_size]
+
+
+# -- pixels + PCA ---------------------------------------------------------------------------
+
+def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and the top ``dim`` principal axes (dim, D), each signed so that its
+    largest-magnitude entry is positive (eigenvectors are only defined up to sign)."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred / len(x))
+    components = vectors[:, ::-1][:, :dim].T.copy()
+    peak = components[np.arange(len(components)), np.abs(components).argmax(axis=1)]
+    components *= np.sign(peak)[:, None]
+    return mean, components
+
+
+def reference_pool(home: Any, image_size: int, per_dataset: int) -> tuple[np.ndarray, dict[str, str]]:
+    """Flattened float pixels of a fixed stratified sample of every built-in train split,
+    and the content hashes of the datasets it came from."""
+    from raynas.data import DatasetStore
+    from raynas.data.builtin import BUILTINS
+
+    store = DatasetStore(home)
+    parts, hashes = [], {}
+    for name in BUILTINS:
+        ds = store.load(name)
+        images, labels = ds.split("train")
+        idx = stratified_indices(labels, per_dataset, POOL_SEED)
+        parts.append(to_float(torch.from_numpy(images[idx]), image_size, 3).reshape(len(idx), -1).numpy())
+        hashes[name] = ds.info.content_hash
+    return np.concatenate(parts).astype(np.float64), hashes
+
+
+class PixelPCAEncoder:
+    """Resized pixels (3 channels, [0, 1]) projected onto a stored PCA basis."""
+
+    name = "pixels"
+
+    def __init__(self, image_size: int, mean: np.ndarray, components: np.ndarray, digest: str,
+                 batch_size: int = 1024):
+        self.image_size, self.batch_size = image_size, batch_size
+        self.mean = mean.astype(np.float32)
+        self.components = components.astype(np.float32)
+        self.dim = len(components)
+        self.version = f"pixels-{image_size}px-pca{self.dim}-{digest[:8]}"
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        out = [(to_float(b, self.image_size, 3).reshape(len(b), -1).numpy() - self.mean) @ self.components.T
+               for b in _batches(images, self.batch_size)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+
+
+def _pca_bytes(mean: np.ndarray, components: np.ndarray, meta: dict[str, str]) -> bytes:
+    from safetensors.numpy import save
+
+    return save({"mean": mean.astype(np.float32), "components": components.astype(np.float32)}, metadata=meta)
+
+
+def _read_pca(storage: Storage, key: str, image_size: int, dim: int) -> PixelPCAEncoder:
+    from safetensors.numpy import load
+
+    data = storage.read_bytes(ENCODER_DIR, key)
+    try:
+        arrays = load(data)
+        mean, components = arrays["mean"], arrays["components"]
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise RaynasError(f"cannot read the fitted PCA {storage.path(ENCODER_DIR, key)}: {exc}",
+                          "delete the file; it is fitted again on next use") from exc
+    if mean.shape != (3 * image_size * image_size,) or components.shape != (dim, mean.shape[0]):
+        raise RaynasError(f"the fitted PCA {storage.path(ENCODER_DIR, key)} has shapes {mean.shape}, "
+                          f"{components.shape}, not those of {image_size}px and {dim} dims",
+                          "delete the file; it is fitted again on next use")
+    return PixelPCAEncoder(image_size, mean, components, hashlib.sha256(data).hexdigest())
+
+
+@ENCODERS.register("pixels")
+def pixels(*, storage: Storage, home: Any = None, image_size: int = 16, dim: int = 64,
+           per_dataset: int = 300) -> PixelPCAEncoder:
+    """Load the stored PCA, or fit it on the built-in suite (built in ``home`` if needed) and store it.
+
+    After writing, the stored file is read back, so concurrent fitters end up with the bytes
+    that won the race and agree on the version.
+    """
+    if dim > 3 * image_size * image_size:
+        raise RaynasError(f"a {dim}-d PCA of {image_size}px RGB pixels is impossible",
+                          f"choose dim <= {3 * image_size * image_size}")
+    key = f"pixels-{image_size}px-pca{dim}.safetensors"
+    if not storage.exists(ENCODER_DIR, key):
+        pool, hashes = reference_pool(home, image_size, per_dataset)
+        mean, components = fit_pca(pool, dim)
+        meta = {"format": "raynas-pca/1", "image_size": str(image_size), "channels": "3", "dim": str(dim),
+                "pool": f"built-in train splits, {per_dataset} per dataset, stratified, seed {POOL_SEED}",
+                "datasets": json.dumps(hashes, sort_keys=True)}
+        storage.write_bytes(_pca_bytes(mean, components, meta), ENCODER_DIR, key)
+    return _read_pca(storage, key, image_size, dim)
+
+
+# -- ResNet-18 ------------------------------------------------------------------------------
+
+_IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def resnet18_weights_url() -> str:
+    from torchvision.models import ResNet18_Weights
+
+    return ResNet18_Weights.IMAGENET1K_V1.url
+
+
+def resnet18_weights_path() -> Path:
+    """Where torch hub keeps the ImageNet ResNet-18 weights ($TORCH_HOME/hub/checkpoints/...)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / resnet18_weights_url().rsplit("/", 1)[-1]
+
+
+def load_resnet18_weights() -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict and the sha256 of its file; downloads once when absent."""
+    path, url = resnet18_weights_path(), resnet18_weights_url()
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+        except Exception as exc:  # offline machines fail in many ways (URLError, OSError, SSL, HTTP)
+            raise RaynasError(
+                f"the ImageNet ResNet-18 weights are not in {path} and could not be downloaded ({exc})",
+                f"copy {path.name} (from {url}) to {path.parent} (set TORCH_HOME to choose the folder), "
+                "or use `--encoder pixels`, which needs no download") from exc
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign files raise pickle, zip or runtime errors
+        raise RaynasError(f"cannot read the ResNet-18 weights {path}: {exc}",
+                          "delete the file and download it again, or use `--encoder pixels`") from exc
+    return state, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ResNet18Encoder:
+    """Global-pooled ResNet-18 features at a fixed input size, ImageNet normalisation."""
+
+    name = "resnet18"
+    dim = 512
+
+    def __init__(self, state: dict[str, torch.Tensor], digest: str, image_size: int = 64, batch_size: int = 256):
+        from torchvision.models import resnet18
+
+        model = resnet18(weights=None)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise RaynasError(f"the ResNet-18 weights do not fit torchvision's ResNet-18: {exc}",
+                              f"replace {resnet18_weights_path()} with the ImageNet weights") from exc
+        model.fc = torch.nn.Identity()
+        self.model = model.eval()
+        self.image_size, self.batch_size = image_size, batch_size
+        self.version = f"resnet18-imagenet-{image_size}px-{digest[:8]}"
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for b in _batches(images, self.batch_size):
+                x = (to_float(b, self.image_size, 3) - _IMAGENET_MEAN) / _IMAGENET_STD
+                out.append(self.model(x).numpy())
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+
+
+@ENCODERS.register("resnet18")
+def resnet18(*, storage: Storage, home: Any = None, image_size: int = 64, batch_size: int = 256) -> ResNet18Encoder:
+    """ImageNet ResNet-18 (fc removed); ``storage`` and ``home`` are not needed."""
+    state, digest = load_resnet18_weights()
+    return ResNet18Encoder(state, digest, image_size=image_size, batch_size=batch_size)

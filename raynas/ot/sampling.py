@@ -1,0 +1,43 @@
+"""Seeded, class-stratified subsets: the same dataset always yields the same subset.
+
+Distances computed from subsets are only reproducible (and a dataset only has distance 0 to
+itself) when the subset is a pure function of the labels and one fixed seed, so every
+subset in :mod:`raynas.ot` is drawn here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def allocate(counts: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` draws over classes in proportion to ``counts`` (largest remainder).
+
+    Every class keeps at least one draw when ``total`` allows it, and no class gets more
+    than it has; ``total`` at or above the sum takes everything.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if total >= counts.sum():
+        return counts.copy()
+    floor = np.minimum(counts, 1) if total >= np.count_nonzero(counts) else np.zeros_like(counts)
+    share = (total - floor.sum()) * (counts - floor) / max(int((counts - floor).sum()), 1)
+    take = floor + np.floor(share).astype(np.int64)
+    left = total - int(take.sum())
+    order = np.lexsort((np.arange(len(counts)), -(share - np.floor(share))))  # largest remainder, then class order
+    while left > 0:  # one pass suffices in exact arithmetic; the loop guards against rounding
+        for c in order:
+            if left > 0 and take[c] < counts[c]:
+                take[c] += 1
+                left -= 1
+    return take
+
+
+def stratified_indices(labels: np.ndarray, total: int, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified sample of at most ``total`` items, fixed by ``seed``."""
+    labels = np.asarray(labels)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    take = allocate(counts, total)
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(inverse == c), size=int(k), replace=False)
+              for c, k in enumerate(take)]
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
