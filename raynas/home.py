@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from raynas.storage import Storage
 
 
 def default_home() -> Path:
@@ -37,3 +41,21 @@ class Home:
     @property
     def cache(self) -> Path:
         return self._dir("cache")
+
+    @property
+    def zoo(self) -> Path:
+        return self._dir("zoo")
+
+    @property
+    def embeddings(self) -> Path:
+        return self._dir("embeddings")
+
+    def shared(self, storage: str | None = None) -> tuple["Storage", "Storage"]:
+        """Zoo and embedding-store roots: under ``storage`` (a path or pyarrow.fs URI) if given,
+        else under this home."""
+        from raynas.storage import Storage
+
+        if storage:
+            root = Storage(storage)
+            return root.child("zoo"), root.child("embeddings")
+        return Storage(self.zoo), Storage(self.embeddings)

@@ -126,10 +126,13 @@ class Storage:
         return final
 
     def delete(self, *parts: str) -> None:
-        """Delete a file or a whole directory; a missing one is not an error."""
+        """Delete a file or a whole directory; a missing one (or one deleted meanwhile) is not an error."""
         path = self.path(*parts)
         kind = self.fs.get_file_info(path).type
-        if kind == pafs.FileType.Directory:
-            self.fs.delete_dir(path)
-        elif kind == pafs.FileType.File:
-            self.fs.delete_file(path)
+        try:
+            if kind == pafs.FileType.Directory:
+                self.fs.delete_dir(path)
+            elif kind == pafs.FileType.File:
+                self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass

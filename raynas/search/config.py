@@ -16,7 +16,15 @@ class SearchConfig:
     epochs: int = 10
     warmup_epochs: int | None = None  # epochs without alpha updates; None = the algorithm's default
     seed: int = 0
-    transfer: str = "scratch"
+    # warm start (raynas.transfer): where the supernet's initial weights and alphas come from
+    transfer: str = "scratch"  # scratch | auto | ot | multi | random | a zoo entry's name
+    transfer_mode: str = "weights+alphas"  # weights+alphas | weights | alphas
+    alpha_temperature: float = 1.0  # > 1 softens transferred alphas towards uniform
+    distance: str = "cascade"  # OT method that ranks zoo sources for --transfer ot
+    encoder: str = "pixels"  # feature encoder of the OT embeddings
+    # multi-dataset pretraining: one supernet over these datasets (a head each); ``dataset``
+    # then names the result instead of a stored dataset
+    multi: tuple[str, ...] = ()
     # sizes: None = from the preset
     image_size: int | None = None
     channels: int | None = None
@@ -46,6 +54,11 @@ class SearchConfig:
     def __post_init__(self):
         if self.ops is not None:
             object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "multi", tuple(self.multi))
+        if len(self.multi) == 1 or len(set(self.multi)) != len(self.multi):
+            raise RaynasError(f"multi-dataset pretraining needs at least two distinct datasets, got {list(self.multi)}")
+        if self.alpha_temperature <= 0:
+            raise RaynasError(f"alpha_temperature must be positive, got {self.alpha_temperature}")
         if self.epochs < 1:
             raise RaynasError(f"epochs must be at least 1, got {self.epochs}")
         if self.warmup_epochs is not None and not 0 <= self.warmup_epochs <= self.epochs:
@@ -62,6 +75,7 @@ class SearchConfig:
         d = asdict(self)
         if self.ops is not None:
             d["ops"] = list(self.ops)
+        d["multi"] = list(self.multi)
         return d
 
     @classmethod

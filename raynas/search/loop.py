@@ -8,25 +8,26 @@ after every epoch, so a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from raynas.data.loader import Loader, LoaderConfig, create_loaders
+from raynas.data.loader import LoaderConfig
 from raynas.data.store import DatasetStore
 from raynas.errors import RaynasError
 from raynas.search.algorithms import SearchAlgorithm, StepContext, create_algorithm
 from raynas.search.algorithms.base import frozen
 from raynas.search.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from raynas.search.config import SearchConfig
+from raynas.search.data import DatasetLoaders, MultiDataset, SingleDataset, evaluate  # noqa: F401 (re-export)
 from raynas.space.config import PRESETS, SpaceConfig
 from raynas.space.genotype import Genotype, alpha_entropy, derive_genotype
+from raynas.space.multihead import create_multihead_supernet
 from raynas.space.supernet import Supernet, create_supernet
 
 
@@ -47,7 +48,7 @@ class SearchState:
     w_optimizer: torch.optim.Optimizer
     a_optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    loaders: dict[str, Loader]
+    data: SingleDataset | MultiDataset
     device: torch.device
     epoch: int = 0  # epochs completed
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -84,7 +85,8 @@ class SearchResult:
     model: Supernet
     status: str  # finished | stopped
     run_dir: Path | None = None
-    dataset_hash: str = ""
+    datasets: list[dict[str, str]] = field(default_factory=list)  # name and content hash of what it trained on
+    transfer: dict[str, Any] | None = None  # how the initial supernet was obtained (raynas.transfer)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,51 +110,60 @@ def batch_size(config: SearchConfig) -> int:
     return config.batch_size or PRESETS.get(config.preset).batch_size
 
 
+def create_search_data(config: SearchConfig, store: DatasetStore, image_size: int, in_channels: int,
+                       device: torch.device) -> SingleDataset | MultiDataset:
+    loader_config = LoaderConfig(image_size=image_size, channels=in_channels, batch_size=batch_size(config),
+                                 augment=config.augment, seed=config.seed, backend=config.loader_backend,
+                                 device=str(device))
+    if config.multi:
+        return MultiDataset([DatasetLoaders.create(n, loader_config, store) for n in config.multi], config.seed)
+    return SingleDataset(DatasetLoaders.create(config.dataset, loader_config, store))
+
+
+def input_shape(config: SearchConfig, store: DatasetStore) -> tuple[int, list[int]]:
+    """Input channels and class count(s): a multi-dataset supernet takes RGB if any source is RGB."""
+    infos = [store.info(n) for n in (config.multi or (config.dataset,))]
+    return max(i.shape[0] for i in infos), [i.num_classes for i in infos]
+
+
 def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supernet | None = None) -> SearchState:
     """Validate everything and build model, optimisers and loaders; no training yet."""
     algorithm = create_algorithm(config)
-    info = store.info(config.dataset)
-    space = resolve_space(config, info.shape[0], info.num_classes, algorithm)
+    in_channels, class_counts = input_shape(config, store)
+    space = resolve_space(config, in_channels, class_counts[0], algorithm)
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    loader_config = LoaderConfig(image_size=space.image_size, channels=space.in_channels,
-                                 batch_size=batch_size(config), augment=config.augment, seed=config.seed,
-                                 backend=config.loader_backend, device=str(device))
-    loaders = create_loaders(config.dataset, loader_config, ("train", "val"), store)
-    loaders["arch"] = loaders["val"].view(train=True)
-    model = initial_model if initial_model is not None else create_supernet(space, seed=config.seed)
+    data = create_search_data(config, store, space.image_size, space.in_channels, device)
+    if initial_model is not None:
+        model = initial_model
+    elif config.multi:
+        model = create_multihead_supernet(space, class_counts, seed=config.seed)
+    else:
+        model = create_supernet(space, seed=config.seed)
     model = model.to(device)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                             weight_decay=config.w_weight_decay)
     a_opt = torch.optim.Adam(model.arch_parameters(), lr=algorithm.a_lr(), betas=(config.a_beta1, config.a_beta2),
                              weight_decay=config.a_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs, eta_min=config.w_lr_min)
-    return SearchState(config, space, model, algorithm, w_opt, a_opt, sched, loaders, device)
-
-
-def _cycle(loader: Loader, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches; pass c of epoch e uses its own seed, so resumed runs see the same data."""
-    for c in itertools.count():
-        loader.set_epoch(epoch * 1000 + c)
-        yield from loader
+    return SearchState(config, space, model, algorithm, w_opt, a_opt, sched, data, device)
 
 
 def train_epoch(state: SearchState) -> dict[str, float]:
     cfg, model = state.config, state.model
     model.train()
-    state.loaders["train"].set_epoch(state.epoch)
-    arch_batches = _cycle(state.loaders["arch"], state.epoch)
     update_arch = state.epoch >= state.algorithm.warmup_epochs()
     lr = state.scheduler.get_last_lr()[0]
     ctx = StepContext(model, state.w_optimizer, state.a_optimizer, cfg, lr)
     weights, alphas = model.weight_parameters(), model.arch_parameters()
     loss_sum = correct = seen = steps = 0
     arch_time = weight_time = 0.0
-    for x, y in state.loaders["train"]:
+    for head, (x, y), val_batch in state.data.epoch(state.epoch):
         if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
             break
-        val_batch = next(arch_batches)
+        if head is not None:
+            model.select(head)
         t0 = time.perf_counter()
         if update_arch:
             state.algorithm.arch_step(ctx, (x, y), val_batch)
@@ -176,43 +187,36 @@ def train_epoch(state: SearchState) -> dict[str, float]:
             "weight_step_s": weight_time / max(steps, 1), "search_step_s": (arch_time + weight_time) / max(steps, 1)}
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: Loader) -> tuple[float, float]:
-    """Mean loss and accuracy; works for the supernet and the discrete network."""
-    model.eval()
-    loss_sum = correct = seen = 0
-    for x, y in loader:
-        out = model(x)
-        logits = out[0] if isinstance(out, tuple) else out
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        seen += len(y)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
-
-
 def run_search(config: SearchConfig, *, store: DatasetStore | None = None, run_dir: str | Path | None = None,
                callbacks: Sequence[Callback] = (), resume: bool = False, initial_model: Supernet | None = None,
-               verbose: bool = True) -> SearchResult:
-    """Run (or resume) one search. With ``run_dir`` it checkpoints every epoch and writes results."""
-    from raynas.search.results import write_results
+               transfer: dict[str, Any] | None = None, verbose: bool = True) -> SearchResult:
+    """Run (or resume) one search. With ``run_dir`` it checkpoints every epoch and writes results.
+
+    ``initial_model`` is a warm-started supernet and ``transfer`` the record of how it was
+    made; both are ignored on resume, which restores the checkpoint and reads the record back.
+    """
+    from raynas.search.results import read_transfer, write_results, write_transfer
 
     store = store or DatasetStore()
-    state = build_state(config, store, initial_model)
     run_dir = Path(run_dir) if run_dir else None
     if resume:
         if run_dir is None or not has_checkpoint(run_dir / "checkpoint"):
             raise RaynasError(f"nothing to resume in {run_dir}", "give a run directory that holds a checkpoint/")
+        state = build_state(config, store)
         state.restore(load_checkpoint(run_dir / "checkpoint"))
+        transfer = read_transfer(run_dir)
     else:
+        state = build_state(config, store, initial_model)
+        if run_dir is not None and transfer is not None:
+            write_transfer(run_dir, transfer)
         torch.manual_seed(config.seed + 1)  # the training stream, distinct from the init stream
     status = "finished"
     while state.epoch < config.epochs:
         t0 = time.perf_counter()
         metrics = train_epoch(state)
-        val_loss, val_acc = evaluate(state.model, state.loaders["val"])
+        metrics.update(state.data.evaluate(state.model))
         genotype = state.genotype
-        metrics.update(epoch=state.epoch + 1, val_loss=val_loss, val_acc=val_acc,
-                       alpha_entropy=alpha_entropy(state.model), skip_count=genotype.skip_count,
+        metrics.update(epoch=state.epoch + 1, alpha_entropy=alpha_entropy(state.model), skip_count=genotype.skip_count,
                        genotype=str(genotype), epoch_s=time.perf_counter() - t0)
         state.history.append(metrics)
         state.epoch += 1
@@ -226,8 +230,9 @@ def run_search(config: SearchConfig, *, store: DatasetStore | None = None, run_d
         except StopSearch:
             status = "stopped"
             break
+    datasets = [{"name": d.name, "content_hash": d.content_hash} for d in state.data.datasets]
     result = SearchResult(config, state.space, state.genotype, state.history, state.model, status, run_dir,
-                          store.info(config.dataset).content_hash)
+                          datasets, transfer)
     if run_dir is not None:
         write_results(result, state)
     return result

@@ -44,6 +44,15 @@ def read_config(run_dir: Path) -> SearchConfig:
     return SearchConfig.from_json(json.loads(path.read_text()))
 
 
+def write_transfer(run_dir: Path, transfer: dict[str, Any]) -> None:
+    atomic_write_text(Path(run_dir) / "transfer.json", json.dumps(transfer, indent=2))
+
+
+def read_transfer(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "transfer.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def result_dict(result, state) -> dict[str, Any]:
     history = result.history
     last = history[-1] if history else {}
@@ -53,7 +62,9 @@ def result_dict(result, state) -> dict[str, Any]:
         "status": result.status,
         "config": result.config.to_json(),
         "space": result.space.to_json(),
-        "dataset": {"name": result.config.dataset, "content_hash": result.dataset_hash},
+        "dataset": ({"name": result.config.dataset, "content_hash": result.datasets[0]["content_hash"]}
+                    if not result.config.multi else {"name": result.config.dataset, "sources": result.datasets}),
+        "transfer": result.transfer or {"strategy": "scratch"},
         "epochs_done": len(history),
         "final": {k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "alpha_entropy",
                                             "skip_count")},

@@ -70,6 +70,7 @@ class Supernet(nn.Module):
                 c *= 2
             self.cells.append(SupernetCell(space, c_pp, c_p, c, reduction, reduction_prev, impl))
             c_pp, c_p, reduction_prev = c_p, space.nodes * c, reduction
+        self.feature_dim = c_p
         self.classifier = nn.Linear(c_p, space.num_classes)
         shape = (space.num_edges, len(space.ops))
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(shape))
@@ -113,14 +114,18 @@ class Supernet(nn.Module):
         return edge_scales(getattr(self, f"betas_{kind}"), self.space.nodes)
 
     # -- forward ------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally pooled output of the last cell, (B, feature_dim): what the classifier sees."""
         weights = {kind: self.op_weights(kind) for kind in ("normal", "reduce")}
         scales = {kind: self.edge_weights(kind) for kind in ("normal", "reduce")}
         s0 = s1 = self.stem(x).contiguous(memory_format=self.memory_format)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             s0, s1 = s1, cell(s0, s1, weights[kind], scales[kind])
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        return F.adaptive_avg_pool2d(s1, 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
 
 def create_supernet(space: SpaceConfig, impl: str = "fused", seed: int | None = None,

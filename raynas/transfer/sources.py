@@ -1,0 +1,169 @@
+"""Choosing the zoo entry a search warm-starts from (``--transfer``).
+
+Strategies live in a registry: ``scratch`` (no source), ``ot`` (the nearest single-dataset
+supernet by OT dataset distance), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
+random source, the baseline that isolates the value of OT) and ``auto`` (ot, else multi,
+else scratch). Any other value names a zoo entry. Only entries whose cell space fits the
+target are candidates, and never one trained on the target itself.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from raynas.data.format import DatasetInfo
+from raynas.data.store import DatasetStore
+from raynas.errors import RaynasError
+from raynas.registry import Registry
+from raynas.search.config import SearchConfig
+from raynas.space.config import SpaceConfig
+from raynas.transfer.mapping import check_compatible
+from raynas.zoo.manifest import ZooManifest
+
+
+@dataclass
+class SourceChoice:
+    """The chosen entry (None: start from scratch) and why."""
+
+    strategy: str
+    entry: ZooManifest | None = None
+    distance: float | None = None
+    method: str | None = None
+    ranking: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.entry
+        return {"strategy": self.strategy, "source": e.name if e else None, "source_version": e.version if e else None,
+                "source_kind": e.kind if e else None, "source_datasets": [s.name for s in e.sources] if e else [],
+                "distance": self.distance, "method": self.method, "ranking": self.ranking, "note": self.note,
+                "selection_s": round(self.seconds, 3)}
+
+
+@dataclass
+class SelectionContext:
+    """What a strategy may look at: the target, the search's space and config, zoo and embeddings."""
+
+    config: SearchConfig
+    target: DatasetInfo
+    space: SpaceConfig
+    store: DatasetStore
+    zoo: Any  # Zoo or ActorZoo
+    embeddings: Any = None  # EmbeddingStore or its actor handle; needed by ``ot``
+    embedding_storage: Any = None  # where encoders keep their fitted state
+
+    def candidates(self, kind: str) -> list[ZooManifest]:
+        """Entries of ``kind`` that fit the space and were not trained on the target."""
+        out = []
+        for m in self.zoo.list():
+            if m.kind != kind or self.trained_on_target(m):
+                continue
+            try:
+                check_compatible(m.space_config, self.space)
+            except RaynasError:
+                continue
+            out.append(m)
+        return out
+
+    def trained_on_target(self, m: ZooManifest) -> bool:
+        return any(s.name == self.target.name or s.content_hash == self.target.content_hash for s in m.sources)
+
+
+Strategy = Callable[[SelectionContext], SourceChoice]
+TRANSFERS: Registry[Strategy] = Registry("transfer strategy")
+
+
+@TRANSFERS.register("scratch")
+def scratch(ctx: SelectionContext) -> SourceChoice:
+    return SourceChoice("scratch")
+
+
+@TRANSFERS.register("ot")
+def nearest_by_ot(ctx: SelectionContext) -> SourceChoice:
+    """Rank the fitting single-dataset entries by OT distance to the target; take the nearest."""
+    from raynas.ot.distances import rank_sources
+    from raynas.ot.embedding import EmbeddingConfig
+    from raynas.ot.encoders import create_encoder
+
+    entries = {m.source: m for m in ctx.candidates("single")}
+    if not entries:
+        raise _empty_zoo("ot", ctx)
+    encoder = create_encoder(ctx.config.encoder, storage=ctx.embedding_storage, home=ctx.store.home)
+    target = ctx.embeddings.ensure(ctx.store.load(ctx.target.name), encoder, EmbeddingConfig())
+    sources, missing = [], []
+    for name, m in entries.items():
+        emb = ctx.embeddings.get(name, encoder.version)
+        if emb is None and ctx.store.exists(name) and ctx.store.info(name).content_hash == m.sources[0].content_hash:
+            emb = ctx.embeddings.ensure(ctx.store.load(name), encoder, EmbeddingConfig())
+        if emb is None:
+            missing.append(name)
+        else:
+            sources.append(emb)
+    if not sources:
+        raise RaynasError(f"no zoo source has a '{encoder.version}' embedding, and their datasets are not here",
+                          "publish the zoo with embeddings (`raynas zoo build` stores them), or use --transfer multi")
+    ranked = rank_sources(target, sources, method=ctx.config.distance)
+    best = ranked[0]
+    note = f"no embedding for {', '.join(missing)}" if missing else ""
+    return SourceChoice("ot", entries[best.name], best.distance, best.method,
+                        [{"source": r.name, "distance": r.distance, "method": r.method} for r in ranked[:5]], note)
+
+
+@TRANSFERS.register("multi")
+def multi_dataset(ctx: SelectionContext) -> SourceChoice:
+    """The newest fitting multi-dataset supernet that did not see the target."""
+    entries = ctx.candidates("multi")
+    if not entries:
+        raise _empty_zoo("multi", ctx)
+    return SourceChoice("multi", max(entries, key=lambda m: m.created))
+
+
+@TRANSFERS.register("random")
+def random_source(ctx: SelectionContext) -> SourceChoice:
+    """A seeded random single-dataset source: the baseline that tells what OT selection is worth."""
+    entries = sorted(ctx.candidates("single"), key=lambda m: m.name)
+    if not entries:
+        raise _empty_zoo("random", ctx)
+    return SourceChoice("random", random.Random(ctx.config.seed).choice(entries))
+
+
+@TRANSFERS.register("auto")
+def automatic(ctx: SelectionContext) -> SourceChoice:
+    """OT when the zoo has a fitting single-dataset source, else a multi-dataset one, else scratch."""
+    for name in ("ot", "multi"):
+        try:
+            choice = TRANSFERS.get(name)(ctx)
+        except RaynasError as exc:
+            last = str(exc).splitlines()[0]
+            continue
+        choice.strategy = f"auto:{name}"
+        return choice
+    return SourceChoice("auto:scratch", note=last)
+
+
+def named_entry(ctx: SelectionContext, name: str) -> SourceChoice:
+    entry = ctx.zoo.manifest(name)
+    check_compatible(entry.space_config, ctx.space, f"zoo entry '{name}'")
+    note = "trained on the target dataset itself" if ctx.trained_on_target(entry) else ""
+    return SourceChoice("named", entry, note=note)
+
+
+def choose_source(ctx: SelectionContext) -> SourceChoice:
+    t0 = time.perf_counter()
+    name = ctx.config.transfer
+    choice = TRANSFERS.get(name)(ctx) if name in TRANSFERS else named_entry(ctx, name)
+    choice.seconds = time.perf_counter() - t0
+    return choice
+
+
+def _empty_zoo(strategy: str, ctx: SelectionContext) -> RaynasError:
+    kind = "multi-dataset" if strategy == "multi" else "single-dataset"
+    build = (f"raynas zoo build --multi NAME --datasets A,B,... --preset {ctx.config.preset}" if strategy == "multi"
+             else f"raynas zoo build --preset {ctx.config.preset} --exclude {ctx.target.name}")
+    return RaynasError(f"--transfer {strategy}: the zoo has no {kind} supernet that fits this search "
+                       f"(same cells as preset '{ctx.config.preset}') and was not trained on '{ctx.target.name}'",
+                       f"build one with `{build}`, or use --transfer scratch")
