@@ -132,7 +132,9 @@ class PixelPCAEncoder:
 def _pca_bytes(mean: np.ndarray, components: np.ndarray, meta: dict[str, str]) -> bytes:
     from safetensors.numpy import save
 
-    return save({"mean": mean.astype(np.float32), "components": components.astype(np.float32)}, metadata=meta)
+    # one metadata key holding sorted JSON: safetensors writes several keys in random order
+    return save({"mean": mean.astype(np.float32), "components": components.astype(np.float32)},
+                metadata={"raynas": json.dumps(meta, sort_keys=True)})
 
 
 def _read_pca(storage: Storage, key: str, image_size: int, dim: int) -> PixelPCAEncoder:

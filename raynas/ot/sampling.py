@@ -13,15 +13,24 @@ import numpy as np
 def allocate(counts: np.ndarray, total: int) -> np.ndarray:
     """Split ``total`` draws over classes in proportion to ``counts`` (largest remainder).
 
-    Every class keeps at least one draw when ``total`` allows it, and no class gets more
+    When ``total`` leaves room for one draw per non-empty class, classes whose share is
+    below one still get one and the rest is shared among the others. No class gets more
     than it has; ``total`` at or above the sum takes everything.
     """
     counts = np.asarray(counts, dtype=np.int64)
     if total >= counts.sum():
         return counts.copy()
-    floor = np.minimum(counts, 1) if total >= np.count_nonzero(counts) else np.zeros_like(counts)
-    share = (total - floor.sum()) * (counts - floor) / max(int((counts - floor).sum()), 1)
-    take = floor + np.floor(share).astype(np.int64)
+    take = np.zeros_like(counts)
+    free = counts > 0
+    if total >= np.count_nonzero(counts):
+        while free.any():
+            small = free & ((total - take.sum()) * counts < counts[free].sum())  # share below one
+            if not small.any():
+                break
+            take[small], free = 1, free & ~small
+    weights = np.where(free, counts, 0)
+    share = (total - take.sum()) * weights / max(int(weights.sum()), 1)
+    take += np.floor(share).astype(np.int64)
     left = total - int(take.sum())
     order = np.lexsort((np.arange(len(counts)), -(share - np.floor(share))))  # largest remainder, then class order
     while left > 0:  # one pass suffices in exact arithmetic; the loop guards against rounding

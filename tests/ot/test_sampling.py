@@ -1,0 +1,55 @@
+"""Seeded, class-stratified subsets."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raynas.ot.sampling import allocate, stratified_indices
+
+
+@given(counts=st.lists(st.integers(0, 50), min_size=1, max_size=12), total=st.integers(0, 400))
+@settings(max_examples=200, deadline=None)
+def test_allocation_is_exact_bounded_and_covers_classes(counts, total):
+    counts = np.array(counts)
+    take = allocate(counts, total)
+    assert take.sum() == min(total, counts.sum())
+    assert np.all(take >= 0) and np.all(take <= counts)
+    if np.count_nonzero(counts) <= total:  # room for every class: none is left out
+        assert np.all(take[counts > 0] >= 1)
+
+
+@given(counts=st.lists(st.integers(1, 200), min_size=2, max_size=8), total=st.integers(20, 300))
+@settings(max_examples=100, deadline=None)
+def test_allocation_is_proportional_within_one(counts, total):
+    counts = np.array(counts)
+    if total >= counts.sum():
+        return
+    take = allocate(counts, total)
+    ideal = total * counts / counts.sum()
+    assert np.all(np.abs(take - ideal) < 1 + 1e-9)
+
+
+def test_allocation_examples():
+    assert allocate(np.array([10, 10, 10]), 15).tolist() == [5, 5, 5]
+    assert allocate(np.array([90, 10]), 10).tolist() == [9, 1]
+    assert allocate(np.array([98, 1, 1]), 10).tolist() == [8, 1, 1]  # small classes keep one each
+    assert allocate(np.array([3, 4]), 100).tolist() == [3, 4]
+    assert allocate(np.array([5, 5]), 0).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("total", [1, 7, 50, 1000])
+def test_stratified_indices_are_sorted_unique_deterministic(total):
+    labels = np.repeat([3, 1, 2], [100, 30, 5])
+    idx = stratified_indices(labels, total, seed=0)
+    assert np.array_equal(idx, stratified_indices(labels, total, seed=0))
+    assert len(idx) == min(total, len(labels)) and np.all(np.diff(idx) > 0)
+    if total >= 3:
+        assert set(labels[idx]) == {1, 2, 3}
+    if total == 50:
+        assert np.bincount(labels[idx]).tolist() == [0, 11, 2, 37]
+
+
+def test_another_seed_draws_another_subset():
+    labels = np.arange(1000) % 4
+    assert not np.array_equal(stratified_indices(labels, 100, 0), stratified_indices(labels, 100, 1))
