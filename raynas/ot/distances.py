@@ -35,6 +35,7 @@ import ot
 
 from raynas.errors import RaynasError
 from raynas.ot.embedding import DatasetEmbedding, check_comparable
+from raynas.ot.threads import single_threaded_blas
 from raynas.registry import Registry
 
 DEFAULT_METHOD = "cascade"
@@ -60,6 +61,7 @@ def squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return d
 
 
+@single_threaded_blas
 def bures_squared(a: DatasetEmbedding, b: DatasetEmbedding) -> np.ndarray:
     """(k_a, k_b) W2^2 between the class Gaussians of ``a`` and ``b`` (low-rank covariances)."""
     (ka, d, r), kb = a.factors.shape, b.num_classes
@@ -83,6 +85,7 @@ def _canonical(a: DatasetEmbedding, b: DatasetEmbedding) -> tuple[DatasetEmbeddi
 
 # -- the three distances ---------------------------------------------------------------------------
 
+@single_threaded_blas
 def otdd(a: DatasetEmbedding, b: DatasetEmbedding) -> float:
     """Exact OT between the stored samples, cost 1/2 ||x - x'||^2 + 1/2 W2^2(y, y')."""
     a, b = _canonical(a, b)
@@ -93,6 +96,7 @@ def otdd(a: DatasetEmbedding, b: DatasetEmbedding) -> float:
     return float(ot.emd2(np.full(ma, 1.0 / ma), np.full(mb, 1.0 / mb), cost, numItermax=1_000_000))
 
 
+@single_threaded_blas
 def hot(a: DatasetEmbedding, b: DatasetEmbedding) -> float:
     """Class-level OT: EMD between class weights with Gaussian W2^2 label costs."""
     a, b = _canonical(a, b)
@@ -191,6 +195,7 @@ class Exhaustive:
     name: str
     distances: Callable[[DatasetEmbedding, Sequence[DatasetEmbedding]], np.ndarray]
 
+    @single_threaded_blas
     def rank(self, target: DatasetEmbedding, sources: Sequence[DatasetEmbedding],
              top: int | None = None) -> Ranking:
         start = time.perf_counter()
@@ -215,6 +220,7 @@ class Cascade:
             raise RaynasError(f"cascade sizes n1={self.n1}, n2={self.n2} are not 1 <= n2 <= n1",
                               "pass n1 >= n2 >= 1 (defaults: 50 and 5)")
 
+    @single_threaded_blas
     def rank(self, target: DatasetEmbedding, sources: Sequence[DatasetEmbedding],
              top: int | None = None) -> Ranking:
         names = [s.dataset for s in sources]

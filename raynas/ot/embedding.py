@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from raynas.errors import RaynasError
 from raynas.ot.sampling import stratified_indices
+from raynas.ot.threads import single_threaded_blas
 
 FORMAT = "raynas-embedding/1"
 SKETCH_SEED = 4_2025  # the one seed of all sketch slices; with the dimension it fixes theta and psi
@@ -213,6 +214,7 @@ def sliced_sketch(x: np.ndarray, y: np.ndarray, slices: int, quantiles: int, mom
     return np.quantile(z, levels, axis=0).T.astype(np.float32)
 
 
+@single_threaded_blas
 def summarise(features: np.ndarray, labels: np.ndarray, *, dataset: str, content_hash: str,
               encoder_version: str, config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
     """The embedding of already-encoded points (features (n, d), labels (n,))."""

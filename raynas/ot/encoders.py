@@ -35,6 +35,7 @@ import torch
 from raynas.data.transforms import to_float
 from raynas.errors import RaynasError
 from raynas.ot.sampling import stratified_indices
+from raynas.ot.threads import single_threaded_blas
 from raynas.registry import Registry
 from raynas.storage import Storage
 
@@ -80,6 +81,7 @@ def _batches(images: np.ndarray, batch_size: int):
 
 # -- pixels + PCA ---------------------------------------------------------------------------
 
+@single_threaded_blas
 def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and the top ``dim`` principal axes (dim, D), each signed so that its
     largest-magnitude entry is positive (eigenvectors are only defined up to sign)."""
@@ -123,6 +125,7 @@ class PixelPCAEncoder:
         self.dim = len(components)
         self.version = f"pixels-{image_size}px-pca{self.dim}-{digest[:8]}"
 
+    @single_threaded_blas
     def encode(self, images: np.ndarray) -> np.ndarray:
         out = [(to_float(b, self.image_size, 3).reshape(len(b), -1).numpy() - self.mean) @ self.components.T
                for b in _batches(images, self.batch_size)]
