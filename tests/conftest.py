@@ -35,3 +35,22 @@ def ray_session():
              object_store_memory=256 << 20, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_service_actors():
+    """Zoo and embedding actors are detached; end them after each test so they do not pile up."""
+    yield
+    import sys
+
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from raynas.service.actors import NAMESPACE
+
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == NAMESPACE:
+            ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)

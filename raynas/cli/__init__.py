@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from raynas import __version__
-from raynas.cli import data, demo, search
+from raynas.cli import data, demo, distance, search, zoo
 from raynas.errors import RaynasError
 
-COMMAND_GROUPS = (data, search, demo)
+COMMAND_GROUPS = (data, zoo, distance, search, demo)
 
 
 def common_options() -> argparse.ArgumentParser:

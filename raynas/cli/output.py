@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Sequence
 
 from rich.console import Console
@@ -19,7 +20,8 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         table.add_column(col, justify="right" if _numeric(rows, i) else "left", no_wrap=True)
     for row in rows:
         table.add_row(*(str(v) for v in row))
-    Console(soft_wrap=True).print(table)
+    # piped output has no terminal width: do not squeeze columns to 80 characters
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240).print(table)
 
 
 def _numeric(rows: Sequence[Sequence[Any]], i: int) -> bool:

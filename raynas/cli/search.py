@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from raynas.cli.context import add_shared_options, open_shared
 from raynas.cli.output import print_json
 from raynas.data import DatasetStore
 from raynas.errors import RaynasError
@@ -16,14 +18,25 @@ from raynas.search.results import new_run_dir, read_config, write_config
 from raynas.search.retrain import RetrainConfig, retrain
 from raynas.space.config import PRESETS
 from raynas.space.genotype import Genotype
-
-TRANSFERS = ("scratch",)
+from raynas.transfer.mapping import TRANSFER_MODES
+from raynas.transfer.sources import TRANSFERS
+from raynas.transfer.warm_start import warm_start
+from raynas.zoo.publish import publish_result
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser("search", parents=[parent], help="run one architecture search on a dataset")
     p.add_argument("target", nargs="?", help="dataset name (omit with --resume)")
-    p.add_argument("--transfer", choices=TRANSFERS, default="scratch", help="how to initialise the supernet")
+    p.add_argument("--transfer", default="scratch", metavar="HOW",
+                   help=f"initial supernet: {', '.join(TRANSFERS.names())}, or a zoo entry's name (default scratch)")
+    p.add_argument("--transfer-mode", default="weights+alphas",
+                   help=f"what a warm start copies: {', '.join(TRANSFER_MODES.names())} (default weights+alphas)")
+    p.add_argument("--alpha-temperature", type=float, default=1.0,
+                   help="divide transferred alphas by this; > 1 softens them towards uniform (default 1)")
+    p.add_argument("--distance", default="cascade", help="OT method ranking sources for --transfer ot (default cascade)")
+    p.add_argument("--encoder", default="pixels", help="feature encoder of the OT embeddings (default pixels)")
+    p.add_argument("--publish", action="store_true",
+                   help="add the finished supernet and its embedding to the zoo, named after the dataset")
     p.add_argument("--algo", default="darts", help=f"one of: {', '.join(ALGORITHMS.names())} (default darts)")
     p.add_argument("--preset", default="cpu", help=f"size preset: {', '.join(PRESETS.names())} (default cpu)")
     p.add_argument("--epochs", type=int, default=10)
@@ -45,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("--resume", metavar="RUN", default=None, help="continue a stopped search from its run directory")
     p.add_argument("--retrain", action="store_true", help="retrain the found architecture and report test accuracy")
     p.add_argument("--retrain-epochs", type=int, default=20)
+    add_shared_options(p)
     p.set_defaults(run=run_search_cmd)
 
     p = sub.add_parser("retrain", parents=[parent],
@@ -74,38 +88,60 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         warmup_epochs=args.warmup_epochs, seed=args.seed, transfer=args.transfer, image_size=args.image_size,
         channels=args.channels, cells=args.cells, nodes=args.nodes, batch_size=args.batch_size,
         ops=tuple(o.strip() for o in args.ops.split(",")) if args.ops else None,
-        partial_channels=args.partial_channels, a_lr=args.arch_lr, augment=not args.no_augment, max_steps_per_epoch=args.max_steps,
-        device=args.device)
+        partial_channels=args.partial_channels, a_lr=args.arch_lr, augment=not args.no_augment,
+        max_steps_per_epoch=args.max_steps, device=args.device, transfer_mode=args.transfer_mode,
+        alpha_temperature=args.alpha_temperature, distance=args.distance, encoder=args.encoder)
 
 
 def run_search_cmd(args: argparse.Namespace) -> None:
-    store = DatasetStore(args.home)
+    shared = open_shared(args)
+    store = shared.store
     if args.resume:
         run_dir = Path(args.resume)
         config = read_config(run_dir)
-        result = run_search(config, store=store, run_dir=run_dir, resume=True)
+        result = run_search(config, store=store, run_dir=run_dir, resume=True, verbose=not args.json)
     else:
         config = config_from_args(args)
         build_state(config, store)  # every configuration error surfaces before a run directory exists
+        model, transfer = warm_start(config, store, shared.zoo, shared.embeddings, shared.embedding_storage)
+        if not args.json and model is not None:
+            print(describe_transfer(transfer), file=sys.stderr)
         run_dir = new_run_dir(store.home.runs, config)
         write_config(run_dir, config)
-        result = run_search(config, store=store, run_dir=run_dir)
+        result = run_search(config, store=store, run_dir=run_dir, initial_model=model, transfer=transfer,
+                            verbose=not args.json)
     answer = json.loads((run_dir / "result.json").read_text())
     if args.retrain:
         rcfg = RetrainConfig(dataset=config.dataset, epochs=args.retrain_epochs, image_size=result.space.image_size,
                              seed=config.seed, device=config.device)
-        answer["retrain"] = {k: v for k, v in retrain(result.genotype, rcfg, store, run_dir).items()
-                             if k != "history"}
+        answer["retrain"] = {k: v for k, v in retrain(result.genotype, rcfg, store, run_dir, verbose=not args.json
+                                                      ).items() if k != "history"}
+    if args.publish:
+        from raynas.ot.encoders import create_encoder
+
+        encoder = create_encoder(config.encoder, storage=shared.embedding_storage, home=store.home)
+        answer["published"] = publish_result(result, shared.zoo, store, shared.embeddings, encoder).summary()
     if args.json:
-        print_json({k: answer[k] for k in ("run_dir", "status", "epochs_done", "final", "best_val_acc", "timings",
-                                           "genotype", "genotype_text") if k in answer}
-                   | ({"retrain": answer["retrain"]} if "retrain" in answer else {}))
+        keys = ("run_dir", "status", "epochs_done", "final", "best_val_acc", "timings", "genotype", "genotype_text",
+                "transfer", "retrain", "published")
+        print_json({k: answer[k] for k in keys if k in answer})
         return
     print(f"\n{answer['genotype_text']}")
     if "retrain" in answer:
         r = answer["retrain"]
         print(f"retrained: test accuracy {100 * r['test_acc']:.1f}% (chance {100 * r['chance_acc']:.1f}%)")
+    if "published" in answer:
+        print(f"published to the zoo as '{answer['published']['name']}'")
     print(f"run directory: {run_dir}")
+
+
+def describe_transfer(t: dict) -> str:
+    how = f"{t['strategy']}: warm start from zoo entry '{t['source']}'"
+    if t.get("distance") is not None:
+        how += f" ({t['method']} distance {t['distance']:.4g})"
+    tensors = t.get("tensors", {})
+    return (f"{how}, {t['mode']}, alpha temperature {t['alpha_temperature']:g}; {tensors.get('copied', 0)} tensors "
+            f"copied, adapted {tensors.get('adapted') or 'none'}, re-initialised {tensors.get('reinitialised') or 'none'}")
 
 
 def run_retrain_cmd(args: argparse.Namespace) -> None:

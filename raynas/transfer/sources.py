@@ -85,32 +85,17 @@ def scratch(ctx: SelectionContext) -> SourceChoice:
 @TRANSFERS.register("ot")
 def nearest_by_ot(ctx: SelectionContext) -> SourceChoice:
     """Rank the fitting single-dataset entries by OT distance to the target; take the nearest."""
-    from raynas.ot.distances import rank_sources
-    from raynas.ot.embedding import EmbeddingConfig
     from raynas.ot.encoders import create_encoder
+    from raynas.transfer.ranking import rank_zoo
 
-    entries = {m.source: m for m in ctx.candidates("single")}
+    entries = ctx.candidates("single")
     if not entries:
         raise _empty_zoo("ot", ctx)
     encoder = create_encoder(ctx.config.encoder, storage=ctx.embedding_storage, home=ctx.store.home)
-    target = ctx.embeddings.ensure(ctx.store.load(ctx.target.name), encoder, EmbeddingConfig())
-    sources, missing = [], []
-    for name, m in entries.items():
-        emb = ctx.embeddings.get(name, encoder.version)
-        if emb is None and ctx.store.exists(name) and ctx.store.info(name).content_hash == m.sources[0].content_hash:
-            emb = ctx.embeddings.ensure(ctx.store.load(name), encoder, EmbeddingConfig())
-        if emb is None:
-            missing.append(name)
-        else:
-            sources.append(emb)
-    if not sources:
-        raise RaynasError(f"no zoo source has a '{encoder.version}' embedding, and their datasets are not here",
-                          "publish the zoo with embeddings (`raynas zoo build` stores them), or use --transfer multi")
-    ranked = rank_sources(target, sources, method=ctx.config.distance)
-    best = ranked[0]
-    note = f"no embedding for {', '.join(missing)}" if missing else ""
-    return SourceChoice("ot", entries[best.name], best.distance, best.method,
-                        [{"source": r.name, "distance": r.distance, "method": r.method} for r in ranked[:5]], note)
+    ranked = rank_zoo(ctx.target.name, entries, ctx.store, ctx.embeddings, encoder, method=ctx.config.distance)
+    best = ranked.ranking[0]
+    note = f"no embedding for {', '.join(ranked.missing)}" if ranked.missing else ""
+    return SourceChoice("ot", ranked.entries[best.name], best.distance, best.method, ranked.rows()[:5], note)
 
 
 @TRANSFERS.register("multi")

@@ -1,0 +1,157 @@
+"""The Ray actors that serve the zoo and the embedding store.
+
+Both are named and detached in namespace ``raynas``, take no CPU (``num_cpus=0``: they must
+never hold a slot that trials need), restart forever and reload their state from storage
+in ``__init__``, so a killed actor comes back as it was. Calls that were in flight are
+retried (``max_task_retries=-1``): every method is idempotent. Reads run concurrently on a
+thread pool; writes are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import ray
+
+from raynas.storage import Storage
+from raynas.zoo.manifest import ZooManifest
+from raynas.zoo.store import Zoo
+
+NAMESPACE = "raynas"
+ACTOR_OPTIONS = dict(namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1,
+                     max_task_retries=-1, max_concurrency=8)
+
+
+def actor_name(kind: str, location: str) -> str:
+    """One actor per storage location: ``zoo-<hash of the location>``."""
+    return f"{kind}-{hashlib.sha1(location.encode()).hexdigest()[:12]}"
+
+
+def storage_location(storage: Storage) -> str:
+    """What identifies a storage across processes: the absolute path locally, else the URI."""
+    return storage.root if storage.is_local else storage.uri
+
+
+class _Cache:
+    """A small LRU of object-store refs, so hot entries are read from storage once."""
+
+    def __init__(self, size: int):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+@ray.remote
+class ZooActor:
+    def __init__(self, location: str, keep_versions: int = 2, cache_entries: int = 16):
+        self.zoo = Zoo(location, keep_versions)
+        self.write_lock = threading.Lock()
+        self.cache = _Cache(cache_entries)
+        self.started = self.zoo.names()  # (re)starting reads the entries from storage
+
+    def ping(self) -> list[str]:
+        """The entries seen when this actor (re)started."""
+        return self.started
+
+    def names(self) -> list[str]:
+        return self.zoo.names()
+
+    def list(self) -> list[ZooManifest]:
+        return self.zoo.list()
+
+    def manifest(self, name: str, version: str | None = None) -> ZooManifest:
+        return self.zoo.manifest(name, version)
+
+    def weights_ref(self, name: str, version: str | None = None) -> tuple[list[ray.ObjectRef], ZooManifest]:
+        """The weights as numpy arrays in the object store (owned by this actor), and the manifest.
+
+        The ref is wrapped in a list so that Ray hands the reference itself to the caller,
+        who then reads the arrays zero-copy.
+        """
+        manifest = self.zoo.manifest(name, version)
+        key = (name, manifest.version)
+        ref = self.cache.get(key)
+        if ref is None:
+            weights, manifest = self.zoo.load_weights(name, manifest.version)
+            ref = ray.put(weights)
+            self.cache.put(key, ref)
+        return [ref], manifest
+
+    def publish(self, manifest: ZooManifest, weights: dict[str, Any]) -> ZooManifest:
+        with self.write_lock:
+            return self.zoo.publish(manifest, weights)
+
+    def remove(self, name: str) -> None:
+        with self.write_lock:
+            if self.zoo.versions(name):  # a retried call finds it gone: nothing to do
+                self.zoo.remove(name)
+
+
+@ray.remote
+class EmbeddingStoreActor:
+    """Serves stored embeddings from memory and answers rankings next to them.
+
+    A query ships only the target's embedding; the sources (up to thousands) stay in this
+    actor's memory, loaded from storage once.
+    """
+
+    def __init__(self, location: str):
+        from raynas.ot.store import EmbeddingStore
+
+        self.store = EmbeddingStore(location)
+        self.write_lock = threading.Lock()
+        self.cache: dict[tuple[str, str], Any] = {}
+        self.started = {v: self.store.names(v) for v in self.store.versions()}  # (re)starting reads storage
+
+    def ping(self) -> dict[str, list[str]]:
+        """Datasets per encoder version seen when this actor (re)started."""
+        return self.started
+
+    def versions(self) -> list[str]:
+        return self.store.versions()
+
+    def names(self, encoder_version: str) -> list[str]:
+        return self.store.names(encoder_version)
+
+    def get(self, dataset: str, encoder_version: str):
+        key = (dataset, encoder_version)
+        if key not in self.cache:
+            embedding = self.store.get(dataset, encoder_version)
+            if embedding is None:
+                return None
+            self.cache[key] = embedding
+        return self.cache[key]
+
+    def put(self, embedding) -> str:
+        with self.write_lock:
+            path = self.store.put(embedding)
+            self.cache[(embedding.dataset, embedding.encoder_version)] = embedding
+            return path
+
+    def remove(self, dataset: str, encoder_version: str | None = None) -> list[str]:
+        with self.write_lock:
+            for key in [k for k in self.cache if k[0] == dataset and encoder_version in (None, k[1])]:
+                del self.cache[key]
+            return self.store.remove(dataset, encoder_version)
+
+    def rank(self, target, sources: list[str], method: str = "cascade", top: int | None = None):
+        """Rank the stored embeddings of ``sources`` (missing ones are skipped) against ``target``."""
+        from raynas.ot.distances import rank_sources
+
+        found = [e for e in (self.get(s, target.encoder_version) for s in sources) if e is not None]
+        return rank_sources(target, found, method, top) if found else None

@@ -1,0 +1,136 @@
+"""One interface to the zoo and the embedding store, served by an actor or read directly.
+
+With Ray connected (``ray.is_initialized()``), calls go to the storage's named actor, which
+is created on first use; otherwise the storage is opened in this process. Both expose the
+same methods, so the CLI and Tune trials never branch on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from raynas.storage import Storage
+from raynas.zoo.manifest import ZooManifest
+from raynas.zoo.store import Zoo
+
+
+def _ray_connected() -> bool:
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - ray is a dependency, but keep the direct path importable
+        return False
+    return ray.is_initialized()
+
+
+class ActorZoo:
+    """The zoo through its actor; weights arrive zero-copy from the object store (read-only)."""
+
+    def __init__(self, actor, location: str):
+        self.actor, self.location = actor, location
+
+    def __repr__(self) -> str:
+        return f"ActorZoo({self.location!r})"
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(getattr(self.actor, method).remote(*args))
+
+    def names(self) -> list[str]:
+        return self._call("names")
+
+    def list(self) -> list[ZooManifest]:
+        return self._call("list")
+
+    def manifest(self, name: str, version: str | None = None) -> ZooManifest:
+        return self._call("manifest", name, version)
+
+    def load_weights(self, name: str, version: str | None = None) -> tuple[dict[str, np.ndarray], ZooManifest]:
+        import ray
+
+        refs, manifest = self._call("weights_ref", name, version)
+        return ray.get(refs[0]), manifest
+
+    def publish(self, manifest: ZooManifest, weights: dict[str, np.ndarray]) -> ZooManifest:
+        return self._call("publish", manifest, weights)
+
+    def remove(self, name: str) -> None:
+        self.manifest(name)  # the not-found error, before anything is done
+        self._call("remove", name)
+
+
+def zoo_actor(storage: Storage):
+    """The named actor serving ``storage`` (created if it does not exist yet)."""
+    from raynas.service.actors import ACTOR_OPTIONS, ZooActor, actor_name, storage_location
+
+    location = storage_location(storage)
+    return ZooActor.options(name=actor_name("zoo", location), **ACTOR_OPTIONS).remote(location), location
+
+
+def open_zoo(storage: Storage | str, use_actor: bool | None = None) -> Zoo | ActorZoo:
+    """The zoo at ``storage``: through its actor when Ray is connected, else directly."""
+    storage = storage if isinstance(storage, Storage) else Storage(storage)
+    if use_actor if use_actor is not None else _ray_connected():
+        return ActorZoo(*zoo_actor(storage))
+    return Zoo(storage)
+
+
+class ActorEmbeddings:
+    """The embedding store through its actor. Embeddings are computed by the caller (which
+    has the images and the CPU) and only stored and served by the actor."""
+
+    def __init__(self, actor, location: str):
+        self.actor, self.location = actor, location
+
+    def __repr__(self) -> str:
+        return f"ActorEmbeddings({self.location!r})"
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(getattr(self.actor, method).remote(*args))
+
+    def versions(self) -> list[str]:
+        return self._call("versions")
+
+    def names(self, encoder_version: str) -> list[str]:
+        return self._call("names", encoder_version)
+
+    def get(self, dataset: str, encoder_version: str):
+        return self._call("get", dataset, encoder_version)
+
+    def put(self, embedding) -> str:
+        return self._call("put", embedding)
+
+    def remove(self, dataset: str, encoder_version: str | None = None) -> list[str]:
+        return self._call("remove", dataset, encoder_version)
+
+    def rank(self, target, sources: list[str], method: str = "cascade", top: int | None = None):
+        return self._call("rank", target, sources, method, top)
+
+    def ensure(self, ds, encoder, config):
+        from raynas.ot.embedding import embed_dataset
+        from raynas.ot.store import EmbeddingStore
+
+        stored = self.get(ds.info.name, encoder.version)
+        if EmbeddingStore.is_current(None, stored, ds, config):  # noqa: PLE1120
+            return stored
+        embedding = embed_dataset(ds, encoder, config)
+        self.put(embedding)
+        return embedding
+
+
+def open_embeddings(storage: Storage | str, use_actor: bool | None = None):
+    """The embedding store at ``storage``: through its actor when Ray is connected, else directly."""
+    from raynas.ot.store import EmbeddingStore
+
+    storage = storage if isinstance(storage, Storage) else Storage(storage)
+    if use_actor if use_actor is not None else _ray_connected():
+        from raynas.service.actors import ACTOR_OPTIONS, EmbeddingStoreActor, actor_name, storage_location
+
+        location = storage_location(storage)
+        actor = EmbeddingStoreActor.options(name=actor_name("embeddings", location), **ACTOR_OPTIONS).remote(location)
+        return ActorEmbeddings(actor, location)
+    return EmbeddingStore(storage)

@@ -1,0 +1,68 @@
+"""Ranking zoo sources for a target by OT distance between their stored embeddings.
+
+The target is embedded once (and cached in the embedding store); each source's embedding
+comes from the store, or is computed from its dataset when that is here and unchanged
+(same content hash as the zoo entry's source).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from raynas.data.store import DatasetStore
+from raynas.errors import RaynasError
+from raynas.zoo.manifest import ZooManifest
+
+
+@dataclass
+class ZooRanking:
+    ranking: Any  # raynas.ot.distances.Ranking, nearest first
+    entries: dict[str, ZooManifest]  # source dataset -> zoo entry
+    encoder_version: str
+    embed_s: float  # embedding the target (0 when it was cached)
+    missing: list[str] = field(default_factory=list)  # sources without an embedding, left out
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"rank": r.rank, "source": self.entries[r.name].name, "dataset": r.name, "distance": r.distance,
+                 "method": r.method} for r in self.ranking]
+
+
+def source_embedding(dataset: str, content_hash: str, store: DatasetStore, embeddings, encoder):
+    """The stored embedding of a source dataset, else one computed from the dataset if it is here."""
+    from raynas.ot.embedding import EmbeddingConfig
+
+    stored = embeddings.get(dataset, encoder.version)
+    if stored is not None:
+        return stored
+    if store.exists(dataset) and store.info(dataset).content_hash == content_hash:
+        return embeddings.ensure(store.load(dataset), encoder, EmbeddingConfig())
+    return None
+
+
+def rank_zoo(target: str, entries: Sequence[ZooManifest], store: DatasetStore, embeddings, encoder,
+             method: str = "cascade", top: int | None = None) -> ZooRanking:
+    """Rank single-dataset zoo ``entries`` by distance to dataset ``target``."""
+    from raynas.ot.distances import rank_sources
+    from raynas.ot.embedding import EmbeddingConfig
+
+    by_dataset = {m.source: m for m in entries if m.kind == "single"}
+    if not by_dataset:
+        raise RaynasError("the zoo has no single-dataset supernets to rank",
+                          f"build some with `raynas zoo build --exclude {target}`")
+    t0 = time.perf_counter()
+    target_embedding = embeddings.ensure(store.load(target), encoder, EmbeddingConfig())
+    embed_s = time.perf_counter() - t0
+    sources, missing = [], []
+    for dataset, m in by_dataset.items():
+        e = source_embedding(dataset, m.sources[0].content_hash, store, embeddings, encoder)
+        if e is None:
+            missing.append(dataset)
+        else:
+            sources.append(e)
+    if not sources:
+        raise RaynasError(f"no zoo source has a '{encoder.version}' embedding and their datasets are not here",
+                          "rebuild the zoo with `raynas zoo build` (it stores embeddings), or use --transfer multi")
+    return ZooRanking(rank_sources(target_embedding, sources, method, top), by_dataset, encoder.version, embed_s,
+                      missing)

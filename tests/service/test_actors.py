@@ -1,0 +1,112 @@
+"""Zoo and embedding-store actors: named, detached, restartable, zero-copy reads, one code path."""
+
+import time
+
+import numpy as np
+import pytest
+
+from raynas.errors import RaynasError
+from raynas.service import open_embeddings, open_zoo
+from raynas.service.actors import NAMESPACE, actor_name, storage_location
+from raynas.service.handles import ActorEmbeddings, ActorZoo
+from raynas.storage import Storage
+from raynas.zoo.manifest import ZooManifest
+from raynas.zoo.store import Zoo
+
+
+def _manifest(name="src", acc=0.5):
+    return ZooManifest(name=name, kind="single", sources=[{"name": name, "content_hash": "h", "classes": 2}],
+                       space={"in_channels": 1, "channels": 4, "cells": 3, "nodes": 3}, algo="darts", epochs=1,
+                       val_acc=acc)
+
+
+def _weights(seed=0):
+    return {"alphas_normal": np.random.default_rng(seed).standard_normal((9, 8)).astype(np.float32),
+            "stem.0.weight": np.full((12, 1, 3, 3), float(seed), np.float32)}
+
+
+def _eventually(check, seconds=60):
+    """Kills are asynchronous: the old instance may answer a call or two before it dies."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_without_ray_the_storage_is_used_directly(tmp_path):
+    assert isinstance(open_zoo(tmp_path / "zoo", use_actor=False), Zoo)
+
+
+def test_zoo_actor_serves_reads_writes_and_survives_a_kill(ray_session, tmp_path):
+    import ray
+
+    storage = Storage(tmp_path / "zoo")
+    Zoo(storage).publish(_manifest("before"), _weights(1))  # written directly, before the actor exists
+    zoo = open_zoo(storage)
+    assert isinstance(zoo, ActorZoo)
+    actor = ray.get_actor(actor_name("zoo", storage_location(storage)), namespace=NAMESPACE)
+    assert ray.get(actor.ping.remote()) == ["before"]  # the actor loaded its state from storage
+    stored = zoo.publish(_manifest("src"), _weights(2))
+    assert stored.version and zoo.names() == ["before", "src"]
+    weights, manifest = zoo.load_weights("src")
+    assert manifest.version == stored.version and not weights["alphas_normal"].flags.writeable  # zero-copy view
+    np.testing.assert_array_equal(weights["alphas_normal"], _weights(2)["alphas_normal"])
+    assert open_zoo(storage).actor._actor_id == zoo.actor._actor_id  # one named actor per storage
+
+    ray.kill(actor, no_restart=False)  # the actor restarts and reloads its state from storage
+    assert _eventually(lambda: ray.get(zoo.actor.ping.remote(), timeout=60) == ["before", "src"])
+    assert [m.name for m in zoo.list()] == ["before", "src"]
+    np.testing.assert_array_equal(zoo.load_weights("before")[0]["stem.0.weight"], _weights(1)["stem.0.weight"])
+
+    assert zoo.publish(_manifest("src"), _weights(2)).version == stored.version  # idempotent
+    with pytest.raises(RaynasError, match="zoo entry 'nope' not found"):
+        zoo.remove("nope")
+    zoo.remove("before")
+    assert Zoo(storage).names() == ["src"]  # writes reach storage
+    ray.kill(zoo.actor, no_restart=True)
+
+
+def test_zoo_actor_refuses_tampered_weights(ray_session, tmp_path):
+    import ray
+
+    storage = Storage(tmp_path / "zoo")
+    stored = Zoo(storage).publish(_manifest(), _weights())
+    path = storage.path("src", stored.version, "weights.safetensors")
+    data = bytearray(open(path, "rb").read())
+    data[-3] ^= 0x55
+    open(path, "wb").write(bytes(data))
+    zoo = open_zoo(storage)
+    with pytest.raises(RaynasError, match="does not match the sha256"):
+        zoo.load_weights("src")
+    ray.kill(zoo.actor, no_restart=True)
+
+
+def test_embedding_actor_stores_serves_and_ranks(ray_session, tmp_path, suite_home):
+    import ray
+
+    from raynas.data import DatasetStore
+    from raynas.ot.embedding import EmbeddingConfig
+    from raynas.ot.encoders import create_encoder
+    from raynas.ot.store import EmbeddingStore
+
+    store = DatasetStore(suite_home)
+    storage = Storage(tmp_path / "embeddings")
+    encoder = create_encoder("pixels", storage=storage, home=store.home)
+    embeddings = open_embeddings(storage)
+    assert isinstance(embeddings, ActorEmbeddings)
+    config = EmbeddingConfig()
+    for name in ("digits", "glyph-digits", "textures"):
+        embeddings.ensure(store.load(name), encoder, config)
+    assert embeddings.names(encoder.version) == ["digits", "glyph-digits", "textures"]
+    assert EmbeddingStore(storage).names(encoder.version) == ["digits", "glyph-digits", "textures"]
+    target = embeddings.get("digits", encoder.version)
+    ranking = embeddings.rank(target, ["digits", "glyph-digits", "textures", "absent"], "otdd")
+    assert ranking.names()[0] == "digits" and ranking[0].distance == 0.0 and len(ranking) == 3
+    assert ray.get(embeddings.actor.ping.remote()) == {}  # it started before anything was stored
+    ray.kill(embeddings.actor, no_restart=False)
+    names = {encoder.version: ["digits", "glyph-digits", "textures"]}
+    assert _eventually(lambda: ray.get(embeddings.actor.ping.remote(), timeout=60) == names)  # reloaded
+    assert embeddings.get("textures", encoder.version) is not None
+    ray.kill(embeddings.actor, no_restart=True)

@@ -1,0 +1,168 @@
+"""The zoo, distance and warm-started search commands, end to end on a tiny zoo."""
+
+import json
+
+import pytest
+
+from raynas.cli import main
+
+TARGET = "mnist5k-rot"
+SOURCES = ["digits", "glyph-digits", "mnist5k", "textures"]
+QUICK = ["--preset", "tiny", "--epochs", "1", "--max-steps", "2"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv):
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def zoo_args(suite_home, tmp_path_factory):
+    """A zoo of four tiny supernets (the target left out), built once for this module."""
+    storage = tmp_path_factory.mktemp("shared")
+    args = ["--home", suite_home, "--storage", storage]
+    assert main(["zoo", "build", "--datasets", ",".join(SOURCES + [TARGET]), "--exclude", TARGET, *QUICK,
+                 "--sequential", "--json", *map(str, args)]) == 0
+    return args
+
+
+def test_zoo_list(capsys, zoo_args):
+    rows = run_json(capsys, "zoo", "list", *zoo_args)
+    assert [r["name"] for r in rows] == SOURCES
+    for r in rows:
+        assert r["kind"] == "single" and r["source"] == r["name"] and 0 <= r["accuracy"] <= 1
+        assert (r["channels"], r["cells"], r["nodes"]) == (4, 3, 3)  # the tiny preset
+    code, out, _ = run(capsys, "zoo", "list", *zoo_args)
+    assert code == 0 and "glyph-digits" in out and "val acc" in out
+
+
+def test_distance_ranks_the_zoo_for_a_left_out_target(capsys, zoo_args):
+    d = run_json(capsys, "distance", TARGET, *zoo_args)
+    ranking = d["ranking"]
+    assert sorted(r["dataset"] for r in ranking) == SOURCES and [r["rank"] for r in ranking] == [1, 2, 3, 4]
+    assert ranking[0]["dataset"] == "mnist5k"  # the unrotated digits are nearest
+    assert [r["distance"] for r in ranking] == sorted(r["distance"] for r in ranking)
+    assert d["encoder"].startswith("pixels-") and d["embed_s"] >= 0 and d["query_s"] < 5
+    assert run_json(capsys, "distance", TARGET, "--top", "2", *zoo_args)["ranking"] == ranking[:2]
+    for method in ("otdd", "hot", "sliced"):
+        other = run_json(capsys, "distance", TARGET, "--method", method, *zoo_args)["ranking"]
+        assert {r["method"] for r in other} == {method} and len(other) == 4
+    code, out, _ = run(capsys, "distance", TARGET, *zoo_args)
+    assert code == 0 and "query" in out and "mnist5k" in out
+
+
+def test_distance_leaves_out_entries_trained_on_the_target(capsys, zoo_args):
+    d = run_json(capsys, "distance", "mnist5k", *zoo_args)
+    assert d["left_out"] == ["mnist5k"] and "mnist5k" not in {r["dataset"] for r in d["ranking"]}
+
+
+def test_distance_against_datasets_needs_no_zoo(capsys, suite_home, tmp_path):
+    d = run_json(capsys, "distance", "glyph-upper", "--sources", "glyph-lower,photo-patches",
+                 "--home", suite_home, "--storage", tmp_path)
+    assert [r["dataset"] for r in d["ranking"]] == ["glyph-lower", "photo-patches"]
+
+
+@pytest.mark.parametrize("argv, message", [(["--method", "euclid"], "unknown dataset distance 'euclid'"),
+                                           (["--top", "0"], "--top 0 keeps nothing"),
+                                           (["--encoder", "vgg"], "unknown encoder 'vgg'")])
+def test_distance_errors(capsys, zoo_args, argv, message):
+    code, _, err = run(capsys, "distance", TARGET, *argv, *zoo_args)
+    assert code == 1 and message in err
+
+
+def test_search_transfer_ot_warm_starts_from_the_nearest_source(capsys, zoo_args):
+    nearest = run_json(capsys, "distance", TARGET, *zoo_args)["ranking"][0]
+    d = run_json(capsys, "search", TARGET, "--transfer", "ot", *QUICK, *zoo_args)
+    t = d["transfer"]
+    assert t["strategy"] == "ot" and t["source"] == nearest["source"] and t["method"] == "otdd"
+    assert t["distance"] == pytest.approx(nearest["distance"])
+    assert t["mode"] == "weights+alphas" and t["tensors"]["copied"] > 100 and t["tensors"]["adapted"] == []
+    saved = json.loads((__import__("pathlib").Path(d["run_dir"]) / "result.json").read_text())
+    assert saved["transfer"] == t and saved["config"]["transfer"] == "ot"
+
+
+@pytest.mark.parametrize("mode, copied", [("weights", lambda n: n > 100), ("alphas", lambda n: n == 2)])
+def test_search_transfer_modes(capsys, zoo_args, mode, copied):
+    t = run_json(capsys, "search", TARGET, "--transfer", "glyph-digits", "--transfer-mode", mode,
+                 "--alpha-temperature", "2", *QUICK, *zoo_args)["transfer"]
+    assert t["strategy"] == "named" and t["source"] == "glyph-digits" and t["mode"] == mode
+    assert copied(t["tensors"]["copied"]) and t["alpha_temperature"] == 2.0
+
+
+def test_search_transfer_random_is_seeded(capsys, zoo_args):
+    picks = {run_json(capsys, "search", TARGET, "--transfer", "random", "--seed", "3", *QUICK, *zoo_args)
+             ["transfer"]["source"] for _ in range(2)}
+    assert len(picks) == 1 and picks <= set(SOURCES)
+
+
+def test_search_transfer_errors(capsys, zoo_args):
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "nope", *QUICK, *zoo_args)
+    assert code == 1 and "zoo entry 'nope' not found" in err and "glyph-digits" in err
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "digits", "--preset", "cpu", "--epochs", "1",
+                       *zoo_args)
+    assert code == 1 and "another search space" in err and "channels 4 vs 8" in err
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "ot", "--preset", "cpu", *zoo_args)
+    assert code == 1 and "no single-dataset supernet that fits" in err and "--exclude" in err
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "multi", *QUICK, *zoo_args)
+    assert code == 1 and "no multi-dataset supernet" in err and "--multi NAME" in err
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "digits", "--transfer-mode", "all", *QUICK, *zoo_args)
+    assert code == 1 and "unknown transfer mode 'all'" in err
+
+
+def test_multi_dataset_supernet_builds_and_transfers(capsys, zoo_args):
+    rows = run_json(capsys, "zoo", "build", "--multi", "mix", "--datasets", "digits,photo-patches", *QUICK,
+                    *zoo_args)
+    assert [(r["name"], r["kind"], r["source"]) for r in rows] == [("mix", "multi", "digits+photo-patches")]
+    t = run_json(capsys, "search", TARGET, "--transfer", "multi", *QUICK, *zoo_args)["transfer"]
+    assert t["strategy"] == "multi" and t["source"] == "mix" and t["source_kind"] == "multi"
+    assert t["tensors"]["adapted"] == ["stem.0.weight"]  # RGB multi supernet -> gray target
+    assert t["tensors"]["kept"] == 2  # the target's own fresh classifier
+    # a multi supernet that saw the target is never chosen for it
+    code, _, err = run(capsys, "search", "digits", "--transfer", "multi", *QUICK, *zoo_args)
+    assert code == 1 and "not trained on 'digits'" in err
+    run(capsys, "zoo", "remove", "mix", *zoo_args)
+
+
+def test_publish_grows_the_zoo_and_a_tampered_entry_is_refused(capsys, zoo_args, tmp_path):
+    d = run_json(capsys, "search", "glyph-greek", "--transfer", "ot", "--publish", *QUICK, *zoo_args)
+    assert d["published"]["name"] == "glyph-greek" and d["published"]["warm_started_from"] == d["transfer"]["source"]
+    names = [r["name"] for r in run_json(capsys, "zoo", "list", *zoo_args)]
+    assert "glyph-greek" in names
+    ranking = run_json(capsys, "distance", "glyph-upper", *zoo_args)["ranking"]
+    assert "glyph-greek" in {r["dataset"] for r in ranking}  # its embedding was stored with it
+
+    storage = __import__("pathlib").Path(zoo_args[3]) / "zoo" / "glyph-greek"
+    weights = next(storage.glob("*/weights.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "glyph-greek", *QUICK, *zoo_args)
+    assert code == 1 and "does not match the sha256" in err and "zoo remove glyph-greek" in err
+    assert run(capsys, "zoo", "remove", "glyph-greek", *zoo_args)[0] == 0
+    assert "glyph-greek" not in [r["name"] for r in run_json(capsys, "zoo", "list", *zoo_args)]
+
+
+def test_zoo_build_errors(capsys, suite_home, tmp_path):
+    args = ["--home", suite_home, "--storage", tmp_path, *QUICK]
+    code, _, err = run(capsys, "zoo", "build", "--datasets", "digits,nope", "--sequential", *args)
+    assert code == 1 and "dataset 'nope' not found" in err
+    code, _, err = run(capsys, "zoo", "build", "--datasets", "digits", "--exclude", "mnist5k", *args)
+    assert code == 1 and "--exclude names datasets that are not being built: mnist5k" in err
+    code, _, err = run(capsys, "zoo", "build", "--datasets", "digits", "--algo", "enas", *args)
+    assert code == 1 and "unknown search algorithm 'enas'" in err
+    assert not (tmp_path / "zoo").exists() or not list((tmp_path / "zoo").iterdir())  # nothing was published
+
+
+def test_zoo_build_runs_sources_in_parallel_ray_tasks(capsys, ray_session, suite_home, tmp_path):
+    rows = run_json(capsys, "zoo", "build", "--datasets", "digits,textures", *QUICK, "--home", suite_home,
+                    "--storage", tmp_path)
+    assert sorted(r["name"] for r in rows) == ["digits", "textures"]
+    assert [r["name"] for r in run_json(capsys, "zoo", "list", "--home", suite_home, "--storage", tmp_path)] == \
+        ["digits", "textures"]
