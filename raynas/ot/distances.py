@@ -73,9 +73,13 @@ def bures_squared(a: DatasetEmbedding, b: DatasetEmbedding) -> np.ndarray:
     means = squared_distances(a.means, b.means)
     w = means + a.traces[:, None] + b.traces[None, :] - 2.0 * nuclear
     np.maximum(w, 0.0, out=w)
-    stats = lambda e: np.concatenate([e.means, e.factors.reshape(e.num_classes, -1)], axis=1)  # noqa: E731
-    w[_same_rows(stats(a), stats(b))] = 0.0
+    w[_same_rows(_class_stats(a), _class_stats(b))] = 0.0
     return w
+
+
+def _class_stats(e: DatasetEmbedding) -> np.ndarray:
+    """One row per class: its mean and factor, to spot identical class Gaussians."""
+    return np.concatenate([e.means, e.factors.reshape(e.num_classes, -1)], axis=1)
 
 
 def _canonical(a: DatasetEmbedding, b: DatasetEmbedding) -> tuple[DatasetEmbedding, DatasetEmbedding]:

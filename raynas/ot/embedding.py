@@ -45,12 +45,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from raynas.data.format import ImageDataset
 from raynas.errors import RaynasError
+from raynas.ot.encoders import Encoder
 from raynas.ot.sampling import stratified_indices
 from raynas.ot.threads import single_threaded_blas
 
 FORMAT = "raynas-embedding/1"
-SKETCH_SEED = 4_2025  # the one seed of all sketch slices; with the dimension it fixes theta and psi
+SKETCH_SEED = 42025  # the one seed of all sketch slices; with the dimension it fixes theta and psi
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def class_statistics(x: np.ndarray, y: np.ndarray, rank: int, ridge: float):
     d = x.shape[1]
     means = _class_means(x, inverse, counts)
     centred = x - means[inverse]
-    covs = np.stack([centred[inverse == i].T @ centred[inverse == i] / n for i, n in enumerate(counts)])
+    covs = np.stack([c.T @ c / len(c) for c in (centred[inverse == i] for i in range(len(labels)))])
     eps = ridge * max(float(x.var(axis=0).mean()), 1e-12)
     values, vectors = np.linalg.eigh(covs + eps * np.eye(d))
     r = min(rank, d)
@@ -236,7 +238,7 @@ def summarise(features: np.ndarray, labels: np.ndarray, *, dataset: str, content
     )
 
 
-def embed_dataset(ds, encoder, config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
+def embed_dataset(ds: ImageDataset, encoder: Encoder, config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
     """Encode a seeded class-stratified subset of ``config.split`` and summarise it."""
     images, labels = ds.split(config.split)
     idx = stratified_indices(labels, config.max_images, config.seed)

@@ -8,12 +8,11 @@ and return plain values (names, numpy-backed embeddings) so they cross process b
 
 from __future__ import annotations
 
-from typing import Any
-
+from raynas.data.format import ImageDataset
 from raynas.data.validate import check_name
 from raynas.errors import RaynasError
 from raynas.ot.embedding import DatasetEmbedding, EmbeddingConfig, embed_dataset, from_parquet_bytes, to_parquet_bytes
-from raynas.ot.encoders import ENCODER_DIR
+from raynas.ot.encoders import ENCODER_DIR, Encoder
 from raynas.storage import Storage
 
 SUFFIX = ".parquet"
@@ -82,10 +81,13 @@ class EmbeddingStore:
                 removed.append(version)
         return removed
 
-    def is_current(self, embedding: DatasetEmbedding | None, ds: Any, config: EmbeddingConfig) -> bool:
+    @staticmethod
+    def is_current(embedding: DatasetEmbedding | None, ds: ImageDataset, config: EmbeddingConfig) -> bool:
+        """Stored for this very content (hash) and config."""
         return embedding is not None and embedding.content_hash == ds.info.content_hash and embedding.config == config
 
-    def ensure(self, ds: Any, encoder: Any, config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
+    def ensure(self, ds: ImageDataset, encoder: Encoder,
+               config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
         """The embedding of ``ds`` (an ImageDataset) under ``encoder``: the stored one when its
         content hash and config match, else a fresh one, which is stored."""
         try:

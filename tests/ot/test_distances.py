@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 
 from raynas.data import DatasetStore
 from raynas.errors import RaynasError
-from raynas.ot import DISTANCES, Cascade, EmbeddingConfig, dataset_distance, embed_dataset, rank_sources
+from raynas.ot import DISTANCES, Cascade, dataset_distance, embed_dataset, rank_sources
 from raynas.ot.distances import bures_squared, hot, otdd, sliced, squared_distances
 from tests.ot.helpers import SMALL, synthetic
 

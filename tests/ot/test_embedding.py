@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from raynas.data import DatasetStore
@@ -17,7 +17,7 @@ from raynas.errors import RaynasError
 from raynas.ot import EmbeddingConfig, embed_dataset
 from raynas.ot.embedding import (FORMAT, class_statistics, from_parquet_bytes, from_table, sketch_projections,
                                  sliced_sketch, summarise, to_parquet_bytes, to_table)
-from tests.ot.helpers import SMALL, synthetic
+from tests.ot.helpers import synthetic
 
 configs = st.builds(EmbeddingConfig, split=st.sampled_from(["train", "val", "test"]),
                     max_images=st.integers(1, 10**6), rank=st.integers(1, 512), ridge=st.floats(0, 1),
