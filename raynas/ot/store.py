@@ -81,8 +81,7 @@ class EmbeddingStore:
                 removed.append(version)
         return removed
 
-    @staticmethod
-    def is_current(embedding: DatasetEmbedding | None, ds: ImageDataset, config: EmbeddingConfig) -> bool:
+    def is_current(self, embedding: DatasetEmbedding | None, ds: ImageDataset, config: EmbeddingConfig) -> bool:
         """Stored for this very content (hash) and config."""
         return embedding is not None and embedding.content_hash == ds.info.content_hash and embedding.config == config
 
