@@ -1,7 +1,7 @@
 """Query time and ranking quality of the OT source-ranking cascade, measured in one run.
 
     python benchmarks/ot_query.py [--target mnist5k] [--zoo 1000] [--n1 50] [--n2 5] [--repeats 3]
-                                  [--large-all-targets] [--out r.json]
+                                  [--large-all-targets [--sizes 50:5,200:10]] [--out r.json]
 
 What is measured (pixel encoder, default embedding config, built-in suite):
 
@@ -17,7 +17,8 @@ What is measured (pixel encoder, default embedding config, built-in suite):
     the otdd distances (mean and min), how often both pick the same nearest source, and the
     same numbers for ``hot`` and ``sliced`` alone for comparison. With ``--large-all-targets``
     every built-in dataset is also ranked against the large zoo (its 10 real neighbours plus
-    the synthetic entries), comparing the cascade's nearest source and top 5 with brute force.
+    the synthetic entries), comparing the cascade's nearest source and top 5 with brute force,
+    for each cascade size in ``--sizes``.
 """
 
 from __future__ import annotations
@@ -109,6 +110,32 @@ def agreement(embeddings: dict, cascade: Cascade) -> dict:
     return out
 
 
+def large_zoo_all_targets(embeddings: dict, synth: list, sizes: str) -> list[dict]:
+    """Every built-in target against its 10 real neighbours + the synthetic entries: the
+    cascade (for each ``n1:n2`` in ``sizes``) against one brute-force otdd ranking."""
+    cascades = [Cascade(*(int(v) for v in pair.split(":"))) for pair in sizes.split(",")]
+    print(f"\n(a') every built-in target against a {len(synth) + len(embeddings) - 1}-entry zoo: cascade vs "
+          "brute-force otdd (one run each)")
+    print(f"{'n1:n2':>7} | {'same nearest':>12} | {'top-5 overlap':>13} | {'median s':>8} | {'max s':>6}")
+    brute = {}
+    for name, emb in embeddings.items():
+        zoo = [e for n, e in embeddings.items() if n != name] + synth
+        brute[name] = (zoo, rank_sources(emb, zoo, "otdd").names())
+    rows = []
+    for cascade in cascades:
+        same, overlap, seconds = 0, 0, []
+        for name, (zoo, truth) in brute.items():
+            ranking = rank_sources(embeddings[name], zoo, cascade)
+            same += ranking.names()[0] == truth[0]
+            overlap += len(set(ranking.names()[:5]) & set(truth[:5]))
+            seconds.append(ranking.seconds["total"])
+        rows.append({"n1": cascade.n1, "n2": cascade.n2, "same_nearest": same, "targets": len(brute),
+                     "top5_overlap": overlap, "median_s": statistics.median(seconds), "max_s": max(seconds)})
+        print(f"{cascade.n1:>3}:{cascade.n2:<3} | {same:>7}/{len(brute):<4} | {overlap:>7}/{5 * len(brute):<5} | "
+              f"{rows[-1]['median_s']:>8.2f} | {rows[-1]['max_s']:>6.2f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", help="raynas home with (or for) the built-in suite; default: a temporary one")
@@ -120,6 +147,8 @@ def main() -> None:
     parser.add_argument("--large-all-targets", action="store_true",
                         help="also compare cascade and brute-force otdd on the large zoo for every built-in "
                              "target (about 25 s per target)")
+    parser.add_argument("--sizes", help="with --large-all-targets: cascade sizes to compare, e.g. 50:5,200:10 "
+                                        "(default: --n1:--n2)")
     parser.add_argument("--out", help="also write the numbers as JSON")
     args = parser.parse_args()
     cascade, config = Cascade(n1=args.n1, n2=args.n2), EmbeddingConfig()
@@ -169,18 +198,7 @@ def main() -> None:
               f"{brute.names()[0]}), top-5 overlap {overlap}/5")
 
     if args.large_all_targets:
-        print(f"\n(a') every built-in target against its {args.zoo}-entry zoo (10 real + synthetic): cascade vs "
-              "brute-force otdd")
-        rows = []
-        for name, emb in embeddings.items():
-            zoo = [e for n, e in embeddings.items() if n != name] + synth
-            ranking, brute = rank_sources(emb, zoo, cascade), rank_sources(emb, zoo, "otdd")
-            rows.append({"target": name, "same_nearest": ranking.names()[0] == brute.names()[0],
-                         "top5_overlap": len(set(ranking.names()[:5]) & set(brute.names()[:5])),
-                         "otdd_nearest": brute.names()[0], "cascade_s": ranking.seconds["total"]})
-            print(f"{name:>14}: same nearest {rows[-1]['same_nearest']}, top-5 overlap {rows[-1]['top5_overlap']}/5, "
-                  f"nearest {brute.names()[0]}, cascade {rows[-1]['cascade_s']:.2f} s")
-        result["large_all_targets"] = rows
+        result["large_all_targets"] = large_zoo_all_targets(embeddings, synth, args.sizes or f"{args.n1}:{args.n2}")
 
     print("\n(b) agreement with full otdd, leave-one-out over the suite (10 sources per target)")
     agree = agreement(embeddings, cascade)
