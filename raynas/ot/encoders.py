@@ -163,7 +163,8 @@ def pixels(*, storage: Storage, home: Any = None, image_size: int = 16, dim: int
     """Load the stored PCA, or fit it on the built-in suite (built in ``home`` if needed) and store it.
 
     After writing, the stored file is read back, so concurrent fitters end up with the bytes
-    that won the race and agree on the version.
+    that won the race and agree on the version. ``per_dataset`` (the pool size) only matters
+    for the first fit: a stored PCA of the same size and dimension is used as it is.
     """
     if dim > 3 * image_size * image_size:
         raise RaynasError(f"a {dim}-d PCA of {image_size}px RGB pixels is impossible",
