@@ -127,6 +127,9 @@ def test_multi_dataset_supernet_builds_and_transfers(capsys, zoo_args):
     # a multi supernet that saw the target is never chosen for it
     code, _, err = run(capsys, "search", "digits", "--transfer", "multi", *QUICK, *zoo_args)
     assert code == 1 and "not trained on 'digits'" in err
+    # the multi supernet also serves as an encoder of its own feature space
+    d = run_json(capsys, "distance", TARGET, "--encoder", "supernet", *zoo_args)
+    assert d["encoder"].startswith("supernet-mix-") and sorted(r["dataset"] for r in d["ranking"]) == SOURCES
     run(capsys, "zoo", "remove", "mix", *zoo_args)
 
 

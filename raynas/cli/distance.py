@@ -51,7 +51,7 @@ def run_distance(args: argparse.Namespace) -> None:
     left_out = [m.name for m in entries if any(s.content_hash == info.content_hash or s.name == info.name
                                               for s in m.sources)]
     entries = [m for m in entries if m.name not in left_out]
-    encoder = create_encoder(args.encoder, storage=shared.embedding_storage, home=store.home)
+    encoder = create_encoder(args.encoder, storage=shared.embedding_storage, home=store.home, zoo=shared.zoo)
     ranked = rank_zoo(args.target, entries, store, shared.embeddings, encoder, args.method, args.top)
     seconds = ranked.ranking.seconds
     if args.json:

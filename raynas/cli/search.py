@@ -119,7 +119,7 @@ def run_search_cmd(args: argparse.Namespace) -> None:
     if args.publish:
         from raynas.ot.encoders import create_encoder
 
-        encoder = create_encoder(config.encoder, storage=shared.embedding_storage, home=store.home)
+        encoder = create_encoder(config.encoder, storage=shared.embedding_storage, home=store.home, zoo=shared.zoo)
         answer["published"] = publish_result(result, shared.zoo, store, shared.embeddings, encoder).summary()
     if args.json:
         keys = ("run_dir", "status", "epochs_done", "final", "best_val_acc", "timings", "genotype", "genotype_text",

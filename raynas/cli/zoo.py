@@ -73,11 +73,13 @@ def run_build(args: argparse.Namespace) -> None:
 
         ensure_ray(args.address)  # a local Ray unless one is connected; tasks publish through the zoo actor
     quiet = args.json
+    finished = []
 
     def report(row: dict) -> None:
+        finished.append(row)
         if not quiet:
-            print(f"published {row['name']} ({row['kind']}, val acc {100 * row['accuracy']:.1f}%, "
-                  f"{row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+            print(f"[{len(finished)}/{len(jobs)}] published {row['name']} ({row['kind']}, val acc "
+                  f"{100 * row['accuracy']:.1f}%, {row['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
     if not quiet:
         where = "in parallel Ray tasks" if parallel and len(jobs) > 1 else "one after another"

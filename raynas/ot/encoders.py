@@ -20,11 +20,14 @@ Built-ins:
   machine sharing the storage uses the same projection.
 * ``resnet18``: global-pooled features (512-d) of torchvision's ImageNet ResNet-18, from the
   local torch hub cache or downloaded once.
+* ``supernet``: global-pooled features of a multi-dataset supernet from the zoo (the newest,
+  or ``source=NAME``): a feature space learnt on the zoo's own kind of data, no download.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
@@ -60,9 +63,17 @@ class Encoder(Protocol):
 ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder")
 
 
-def create_encoder(name: str = DEFAULT_ENCODER, *, storage: Storage, home: Any = None, **kwargs: Any) -> Encoder:
-    """Build the encoder registered as ``name``; extra keyword arguments go to its factory."""
-    return ENCODERS.get(name)(storage=storage, home=home, **kwargs)
+def create_encoder(name: str = DEFAULT_ENCODER, *, storage: Storage, home: Any = None, zoo: Any = None,
+                   **kwargs: Any) -> Encoder:
+    """Build the encoder registered as ``name``; extra keyword arguments go to its factory.
+
+    ``zoo`` (a zoo or its actor handle) is passed only to factories that take it, so callers
+    can always offer it.
+    """
+    factory = ENCODERS.get(name)
+    if zoo is not None and "zoo" in inspect.signature(factory).parameters:
+        kwargs["zoo"] = zoo
+    return factory(storage=storage, home=home, **kwargs)
 
 
 def _check_images(images: np.ndarray) -> torch.Tensor:
@@ -251,3 +262,59 @@ def resnet18(*, storage: Storage, home: Any = None, image_size: int = 64, batch_
     """ImageNet ResNet-18 (fc removed); ``storage`` and ``home`` are not needed."""
     state, digest = load_resnet18_weights()
     return ResNet18Encoder(state, digest, image_size=image_size, batch_size=batch_size)
+
+
+# -- multi-dataset supernet ------------------------------------------------------------------
+
+class SupernetEncoder:
+    """Pooled last-cell features of a zoo supernet at its own input size and channels.
+
+    Images are standardised per channel with the statistics of the images given (one call
+    per dataset, as the supernet's training normalised each dataset with its own), and pass
+    in fixed batches in the given order: the supernet's BatchNorm uses batch statistics, so
+    equal inputs give equal features.
+    """
+
+    name = "supernet"
+
+    def __init__(self, model: torch.nn.Module, entry: str, digest: str, batch_size: int = 256):
+        self.model = model.eval()
+        self.space = model.space
+        self.dim = model.feature_dim
+        self.batch_size = batch_size
+        self.version = f"supernet-{entry}-{digest[:8]}-{self.space.image_size}px"
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        x = to_float(_check_images(images), self.space.image_size, self.space.in_channels)
+        if len(x) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
+        x = (x - mean) / std
+        with torch.inference_mode():
+            out = [self.model.features(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+@ENCODERS.register("supernet")
+def supernet(*, storage: Storage, home: Any = None, zoo: Any = None, source: str | None = None,
+             batch_size: int = 256) -> SupernetEncoder:
+    """Features of a multi-dataset zoo supernet (``source``, default the newest one)."""
+    from raynas.space.supernet import create_supernet
+
+    if zoo is None:
+        raise RaynasError("the 'supernet' encoder needs the zoo", "pass zoo=... (the CLI does this for you)")
+    if source is None:
+        multi = [m for m in zoo.list() if m.kind == "multi"]
+        if not multi:
+            raise RaynasError("the 'supernet' encoder needs a multi-dataset supernet in the zoo, and there is none",
+                              "build one with `raynas zoo build --multi NAME --datasets A,B,...`, "
+                              "or use `--encoder pixels`")
+        source = max(multi, key=lambda m: m.created).name
+    weights, manifest = zoo.load_weights(source)
+    model = create_supernet(manifest.space_config)
+    state = {k: torch.tensor(np.asarray(v)) for k, v in weights.items() if not k.startswith(("heads.", "classifier."))}
+    missing, _ = model.load_state_dict(state, strict=False)
+    if [k for k in missing if not k.startswith("classifier.")]:
+        raise RaynasError(f"zoo entry '{source}' does not hold a complete supernet (missing {missing[:3]}...)",
+                          f"rebuild it, or choose another with source=NAME")
+    return SupernetEncoder(model, source, manifest.weights_sha256, batch_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from raynas.data.format import ImageDataset
 from raynas.data.validate import check_name
 from raynas.errors import RaynasError
+from raynas.ot.distances import Ranking, rank_sources
 from raynas.ot.embedding import DatasetEmbedding, EmbeddingConfig, embed_dataset, from_parquet_bytes, to_parquet_bytes
 from raynas.ot.encoders import ENCODER_DIR, Encoder
 from raynas.storage import Storage
@@ -81,20 +82,35 @@ class EmbeddingStore:
                 removed.append(version)
         return removed
 
-    def is_current(self, embedding: DatasetEmbedding | None, ds: ImageDataset, config: EmbeddingConfig) -> bool:
-        """Stored for this very content (hash) and config."""
-        return embedding is not None and embedding.content_hash == ds.info.content_hash and embedding.config == config
-
     def ensure(self, ds: ImageDataset, encoder: Encoder,
                config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
-        """The embedding of ``ds`` (an ImageDataset) under ``encoder``: the stored one when its
-        content hash and config match, else a fresh one, which is stored."""
-        try:
-            stored = self.get(ds.info.name, encoder.version)
-        except RaynasError:  # a damaged cache entry is derived data: replace it
-            stored = None
-        if self.is_current(stored, ds, config):
-            return stored  # type: ignore[return-value]
-        embedding = embed_dataset(ds, encoder, config)
-        self.put(embedding)
-        return embedding
+        return ensure_embedding(self, ds, encoder, config)
+
+    def rank(self, target: DatasetEmbedding, sources: list[str], method: str = "cascade",
+             top: int | None = None) -> Ranking | None:
+        """Rank the stored embeddings of ``sources`` (missing ones are skipped) against ``target``."""
+        found = [e for e in (self.get(s, target.encoder_version) for s in sources) if e is not None]
+        return rank_sources(target, found, method, top) if found else None
+
+
+def is_current(embedding: DatasetEmbedding | None, ds: ImageDataset, config: EmbeddingConfig) -> bool:
+    """Stored for this very content (hash) and config."""
+    return embedding is not None and embedding.content_hash == ds.info.content_hash and embedding.config == config
+
+
+def ensure_embedding(embeddings, ds: ImageDataset, encoder: Encoder,
+                     config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
+    """The embedding of ``ds`` under ``encoder`` from ``embeddings`` (a store or its actor handle):
+    the stored one when its content hash and config match, else a fresh one, which is stored.
+
+    The caller computes it, since it holds the images; a store or actor only keeps it.
+    """
+    try:
+        stored = embeddings.get(ds.info.name, encoder.version)
+    except RaynasError:  # a damaged cache entry is derived data: replace it
+        stored = None
+    if is_current(stored, ds, config):
+        return stored  # type: ignore[return-value]
+    embedding = embed_dataset(ds, encoder, config)
+    embeddings.put(embedding)
+    return embedding

@@ -111,15 +111,9 @@ class ActorEmbeddings:
         return self._call("rank", target, sources, method, top)
 
     def ensure(self, ds, encoder, config):
-        from raynas.ot.embedding import embed_dataset
-        from raynas.ot.store import EmbeddingStore
+        from raynas.ot.store import ensure_embedding
 
-        stored = self.get(ds.info.name, encoder.version)
-        if EmbeddingStore.is_current(None, stored, ds, config):  # noqa: PLE1120
-            return stored
-        embedding = embed_dataset(ds, encoder, config)
-        self.put(embedding)
-        return embedding
+        return ensure_embedding(self, ds, encoder, config)
 
 
 def open_embeddings(storage: Storage | str, use_actor: bool | None = None):

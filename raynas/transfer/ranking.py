@@ -29,22 +29,13 @@ class ZooRanking:
                  "method": r.method} for r in self.ranking]
 
 
-def source_embedding(dataset: str, content_hash: str, store: DatasetStore, embeddings, encoder):
-    """The stored embedding of a source dataset, else one computed from the dataset if it is here."""
-    from raynas.ot.embedding import EmbeddingConfig
-
-    stored = embeddings.get(dataset, encoder.version)
-    if stored is not None:
-        return stored
-    if store.exists(dataset) and store.info(dataset).content_hash == content_hash:
-        return embeddings.ensure(store.load(dataset), encoder, EmbeddingConfig())
-    return None
-
-
 def rank_zoo(target: str, entries: Sequence[ZooManifest], store: DatasetStore, embeddings, encoder,
              method: str = "cascade", top: int | None = None) -> ZooRanking:
-    """Rank single-dataset zoo ``entries`` by distance to dataset ``target``."""
-    from raynas.ot.distances import rank_sources
+    """Rank single-dataset zoo ``entries`` by distance to dataset ``target``.
+
+    One query to the embedding store (or its actor) ranks all sources where they are stored;
+    only sources missing from the store are embedded here, from their datasets.
+    """
     from raynas.ot.embedding import EmbeddingConfig
 
     by_dataset = {m.source: m for m in entries if m.kind == "single"}
@@ -54,15 +45,17 @@ def rank_zoo(target: str, entries: Sequence[ZooManifest], store: DatasetStore, e
     t0 = time.perf_counter()
     target_embedding = embeddings.ensure(store.load(target), encoder, EmbeddingConfig())
     embed_s = time.perf_counter() - t0
-    sources, missing = [], []
+    stored = set(embeddings.names(encoder.version))
+    missing = []
     for dataset, m in by_dataset.items():
-        e = source_embedding(dataset, m.sources[0].content_hash, store, embeddings, encoder)
-        if e is None:
-            missing.append(dataset)
+        if dataset in stored:
+            continue
+        if store.exists(dataset) and store.info(dataset).content_hash == m.sources[0].content_hash:
+            embeddings.ensure(store.load(dataset), encoder, EmbeddingConfig())
         else:
-            sources.append(e)
-    if not sources:
+            missing.append(dataset)
+    ranking = embeddings.rank(target_embedding, [d for d in by_dataset if d not in missing], method, top)
+    if ranking is None:
         raise RaynasError(f"no zoo source has a '{encoder.version}' embedding and their datasets are not here",
                           "rebuild the zoo with `raynas zoo build` (it stores embeddings), or use --transfer multi")
-    return ZooRanking(rank_sources(target_embedding, sources, method, top), by_dataset, encoder.version, embed_s,
-                      missing)
+    return ZooRanking(ranking, by_dataset, encoder.version, embed_s, missing)

@@ -91,7 +91,7 @@ def nearest_by_ot(ctx: SelectionContext) -> SourceChoice:
     entries = ctx.candidates("single")
     if not entries:
         raise _empty_zoo("ot", ctx)
-    encoder = create_encoder(ctx.config.encoder, storage=ctx.embedding_storage, home=ctx.store.home)
+    encoder = create_encoder(ctx.config.encoder, storage=ctx.embedding_storage, home=ctx.store.home, zoo=ctx.zoo)
     ranked = rank_zoo(ctx.target.name, entries, ctx.store, ctx.embeddings, encoder, method=ctx.config.distance)
     best = ranked.ranking[0]
     note = f"no embedding for {', '.join(ranked.missing)}" if ranked.missing else ""

@@ -43,10 +43,10 @@ def pretrain(job: PretrainJob, verbose: bool = False) -> dict[str, Any]:
     run_dir = new_run_dir(store.home.runs, job.config)
     write_config(run_dir, job.config)
     result = run_search(job.config, store=store, run_dir=run_dir, verbose=verbose)
-    embeddings = open_embeddings(job.embeddings)
+    zoo, embeddings = open_zoo(job.zoo), open_embeddings(job.embeddings)
     encoder = None if job.config.multi else create_encoder(job.encoder, storage=Storage(job.embeddings),
-                                                            home=store.home)
-    manifest = publish_result(result, open_zoo(job.zoo), store, embeddings, encoder, name=job.name)
+                                                            home=store.home, zoo=zoo)
+    manifest = publish_result(result, zoo, store, embeddings, encoder, name=job.name)
     return {**manifest.summary(), "seconds": time.perf_counter() - t0, "run_dir": str(run_dir)}
 
 

@@ -172,3 +172,41 @@ def test_resnet18_damaged_weights_are_reported(torch_home, tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, weights)
     with pytest.raises(RaynasError, match="do not fit torchvision's ResNet-18"):
         create_encoder("resnet18", storage=Storage(tmp_path))
+
+
+def test_supernet_encoder_uses_the_newest_multi_dataset_supernet(suite_home, tmp_path):
+    from raynas.data import DatasetStore
+    from raynas.ot.embedding import EmbeddingConfig, embed_dataset
+    from raynas.ot.distances import dataset_distance
+    from raynas.space.config import PRESETS
+    from raynas.space.multihead import create_multihead_supernet
+    from raynas.storage import Storage
+    from raynas.zoo.manifest import ZooManifest
+    from raynas.zoo.store import Zoo, state_to_numpy
+
+    storage = Storage(tmp_path / "embeddings")
+    zoo = Zoo(tmp_path / "zoo")
+    with pytest.raises(RaynasError, match="needs a multi-dataset supernet"):
+        create_encoder("supernet", storage=storage, zoo=zoo)
+    with pytest.raises(RaynasError, match="needs the zoo"):
+        create_encoder("supernet", storage=storage)
+    space = PRESETS.get("tiny").space(in_channels=3, num_classes=10)
+    model = create_multihead_supernet(space, [10, 6], seed=0)
+    zoo.publish(ZooManifest(name="mix", kind="multi", sources=[{"name": "digits", "content_hash": "a", "classes": 10},
+                                                               {"name": "textures", "content_hash": "b", "classes": 6}],
+                            space=space.to_json(), algo="darts", epochs=1, val_acc=0.5),
+                state_to_numpy(model.state_dict()))
+    encoder = create_encoder("supernet", storage=storage, zoo=zoo)
+    assert encoder.version.startswith("supernet-mix-") and encoder.dim == model.feature_dim == 48
+    store = DatasetStore(suite_home)
+    digits = store.load("digits")
+    features = encoder.encode(digits.images[:40])
+    assert features.shape == (40, 48) and np.isfinite(features).all()
+    np.testing.assert_array_equal(features, encoder.encode(digits.images[:40]))  # deterministic
+    config = EmbeddingConfig(max_images=300, sample_size=100)
+    a = embed_dataset(digits, encoder, config)
+    b = embed_dataset(store.load("glyph-digits"), encoder, config)
+    assert dataset_distance(a, a) == 0.0 and dataset_distance(a, b) > 0
+    with pytest.raises(RaynasError, match="zoo entry 'nope' not found"):
+        create_encoder("supernet", storage=storage, zoo=zoo, source="nope")
+    assert create_encoder("pixels", storage=storage, home=suite_home, zoo=zoo).name == "pixels"  # zoo not needed
