@@ -70,7 +70,7 @@ class Loader(Protocol):
 
     def set_epoch(self, epoch: int) -> None: ...
 
-    def view(self, train: bool) -> "Loader": ...
+    def view(self, train: bool, shuffle: bool | None = None) -> "Loader": ...
 
 
 def parse_split(spec: str) -> tuple[str, ...]:
@@ -90,10 +90,10 @@ class _EpochSeeded:
     """
 
     def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize,
-                 train: bool | None = None):
+                 train: bool | None = None, shuffle: bool | None = None):
         self.info, self.split, self.config, self.normalize = info, split, config, normalize
         self.train = split == "train" if train is None else train
-        self.shuffle = config.shuffle and self.train
+        self.shuffle = config.shuffle and self.train if shuffle is None else shuffle
         self.augment = None
         if config.augment and self.train:
             padding = config.image_size // 8 if config.crop_padding is None else config.crop_padding
@@ -104,10 +104,12 @@ class _EpochSeeded:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def view(self, train: bool):
-        """The same data in the other mode (e.g. the val split shuffled for architecture steps)."""
+    def view(self, train: bool, shuffle: bool | None = None):
+        """The same data in another mode: e.g. the val split shuffled and augmented for architecture
+        steps, or shuffled without augmentation for evaluating a network whose BatchNorm uses
+        batch statistics (file order can hold one class per batch)."""
         other = copy.copy(self)
-        _EpochSeeded.__init__(other, self.info, self.split, self.config, self.normalize, train)
+        _EpochSeeded.__init__(other, self.info, self.split, self.config, self.normalize, train, shuffle)
         return other
 
     def _generator(self) -> torch.Generator:

@@ -271,8 +271,8 @@ class SupernetEncoder:
 
     Images are standardised per channel with the statistics of the images given (one call
     per dataset, as the supernet's training normalised each dataset with its own), and pass
-    in fixed batches in the given order: the supernet's BatchNorm uses batch statistics, so
-    equal inputs give equal features.
+    in fixed batches of a seeded permutation: the supernet's BatchNorm uses batch
+    statistics, so equal inputs give equal features.
     """
 
     name = "supernet"
@@ -290,9 +290,15 @@ class SupernetEncoder:
             return np.zeros((0, self.dim), np.float32)
         mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
         x = (x - mean) / std
+        # batches in a fixed shuffled order: class-sorted input would give one-class batches, and
+        # batch-statistics BatchNorm would normalise the class away
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            out = [self.model.features(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-        return torch.cat(out).numpy().astype(np.float32)
+            out = torch.cat([self.model.features(x[order[i:i + self.batch_size]])
+                             for i in range(0, len(x), self.batch_size)])
+        features = torch.empty_like(out)
+        features[order] = out
+        return features.numpy().astype(np.float32)
 
 
 @ENCODERS.register("supernet")

@@ -45,7 +45,13 @@ def evaluate(model: torch.nn.Module, loader: Loader) -> tuple[float, float]:
 
 @dataclass
 class DatasetLoaders:
-    """One dataset's loaders: weights train on ``train``; alphas on ``arch`` (val, shuffled)."""
+    """One dataset's loaders: weights train on ``train``; alphas on ``arch`` (val, shuffled and
+    augmented); scores come from ``val`` in one fixed shuffled order without augmentation.
+
+    The supernet's BatchNorm always uses batch statistics, so its val batches must mix
+    classes: in file order a class-sorted dataset gives one class per batch, and accuracy
+    collapses to near chance although the network has learnt.
+    """
 
     name: str
     train: Loader
@@ -55,7 +61,12 @@ class DatasetLoaders:
     @classmethod
     def create(cls, name: str, config: LoaderConfig, store: DatasetStore) -> "DatasetLoaders":
         loaders = create_loaders(name, config, ("train", "val"), store)
-        return cls(name, loaders["train"], loaders["val"], loaders["val"].view(train=True))
+        val = loaders["val"]
+        return cls(name, loaders["train"], val.view(train=False, shuffle=True), val.view(train=True))
+
+    def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
+        self.val.set_epoch(0)  # the same order every time
+        return evaluate(model, self.val)
 
     @property
     def content_hash(self) -> str:
@@ -76,7 +87,7 @@ class SingleDataset:
             yield None, batch, next(arch)
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        loss, acc = evaluate(model, self.loaders.val)
+        loss, acc = self.loaders.evaluate(model)
         return {"val_loss": loss, "val_acc": acc}
 
 
@@ -111,7 +122,7 @@ class MultiDataset:
         loss_sum = acc_sum = seen = 0.0
         for i, d in enumerate(self.datasets):
             model.select(i)
-            loss, acc = evaluate(model, d.val)
+            loss, acc = d.evaluate(model)
             n = d.val.num_images
             out[f"val_acc/{d.name}"] = acc
             loss_sum, acc_sum, seen = loss_sum + loss * n, acc_sum + acc * n, seen + n
