@@ -9,8 +9,10 @@ case "$cmd" in
     cpus=${2:-1}
     ray start --head --node-ip-address=127.0.0.1 --port=6380 --dashboard-host=127.0.0.1 \
       --num-cpus=1 --memory=$((2 << 30)) --object-store-memory=$((256 << 20)) --disable-usage-stats
+    # The worker gets a temp dir of its own, as a node on another machine would have: sharing the
+    # head's, it re-extracts a job's working directory over the one the job's driver runs in.
     ray start --address=127.0.0.1:6380 --node-ip-address=127.0.0.1 --num-cpus="$cpus" \
-      --memory=$((4 << 30)) --object-store-memory=$((256 << 20))
+      --memory=$((4 << 30)) --object-store-memory=$((256 << 20)) --temp-dir="${TMPDIR:-/tmp}/raynas-ray-worker"
     echo "dashboard and job server: http://127.0.0.1:8265"
     ;;
   stop)

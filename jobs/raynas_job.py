@@ -13,7 +13,6 @@ import sys
 from raynas.cli import main
 
 if __name__ == "__main__":
-    # No ray.init() here: with Ray 2.60, calling it in a job driver that was submitted with
-    # --working-dir removed the extracted working directory under the running job (seen on a
-    # local two-node cluster). Commands that need Ray connect when they need it.
+    # Commands that need Ray connect when they need it (Ray sets RAY_ADDRESS for job drivers),
+    # and then use the cluster's zoo and embedding actors.
     sys.exit(main(sys.argv[1:]))

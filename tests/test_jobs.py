@@ -12,6 +12,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run_job(client, entrypoint, timeout=300):
+    from ray.job_submission import JobStatus
+
+    job = client.submit_job(entrypoint=entrypoint,
+                            runtime_env={"working_dir": str(ROOT), "excludes": [".venv", ".git", "runs"]})
+    deadline = time.time() + timeout
+    while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline, "job did not finish in time"
+        time.sleep(2)
+    return status, client.get_job_logs(job)
+
+
 @pytest.mark.cluster
 def test_ray_job_submit_runs_a_raynas_command(tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -20,16 +32,17 @@ def test_ray_job_submit_runs_a_raynas_command(tmp_path):
     subprocess.run([str(ROOT / "cluster" / "local.sh"), "start"], check=True, env=env, capture_output=True)
     try:
         client = JobSubmissionClient("http://127.0.0.1:8265")
-        job = client.submit_job(entrypoint=f"python jobs/raynas_job.py data list --json --home {tmp_path}",
-                                runtime_env={"working_dir": str(ROOT), "excludes": [".venv", ".git", "runs"]})
-        deadline = time.time() + 300
-        while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                             JobStatus.STOPPED}:
-            assert time.time() < deadline, "job did not finish in time"
-            time.sleep(2)
-        logs = client.get_job_logs(job)
+        status, logs = _run_job(client, f"python jobs/raynas_job.py data list --json --home {tmp_path}")
         assert status == JobStatus.SUCCEEDED, logs
         rows = json.loads(logs[logs.index("[\n  {"):logs.rindex("]") + 1])
         assert "glyph-greek" in {r["name"] for r in rows}
+
+        # a zoo build inside the job: sources run as Ray tasks and publish through the zoo actor
+        status, logs = _run_job(client, f"python jobs/raynas_job.py zoo build --datasets digits,textures "
+                                        f"--preset tiny --epochs 1 --max-steps 2 --json --home {tmp_path}")
+        assert status == JobStatus.SUCCEEDED, logs
+        from raynas.zoo.store import Zoo
+
+        assert Zoo(tmp_path / "zoo").names() == ["digits", "textures"]
     finally:
         subprocess.run([str(ROOT / "cluster" / "local.sh"), "stop"], env=env, capture_output=True)
