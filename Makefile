@@ -28,6 +28,7 @@ demo: venv
 bench: venv
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/search_step.py
+	$(BIN)/python benchmarks/ot_query.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

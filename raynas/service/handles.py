@@ -24,19 +24,23 @@ def _ray_connected() -> bool:
     return ray.is_initialized()
 
 
-class ActorZoo:
-    """The zoo through its actor; weights arrive zero-copy from the object store (read-only)."""
+class _ActorHandle:
+    """Blocking calls to one named actor, which serves the storage at ``location``."""
 
     def __init__(self, actor, location: str):
         self.actor, self.location = actor, location
 
     def __repr__(self) -> str:
-        return f"ActorZoo({self.location!r})"
+        return f"{type(self).__name__}({self.location!r})"
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
 
         return ray.get(getattr(self.actor, method).remote(*args))
+
+
+class ActorZoo(_ActorHandle):
+    """The zoo through its actor; weights arrive zero-copy from the object store (read-only)."""
 
     def names(self) -> list[str]:
         return self._call("names")
@@ -77,20 +81,9 @@ def open_zoo(storage: Storage | str, use_actor: bool | None = None) -> Zoo | Act
     return Zoo(storage)
 
 
-class ActorEmbeddings:
+class ActorEmbeddings(_ActorHandle):
     """The embedding store through its actor. Embeddings are computed by the caller (which
     has the images and the CPU) and only stored and served by the actor."""
-
-    def __init__(self, actor, location: str):
-        self.actor, self.location = actor, location
-
-    def __repr__(self) -> str:
-        return f"ActorEmbeddings({self.location!r})"
-
-    def _call(self, method: str, *args: Any) -> Any:
-        import ray
-
-        return ray.get(getattr(self.actor, method).remote(*args))
 
     def versions(self) -> list[str]:
         return self._call("versions")
