@@ -114,3 +114,15 @@ def test_store_pickles_and_works_on_uris(tmp_path):
     clone = pickle.loads(pickle.dumps(store))  # what a Ray actor or task receives
     assert clone.get("alpha", "test-v1") == e and repr(clone).startswith("EmbeddingStore('file://")
     assert (tmp_path / "emb" / "test-v1" / "alpha.parquet").is_file()
+
+
+def test_rank_uses_the_stored_sources_and_skips_missing_ones(ot_storage, suite_embeddings):
+    from raynas.ot.distances import rank_sources
+
+    store = EmbeddingStore(ot_storage)
+    target = suite_embeddings["mnist5k-rot"]
+    sources = ["mnist5k", "glyph-digits", "textures"]
+    ranking = store.rank(target, sources + ["never-embedded"], "otdd")
+    expected = rank_sources(target, [suite_embeddings[s] for s in sources], "otdd")
+    assert ranking.names() == expected.names() and [r.distance for r in ranking] == [r.distance for r in expected]
+    assert store.rank(target, ["never-embedded"]) is None
