@@ -140,8 +140,13 @@ def describe_transfer(t: dict) -> str:
     if t.get("distance") is not None:
         how += f" ({t['method']} distance {t['distance']:.4g})"
     tensors = t.get("tensors", {})
+
+    def names(keys: list[str]) -> str:
+        return "none" if not keys else ", ".join(keys) if len(keys) <= 3 else f"{len(keys)} tensors"
+
     return (f"{how}, {t['mode']}, alpha temperature {t['alpha_temperature']:g}; {tensors.get('copied', 0)} tensors "
-            f"copied, adapted {tensors.get('adapted') or 'none'}, re-initialised {tensors.get('reinitialised') or 'none'}")
+            f"copied, adapted: {names(tensors.get('adapted', []))}, re-initialised (other shape): "
+            f"{names(tensors.get('reinitialised', []))}")
 
 
 def run_retrain_cmd(args: argparse.Namespace) -> None:

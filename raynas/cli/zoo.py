@@ -68,11 +68,14 @@ def run_build(args: argparse.Namespace) -> None:
                             encoder=args.encoder)
     jobs = plan_jobs(datasets, template, shared.store.home, shared.zoo_storage, shared.embedding_storage,
                      args.encoder, multi=args.multi)
+    quiet = args.json
+    if not quiet:
+        where = "in parallel Ray tasks" if parallel and len(jobs) > 1 else "one after another"
+        print(f"pretraining {len(jobs)} supernet(s) {where}: {', '.join(j.name for j in jobs)}", file=sys.stderr)
     if parallel and len(jobs) > 1:
         from raynas.ray_session import ensure_ray
 
         ensure_ray(args.address)  # a local Ray unless one is connected; tasks publish through the zoo actor
-    quiet = args.json
     finished = []
 
     def report(row: dict) -> None:
@@ -81,9 +84,6 @@ def run_build(args: argparse.Namespace) -> None:
             print(f"[{len(finished)}/{len(jobs)}] published {row['name']} ({row['kind']}, val acc "
                   f"{100 * row['accuracy']:.1f}%, {row['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    if not quiet:
-        where = "in parallel Ray tasks" if parallel and len(jobs) > 1 else "one after another"
-        print(f"pretraining {len(jobs)} supernet(s) {where}: {', '.join(j.name for j in jobs)}", file=sys.stderr)
     rows = run_jobs(jobs, parallel=parallel, on_done=report, verbose=not quiet)
     if args.json:
         print_json(rows)
