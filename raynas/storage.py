@@ -83,56 +83,81 @@ class Storage:
         return "/".join([self.root, *(p.strip("/") for p in parts if p)])
 
     def child(self, *parts: str) -> "Storage":
+        """The storage rooted at a sub-directory; a URI keeps its query (endpoint, region...)."""
         sub = Storage.__new__(Storage)
         sub.fs, sub.root = self.fs, self.path(*parts)
-        sub.uri = "/".join([self.uri.rstrip("/"), *parts])
+        base, sep, query = self.uri.partition("?")
+        sub.uri = "/".join([base.rstrip("/"), *parts]) + sep + query
         return sub
 
     # -- reading ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _io(self, path: str) -> Iterator[None]:
+        """Storage failures (network, credentials) as a RaynasError that names the storage;
+        FileNotFoundError passes through, since callers treat a missing file themselves."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError) as exc:
+            raise RaynasError(f"cannot access {path} on storage '{self.uri}': {exc}",
+                              "check the storage path or URI, its credentials and the network") from exc
+
     def exists(self, *parts: str) -> bool:
-        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        path = self.path(*parts)
+        with self._io(path):
+            return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
     def read_bytes(self, *parts: str) -> bytes:
-        try:
-            with self.fs.open_input_stream(self.path(*parts)) as fh:
-                return fh.read()
-        except (FileNotFoundError, pa.ArrowException, OSError) as exc:
-            raise FileNotFoundError(self.path(*parts)) from exc
+        """The file's bytes; FileNotFoundError when it does not exist."""
+        path = self.path(*parts)
+        with self._io(path), self.fs.open_input_stream(path) as fh:
+            return fh.read()
 
     def listdir(self, *parts: str, dirs: bool = True) -> list[str]:
-        """Names of the sub-directories (or files) directly below; missing directory -> []."""
+        """Names of the sub-directories (or files) directly below; a missing directory gives []."""
         want = pafs.FileType.Directory if dirs else pafs.FileType.File
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts), allow_not_found=True))
-        except (pa.ArrowException, OSError):
-            return []
+        path = self.path(*parts)
+        with self._io(path):
+            infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         return sorted(i.base_name for i in infos
                       if i.type == want and not i.base_name.startswith(".") and TMP_MARK not in i.base_name)
+
+    def stat(self, *parts: str) -> tuple[float, int] | None:
+        """(modification time, size) of a file, or None when it does not exist."""
+        path = self.path(*parts)
+        with self._io(path):
+            info = self.fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            return None
+        return (info.mtime.timestamp() if info.mtime else 0.0, info.size or 0)
 
     # -- writing ----------------------------------------------------------------------
     def write_bytes(self, data: bytes, *parts: str) -> str:
         """Write atomically: to a temporary name, then moved over the final one."""
         final = self.path(*parts)
         parent, name = final.rsplit("/", 1)
-        self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
-        try:
-            with self.fs.open_output_stream(tmp) as fh:
-                fh.write(data)
-            self.fs.move(tmp, final)
-        finally:
-            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                self.fs.delete_file(tmp)
+        with self._io(final):
+            self.fs.create_dir(parent, recursive=True)
+            try:
+                with self.fs.open_output_stream(tmp) as fh:
+                    fh.write(data)
+                self.fs.move(tmp, final)
+            finally:
+                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(tmp)
         return final
 
     def delete(self, *parts: str) -> None:
         """Delete a file or a whole directory; a missing one (or one deleted meanwhile) is not an error."""
         path = self.path(*parts)
-        kind = self.fs.get_file_info(path).type
-        try:
-            if kind == pafs.FileType.Directory:
-                self.fs.delete_dir(path)
-            elif kind == pafs.FileType.File:
-                self.fs.delete_file(path)
-        except FileNotFoundError:
-            pass
+        with self._io(path):
+            kind = self.fs.get_file_info(path).type
+            try:
+                if kind == pafs.FileType.Directory:
+                    self.fs.delete_dir(path)
+                elif kind == pafs.FileType.File:
+                    self.fs.delete_file(path)
+            except FileNotFoundError:
+                pass

@@ -138,6 +138,8 @@ def test_publish_grows_the_zoo_and_a_tampered_entry_is_refused(capsys, zoo_args,
     assert d["published"]["name"] == "glyph-greek" and d["published"]["warm_started_from"] == d["transfer"]["source"]
     names = [r["name"] for r in run_json(capsys, "zoo", "list", *zoo_args)]
     assert "glyph-greek" in names
+    again = run_json(capsys, "search", "glyph-greek", "--transfer", "ot", "--publish", *QUICK, *zoo_args)
+    assert again["published"]["version"] == d["published"]["version"]  # the same result: no new version
     ranking = run_json(capsys, "distance", "glyph-upper", *zoo_args)["ranking"]
     assert "glyph-greek" in {r["dataset"] for r in ranking}  # its embedding was stored with it
 
@@ -150,6 +152,36 @@ def test_publish_grows_the_zoo_and_a_tampered_entry_is_refused(capsys, zoo_args,
     assert code == 1 and "does not match the sha256" in err and "zoo remove glyph-greek" in err
     assert run(capsys, "zoo", "remove", "glyph-greek", *zoo_args)[0] == 0
     assert "glyph-greek" not in [r["name"] for r in run_json(capsys, "zoo", "list", *zoo_args)]
+
+
+def test_problems_that_would_end_a_search_are_found_before_it_trains(capsys, zoo_args, suite_home):
+    runs = set((__import__("pathlib").Path(suite_home) / "runs").iterdir())
+    code, _, err = run(capsys, "search", TARGET, "--publish", "--encoder", "nope", *QUICK, *zoo_args)
+    assert code == 1 and "unknown encoder 'nope'" in err
+    code, _, err = run(capsys, "search", "digits", "--publish", "--preset", "cpu", "--epochs", "1", *zoo_args)
+    assert code == 1 and "zoo entry 'digits' already holds a supernet of another space" in err
+    assert "raynas zoo remove digits" in err
+    code, _, err = run(capsys, "zoo", "build", "--datasets", "digits", "--preset", "cpu", *QUICK[2:], *zoo_args)
+    assert code == 1 and "already holds a supernet of another space" in err
+    code, _, err = run(capsys, "zoo", "build", "--multi", "digits", "--datasets", "textures,mnist5k", *QUICK,
+                       *zoo_args)
+    assert code == 1 and "'digits' is a dataset" in err
+    code, _, err = run(capsys, "zoo", "build", "--multi", "Bad/Name", "--datasets", "textures,mnist5k", *QUICK,
+                       *zoo_args)
+    assert code == 1 and "not valid" in err
+    code, _, err = run(capsys, "zoo", "build", "--datasets", "textures", "--encoder", "nope", *QUICK, *zoo_args)
+    assert code == 1 and "unknown encoder 'nope'" in err
+    assert set((__import__("pathlib").Path(suite_home) / "runs").iterdir()) == runs  # nothing was trained
+
+
+def test_auto_falls_back_to_scratch_only_when_no_source_fits(capsys, zoo_args, suite_home, tmp_path):
+    empty = ["--home", suite_home, "--storage", tmp_path]
+    code, out, err = run(capsys, "search", TARGET, "--transfer", "auto", *QUICK, *empty)
+    assert code == 0 and "auto:scratch: searching from scratch" in err and "ot:" in err and "multi:" in err
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "auto", "--encoder", "nope", *QUICK, *zoo_args)
+    assert code == 1 and "unknown encoder 'nope'" in err  # a real error is not papered over
+    t = run_json(capsys, "search", TARGET, "--transfer", "auto", *QUICK, *zoo_args)["transfer"]
+    assert t["strategy"] == "auto:ot" and t["source"] == "mnist5k"
 
 
 def test_zoo_build_errors(capsys, suite_home, tmp_path):

@@ -11,6 +11,7 @@ from raynas.cli.context import add_shared_options, open_shared
 from raynas.cli.output import print_json
 from raynas.data import DatasetStore
 from raynas.errors import RaynasError
+from raynas.ot.encoders import create_encoder
 from raynas.search.algorithms import ALGORITHMS
 from raynas.search.config import SearchConfig
 from raynas.search.loop import build_state, run_search
@@ -102,9 +103,13 @@ def run_search_cmd(args: argparse.Namespace) -> None:
         result = run_search(config, store=store, run_dir=run_dir, resume=True, verbose=not args.json)
     else:
         config = config_from_args(args)
-        build_state(config, store)  # every configuration error surfaces before a run directory exists
+        space = build_state(config, store).space  # configuration errors surface before a run directory exists
+        if args.publish:  # and so do problems publishing would have after training
+            encoder = create_encoder(config.encoder, storage=shared.embedding_storage, home=store.home,
+                                     zoo=shared.zoo)
+            shared.zoo.check_replaceable(config.dataset, "single", space.to_json())
         model, transfer = warm_start(config, store, shared.zoo, shared.embeddings, shared.embedding_storage)
-        if not args.json and model is not None:
+        if not args.json and transfer["strategy"] != "scratch":
             print(describe_transfer(transfer), file=sys.stderr)
         run_dir = new_run_dir(store.home.runs, config)
         write_config(run_dir, config)
@@ -117,9 +122,9 @@ def run_search_cmd(args: argparse.Namespace) -> None:
         answer["retrain"] = {k: v for k, v in retrain(result.genotype, rcfg, store, run_dir, verbose=not args.json
                                                       ).items() if k != "history"}
     if args.publish:
-        from raynas.ot.encoders import create_encoder
-
-        encoder = create_encoder(config.encoder, storage=shared.embedding_storage, home=store.home, zoo=shared.zoo)
+        if args.resume:
+            encoder = create_encoder(config.encoder, storage=shared.embedding_storage, home=store.home,
+                                     zoo=shared.zoo)
         answer["published"] = publish_result(result, shared.zoo, store, shared.embeddings, encoder).summary()
     if args.json:
         keys = ("run_dir", "status", "epochs_done", "final", "best_val_acc", "timings", "genotype", "genotype_text",
@@ -136,6 +141,9 @@ def run_search_cmd(args: argparse.Namespace) -> None:
 
 
 def describe_transfer(t: dict) -> str:
+    if t.get("source") is None:
+        why = f" ({t['note']})" if t.get("note") else ""
+        return f"{t['strategy']}: searching from scratch{why}"
     how = f"{t['strategy']}: warm start from zoo entry '{t['source']}'"
     if t.get("distance") is not None:
         how += f" ({t['method']} distance {t['distance']:.4g})"

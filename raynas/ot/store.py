@@ -8,6 +8,9 @@ and return plain values (names, numpy-backed embeddings) so they cross process b
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from raynas.data.format import ImageDataset
 from raynas.data.validate import check_name
 from raynas.errors import RaynasError
@@ -61,6 +64,27 @@ class EmbeddingStore:
                               f"not '{dataset}' under {encoder_version}",
                               "delete the file (it was copied or renamed by hand); it is embedded again on next use")
         return embedding
+
+    def stamp(self, dataset: str, encoder_version: str) -> tuple[float, int] | None:
+        """(modification time, size) of the stored file, None when absent: tells caches it changed."""
+        return self.storage.stat(*self._key(dataset, encoder_version))
+
+    def content_hashes(self, encoder_version: str, datasets: list[str]) -> dict[str, str]:
+        """The dataset content hash each stored embedding was made from, read from the file footers
+        only (absent datasets are left out): enough to tell stale embeddings without loading them."""
+        out = {}
+        for dataset in datasets:
+            path = self.path(dataset, encoder_version)
+            try:
+                with self.storage.fs.open_input_file(path) as fh:
+                    meta = pq.read_schema(fh).metadata or {}
+            except FileNotFoundError:
+                continue
+            except (pa.ArrowException, OSError) as exc:
+                raise RaynasError(f"cannot read embedding file {path}: {exc}",
+                                  "delete the file; it is embedded again on next use") from exc
+            out[dataset] = meta.get(b"content_hash", b"").decode()
+        return out
 
     def all(self, encoder_version: str) -> list[DatasetEmbedding]:
         """Every embedding stored under ``encoder_version``, in name order."""

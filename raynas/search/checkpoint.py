@@ -2,14 +2,16 @@
 
 A nested state (model state_dict, optimiser and scheduler states, RNG states, epoch,
 history) is split into a flat ``{path: tensor}`` dict and a JSON skeleton that refers to
-the tensors by path. The JSON is written last and records the sha256 of the tensor file,
-so a checkpoint interrupted mid-write is detected instead of half-loaded.
+the tensors by path. The JSON is written last, names the tensor file and records its
+sha256, so a checkpoint interrupted mid-write leaves the previous one intact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from raynas.errors import RaynasError
-from raynas.storage import atomic_path, atomic_write_text
+from raynas.storage import atomic_write_text
 
 _TENSOR = "__tensor__"
-TENSORS_FILE = "checkpoint.safetensors"
+TENSORS_FILE = "checkpoint.safetensors"  # the name before tensor files were content-addressed
 META_FILE = "checkpoint.json"
 
 
@@ -64,13 +66,27 @@ def sha256_file(path: Path) -> str:
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
+    """Tensors go to a file named by their hash, then the JSON that names it replaces the old one.
+
+    Only replacing the JSON commits the checkpoint, so a crash at any point leaves the previous
+    checkpoint whole; tensor files no JSON names any more are deleted afterwards.
+    """
     directory = Path(directory)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = split_state(state, tensors)
-    with atomic_path(directory / TENSORS_FILE) as tmp:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".checkpoint.safetensors.tmp-{uuid.uuid4().hex[:8]}"
+    try:
         save_file(tensors, str(tmp))
         digest = sha256_file(tmp)
-    atomic_write_text(directory / META_FILE, json.dumps({"sha256": digest, "state": skeleton}))
+        name = f"checkpoint-{digest[:16]}.safetensors"
+        os.replace(tmp, directory / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    atomic_write_text(directory / META_FILE, json.dumps({"sha256": digest, "tensors": name, "state": skeleton}))
+    for old in directory.glob("checkpoint*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
     return directory
 
 
@@ -80,10 +96,14 @@ def has_checkpoint(directory: str | Path) -> bool:
 
 def load_checkpoint(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
-    meta_path, tensor_path = directory / META_FILE, directory / TENSORS_FILE
-    if not meta_path.is_file() or not tensor_path.is_file():
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
         raise RaynasError(f"no checkpoint in {directory}", "give a run directory written by `raynas search`")
     meta = json.loads(meta_path.read_text())
+    tensor_path = directory / meta.get("tensors", TENSORS_FILE)
+    if not tensor_path.is_file():
+        raise RaynasError(f"checkpoint {meta_path} names {tensor_path.name}, which is missing",
+                          "the run directory was changed by hand; resume from an intact run")
     if sha256_file(tensor_path) != meta["sha256"]:
         raise RaynasError(f"checkpoint {tensor_path} does not match its checksum",
                           "the file is damaged or from another write; resume from an intact run")

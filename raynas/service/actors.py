@@ -92,6 +92,9 @@ class ZooActor:
             self.cache.put(key, ref)
         return [ref], manifest
 
+    def check_replaceable(self, name: str, kind: str, space: dict) -> None:
+        self.zoo.check_replaceable(name, kind, space)
+
     def publish(self, manifest: ZooManifest, weights: dict[str, Any]) -> ZooManifest:
         with self.write_lock:
             return self.zoo.publish(manifest, weights)
@@ -115,7 +118,7 @@ class EmbeddingStoreActor:
 
         self.store = EmbeddingStore(location)
         self.write_lock = threading.Lock()
-        self.cache: dict[tuple[str, str], Any] = {}
+        self.cache: dict[tuple[str, str], tuple[Any, Any]] = {}  # key -> (file stamp, embedding)
         self.started = {v: self.store.names(v) for v in self.store.versions()}  # (re)starting reads storage
 
     def ping(self) -> dict[str, list[str]]:
@@ -129,19 +132,25 @@ class EmbeddingStoreActor:
         return self.store.names(encoder_version)
 
     def get(self, dataset: str, encoder_version: str):
+        """From memory while the stored file is unchanged (others may write the storage directly)."""
         key = (dataset, encoder_version)
-        if key not in self.cache:
-            embedding = self.store.get(dataset, encoder_version)
-            if embedding is None:
-                return None
-            self.cache[key] = embedding
-        return self.cache[key]
+        stamp = self.store.stamp(dataset, encoder_version)
+        if stamp is None:
+            self.cache.pop(key, None)
+            return None
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        embedding = self.store.get(dataset, encoder_version)
+        self.cache[key] = (stamp, embedding)
+        return embedding
+
+    def content_hashes(self, encoder_version: str, datasets: list[str]) -> dict[str, str]:
+        return self.store.content_hashes(encoder_version, datasets)
 
     def put(self, embedding) -> str:
         with self.write_lock:
-            path = self.store.put(embedding)
-            self.cache[(embedding.dataset, embedding.encoder_version)] = embedding
-            return path
+            return self.store.put(embedding)  # the next get() sees the new file and reloads it
 
     def remove(self, dataset: str, encoder_version: str | None = None) -> list[str]:
         with self.write_lock:

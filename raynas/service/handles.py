@@ -57,6 +57,9 @@ class ActorZoo(_ActorHandle):
         refs, manifest = self._call("weights_ref", name, version)
         return ray.get(refs[0]), manifest
 
+    def check_replaceable(self, name: str, kind: str, space: dict) -> None:
+        self._call("check_replaceable", name, kind, space)
+
     def publish(self, manifest: ZooManifest, weights: dict[str, np.ndarray]) -> ZooManifest:
         return self._call("publish", manifest, weights)
 
@@ -93,6 +96,9 @@ class ActorEmbeddings(_ActorHandle):
 
     def get(self, dataset: str, encoder_version: str):
         return self._call("get", dataset, encoder_version)
+
+    def content_hashes(self, encoder_version: str, datasets: list[str]) -> dict[str, str]:
+        return self._call("content_hashes", encoder_version, datasets)
 
     def put(self, embedding) -> str:
         return self._call("put", embedding)

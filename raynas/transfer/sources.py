@@ -21,6 +21,7 @@ from raynas.registry import Registry
 from raynas.search.config import SearchConfig
 from raynas.space.config import SpaceConfig
 from raynas.transfer.mapping import check_compatible
+from raynas.transfer.ranking import NoSource
 from raynas.zoo.manifest import ZooManifest
 
 
@@ -118,16 +119,22 @@ def random_source(ctx: SelectionContext) -> SourceChoice:
 
 @TRANSFERS.register("auto")
 def automatic(ctx: SelectionContext) -> SourceChoice:
-    """OT when the zoo has a fitting single-dataset source, else a multi-dataset one, else scratch."""
+    """OT when the zoo has a fitting single-dataset source, else a multi-dataset one, else scratch.
+
+    Only "no fitting source" falls through to the next choice; any other error (a broken
+    zoo, an unknown encoder) is reported, not papered over by a search from scratch.
+    """
+    reasons = []
     for name in ("ot", "multi"):
         try:
             choice = TRANSFERS.get(name)(ctx)
-        except RaynasError as exc:
-            last = str(exc).splitlines()[0]
+        except NoSource as exc:
+            reasons.append(f"{name}: {exc.problem}")
             continue
         choice.strategy = f"auto:{name}"
+        choice.note = "; ".join(filter(None, [*reasons, choice.note]))
         return choice
-    return SourceChoice("auto:scratch", note=last)
+    return SourceChoice("auto:scratch", note="; ".join(reasons))
 
 
 def named_entry(ctx: SelectionContext, name: str) -> SourceChoice:
@@ -145,10 +152,10 @@ def choose_source(ctx: SelectionContext) -> SourceChoice:
     return choice
 
 
-def _empty_zoo(strategy: str, ctx: SelectionContext) -> RaynasError:
+def _empty_zoo(strategy: str, ctx: SelectionContext) -> NoSource:
     kind = "multi-dataset" if strategy == "multi" else "single-dataset"
     build = (f"raynas zoo build --multi NAME --datasets A,B,... --preset {ctx.config.preset}" if strategy == "multi"
              else f"raynas zoo build --preset {ctx.config.preset} --exclude {ctx.target.name}")
-    return RaynasError(f"--transfer {strategy}: the zoo has no {kind} supernet that fits this search "
+    return NoSource(f"--transfer {strategy}: the zoo has no {kind} supernet that fits this search "
                        f"(same cells as preset '{ctx.config.preset}') and was not trained on '{ctx.target.name}'",
                        f"build one with `{build}`, or use --transfer scratch")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from raynas.data.store import DatasetStore
+from raynas.data.validate import check_name
+from raynas.errors import RaynasError
 from raynas.home import Home
 from raynas.search.config import SearchConfig
 from raynas.search.loop import build_state, run_search
@@ -52,16 +54,30 @@ def pretrain(job: PretrainJob, verbose: bool = False) -> dict[str, Any]:
 
 def plan_jobs(datasets: list[str], template: SearchConfig, home: Home, zoo: Storage, embeddings: Storage,
               encoder: str, multi: str | None = None) -> list[PretrainJob]:
-    """One job per dataset, or one multi-dataset job named ``multi``; validated before anything runs."""
+    """One job per dataset, or one multi-dataset job named ``multi``.
+
+    Everything that can fail is checked here, before hours of training: unknown datasets,
+    sizes, the multi entry's name, the encoder, and entries the results would replace.
+    """
+    from raynas.ot.encoders import create_encoder
+    from raynas.service import open_zoo
+
     store = DatasetStore(home)
+    handle = open_zoo(zoo)
     locations = dict(home=str(home.root), zoo=zoo.uri if not zoo.is_local else zoo.root,
                      embeddings=embeddings.uri if not embeddings.is_local else embeddings.root, encoder=encoder)
     if multi:
+        check_name(multi)
+        if store.exists(multi):
+            raise RaynasError(f"--multi {multi}: '{multi}' is a dataset, whose zoo entry carries its name",
+                              "give the multi-dataset supernet a name of its own")
         configs = [(template.replace(dataset=multi, multi=tuple(datasets)), multi)]
     else:
+        create_encoder(encoder, storage=embeddings, home=home, zoo=handle)  # unknown or unusable: fail now
         configs = [(template.replace(dataset=d), d) for d in datasets]
-    for config, _ in configs:
-        build_state(config, store)  # unknown datasets, bad sizes etc. fail here, before hours of training
+    for config, name in configs:
+        space = build_state(config, store).space
+        handle.check_replaceable(name, "multi" if config.multi else "single", space.to_json())
     return [PretrainJob(config, name=name, **locations) for config, name in configs]
 
 
@@ -82,10 +98,21 @@ def run_jobs(jobs: list[PretrainJob], parallel: bool, on_done: Callable[[dict[st
     import ray
 
     task = ray.remote(num_cpus=1)(pretrain)
-    pending = [task.remote(PretrainJob(job.config.replace(threads=1), job.home, job.zoo, job.embeddings,
-                                       job.encoder, job.name)) for job in jobs]
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        finish(ray.get(ready[0]))
+    pending = {task.remote(PretrainJob(job.config.replace(threads=1), job.home, job.zoo, job.embeddings,
+                                       job.encoder, job.name)): job.name for job in jobs}
+    failed: dict[str, BaseException] = {}
+    while pending:  # every job runs to its end, so one failure does not lose the others' work
+        [ready], _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(ready)
+        try:
+            finish(ray.get(ready))
+        except ray.exceptions.RayTaskError as exc:
+            failed[name] = exc.cause if isinstance(exc.cause, BaseException) else exc
+    if failed:
+        first = next(iter(failed.values()))
+        published = f"; published: {', '.join(r['name'] for r in done)}" if done else ""
+        problem = (f"pretraining failed for {', '.join(failed)}{published}; first error: "
+                   f"{getattr(first, 'problem', first)}")
+        raise RaynasError(problem, getattr(first, "fix", None)) from first
     return done
 

@@ -6,6 +6,8 @@ with every finished search).
 
 from __future__ import annotations
 
+from typing import Any
+
 from raynas.data.store import DatasetStore
 from raynas.search.loop import SearchResult
 from raynas.zoo.manifest import SourceDataset, ZooManifest
@@ -21,8 +23,15 @@ def manifest_for(result: SearchResult, name: str, store: DatasetStore,
         name=name, kind="multi" if cfg.multi else "single", sources=tuple(sources), space=result.space.to_json(),
         algo=cfg.algo, epochs=len(result.history), val_acc=result.history[-1]["val_acc"] if result.history else None,
         embedding_version=embedding_version,
-        warm_start=result.transfer if result.transfer and result.transfer.get("strategy") != "scratch" else None,
+        warm_start=_provenance(result.transfer),
         run=str(result.run_dir) if result.run_dir else None)
+
+
+def _provenance(transfer: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The transfer record without its timing, so republishing the same result changes nothing."""
+    if not transfer or transfer.get("strategy") == "scratch":
+        return None
+    return {k: v for k, v in transfer.items() if k != "selection_s"}
 
 
 def embed_source(dataset: str, store: DatasetStore, embeddings, encoder) -> str:

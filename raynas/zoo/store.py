@@ -34,6 +34,7 @@ from raynas.zoo.manifest import ZooManifest
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
 STALE_UNCOMMITTED = dt.timedelta(days=1)  # a version without manifest this old is an abandoned write
+RETRIES = 5  # reads that race with pruning look again this often
 
 
 def new_version() -> str:
@@ -76,34 +77,49 @@ class Zoo:
         return [n for n in self.storage.listdir() if self.versions(n)]
 
     def manifest(self, name: str, version: str | None = None) -> ZooManifest:
-        versions = self.versions(check_name(name))
-        if not versions:
-            known = self.names()
-            raise RaynasError(f"zoo entry '{name}' not found in {self.storage.uri}",
-                              f"entries: {', '.join(known)}" if known else
-                              "build the zoo first with `raynas zoo build`")
-        version = version or versions[-1]
-        try:
-            data = json.loads(self.storage.read_bytes(name, version, MANIFEST))
-            return ZooManifest.from_json(data)
-        except FileNotFoundError:
-            raise RaynasError(f"zoo entry '{name}' has no version {version}",
-                              f"versions: {', '.join(versions)}") from None
-        except (ValueError, TypeError) as exc:
-            raise RaynasError(f"zoo entry '{name}' version {version}: unreadable manifest ({exc})",
-                              f"remove the entry with `raynas zoo remove {name}` and publish it again") from exc
+        """The manifest of a version, by default the newest one."""
+        for _ in range(RETRIES):
+            versions = self.versions(check_name(name))
+            if not versions:
+                known = self.names()
+                raise RaynasError(f"zoo entry '{name}' not found in {self.storage.uri}",
+                                  f"entries: {', '.join(known)}" if known else
+                                  "build the zoo first with `raynas zoo build`")
+            try:
+                return ZooManifest.from_json(json.loads(self.storage.read_bytes(name, version or versions[-1],
+                                                                                MANIFEST)))
+            except FileNotFoundError:
+                if version is None:
+                    continue  # pruned or removed while we looked: look again
+                raise RaynasError(f"zoo entry '{name}' has no version {version}",
+                                  f"versions: {', '.join(versions)}") from None
+            except (ValueError, TypeError) as exc:
+                raise RaynasError(f"zoo entry '{name}' version {version or versions[-1]}: unreadable manifest "
+                                  f"({exc})", f"remove the entry with `raynas zoo remove {name}` and publish it "
+                                  "again") from exc
+        raise RaynasError(f"zoo entry '{name}' kept changing while being read", "try again")
 
     def list(self) -> list[ZooManifest]:
         return [self.manifest(n) for n in self.names()]
 
     def load_weights(self, name: str, version: str | None = None) -> tuple[dict[str, np.ndarray], ZooManifest]:
-        """Weights and alphas of an entry, checked against the sha256 in its manifest."""
-        manifest = self.manifest(name, version)
-        try:
-            data = self.storage.read_bytes(name, manifest.version, WEIGHTS)
-        except FileNotFoundError:
-            raise RaynasError(f"zoo entry '{name}' version {manifest.version} lacks {WEIGHTS}",
-                              f"remove the entry with `raynas zoo remove {name}` and publish it again") from None
+        """Weights and alphas of an entry, checked against the sha256 in its manifest.
+
+        Without ``version``, a version pruned between reading its manifest and its weights
+        makes the newest one be read instead.
+        """
+        for _ in range(RETRIES):
+            manifest = self.manifest(name, version)
+            try:
+                data = self.storage.read_bytes(name, manifest.version, WEIGHTS)
+                break
+            except FileNotFoundError:
+                if version is None and not self.storage.exists(name, manifest.version, MANIFEST):
+                    continue  # that version was pruned meanwhile
+                raise RaynasError(f"zoo entry '{name}' version {manifest.version} lacks {WEIGHTS}",
+                                  f"remove the entry with `raynas zoo remove {name}` and publish it again") from None
+        else:
+            raise RaynasError(f"zoo entry '{name}' kept changing while being read", "try again")
         if hashlib.sha256(data).hexdigest() != manifest.weights_sha256:
             raise RaynasError(
                 f"zoo entry '{name}' version {manifest.version}: {WEIGHTS} does not match the sha256 in its "
@@ -114,12 +130,29 @@ class Zoo:
         except SafetensorError as exc:
             raise RaynasError(f"zoo entry '{name}': {WEIGHTS} is not a safetensors file ({exc})") from exc
 
+    def check_replaceable(self, name: str, kind: str, space: dict) -> None:
+        """Refuse to publish over an entry of another kind or search space: a new version would
+        hide it (and pruning would delete it) although it is not a newer version of the same thing."""
+        versions = self.versions(check_name(name))
+        if not versions:
+            return
+        latest = self.manifest(name, versions[-1])
+        diff = sorted(k for k in set(latest.space) | set(space) if latest.space.get(k) != space.get(k))
+        if latest.kind != kind or diff:
+            what = (f"a {latest.kind} supernet" if latest.kind != kind else
+                    "a supernet of another space (" + ", ".join(f"{k} {latest.space.get(k)} vs {space.get(k)}"
+                                                                for k in diff) + ")")
+            raise RaynasError(f"zoo entry '{name}' already holds {what}; publishing would replace it",
+                              f"give the new supernet another name, or remove the old one first with "
+                              f"`raynas zoo remove {name}`")
+
     # -- writing ----------------------------------------------------------------------
     def publish(self, manifest: ZooManifest, weights: Mapping[str, np.ndarray]) -> ZooManifest:
         """Add a new version of ``manifest.name``; returns the manifest as stored."""
         name = check_name(manifest.name)
         data = weights_to_bytes(weights)
         sha = hashlib.sha256(data).hexdigest()
+        self.check_replaceable(name, manifest.kind, manifest.space)
         versions = self.versions(name)
         if versions:
             latest = self.manifest(name, versions[-1])
@@ -139,6 +172,7 @@ class Zoo:
     def _prune(self, name: str) -> None:
         committed = self.versions(name)
         for version in committed[:-self.keep_versions]:
+            self.storage.delete(name, version, MANIFEST)  # uncommit first: readers skip it from now on
             self.storage.delete(name, version)
         now = dt.datetime.now(dt.timezone.utc)
         for version in set(self.storage.listdir(name)) - set(committed):

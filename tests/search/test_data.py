@@ -22,7 +22,11 @@ def test_val_batches_of_a_class_sorted_dataset_mix_classes_in_a_fixed_order(suit
     assert sorted(torch.cat([y for _, y in first]).tolist()) == sorted(labels.tolist())  # every image once
     loaders.val.set_epoch(0)
     again = _batches(loaders.val)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))  # no augmentation
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))  # fixed order
+    assert loaders.val.augment is None and loaders.arch.augment is not None  # scores never see augmentation
+    plain = DatasetLoaders.create("glyph-digits", LoaderConfig(image_size=16, batch_size=32, augment=False), store)
+    plain.val.set_epoch(0)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, _batches(plain.val)))
 
 
 def test_evaluate_does_not_depend_on_earlier_evaluations(suite_home):

@@ -77,7 +77,7 @@ def test_run_directory_contents(store, tmp_path):
     assert json.loads((tmp_path / "genotype.json").read_text()) == result.genotype.to_json()
     for png in ("genotype.png", "alphas.png", "curves.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "checkpoint" / "checkpoint.safetensors").is_file()
+    assert len(list((tmp_path / "checkpoint").glob("checkpoint-*.safetensors"))) == 1
     assert "Genotype" in (tmp_path / "summary.md").read_text()
 
 

@@ -104,6 +104,15 @@ def test_embedding_actor_stores_serves_and_ranks(ray_session, tmp_path, suite_ho
     target = embeddings.get("digits", encoder.version)
     ranking = embeddings.rank(target, ["digits", "glyph-digits", "textures", "absent"], "otdd")
     assert ranking.names()[0] == "digits" and ranking[0].distance == 0.0 and len(ranking) == 3
+    # a write straight to storage (another process, no Ray) is seen: the cache checks the file
+    direct = EmbeddingStore(storage)
+    assert embeddings.get("textures", encoder.version).config == config  # now cached in the actor
+    smaller = EmbeddingConfig(sample_size=100)
+    direct.put(direct.ensure(store.load("textures"), encoder, smaller))
+    assert embeddings.get("textures", encoder.version).config == smaller
+    direct.remove("textures")
+    assert embeddings.get("textures", encoder.version) is None
+    embeddings.ensure(store.load("textures"), encoder, config)
     assert ray.get(embeddings.actor.ping.remote()) == {}  # it started before anything was stored
     ray.kill(embeddings.actor, no_restart=False)
     names = {encoder.version: ["digits", "glyph-digits", "textures"]}

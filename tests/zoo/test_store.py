@@ -1,5 +1,6 @@
 """The zoo on storage: atomic versioned publishing, checksums, concurrent writers, errors."""
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -143,3 +144,37 @@ def test_a_uri_root_works_like_a_path(tmp_path):
     zoo = Zoo(Storage(f"file://{tmp_path}/uri-zoo"))
     zoo.publish(_manifest(), _weights())
     assert Zoo(tmp_path / "uri-zoo").names() == ["mnist"]
+
+
+def test_publishing_another_kind_or_space_under_an_existing_name_is_refused(zoo):
+    zoo.publish(_manifest(), _weights())
+    multi = _manifest(kind="multi", sources=(("a", "ha", 3), ("b", "hb", 5)))
+    with pytest.raises(RaynasError, match="already holds a single supernet") as err:
+        zoo.publish(multi, _weights(1))
+    assert "raynas zoo remove mnist" in str(err.value)
+    other_space = dataclasses.replace(_manifest(), space={**_manifest().space, "channels": 16})
+    with pytest.raises(RaynasError, match=r"another space \(channels 8 vs 16\)"):
+        zoo.publish(other_space, _weights(1))
+    assert len(zoo.versions("mnist")) == 1 and zoo.manifest("mnist").kind == "single"
+
+
+def test_readers_racing_with_pruning_always_get_a_whole_version(tmp_path):
+    zoo = Zoo(tmp_path / "zoo", keep_versions=1)  # every publish deletes the previous version
+    zoo.publish(_manifest(acc=0.0), _weights(0))
+    stop, errors, reads = threading.Event(), [], []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                weights, manifest = zoo.load_weights("mnist")
+                reads.append(manifest.version)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(1, 40):
+        zoo.publish(_manifest(acc=i / 100), _weights(i))
+    stop.set()
+    thread.join()
+    assert not errors and reads
