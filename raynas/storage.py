@@ -15,7 +15,9 @@ Two layers:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -49,7 +51,114 @@ def atomic_write_text(final: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(final, text.encode("utf-8"))
 
 
+try:  # advisory locks tell a write in progress from a killed writer's leftover (POSIX only)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+STALE_TEMP_AGE_S = 60.0  # an unlocked temporary file this old has no live writer
+UNLOCKED_STALE_AGE_S = 900.0  # without advisory locks, age alone has to tell
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+
+@contextlib.contextmanager
+def exclusive_path(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Like :func:`atomic_path`, but without ``overwrite`` the final name is taken in one step.
+
+    The finished temporary file is hard-linked to ``final``, which fails when ``final``
+    exists, so of two writers racing for one name exactly one wins; the other gets
+    ``FileExistsError`` and the winner's file is untouched (checking first and renaming
+    after would let both "win" and silently lose one). The temporary file stays locked
+    while it is written, so :func:`remove_stale_temps` never deletes a write in progress.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
+        if overwrite:
+            os.replace(tmp, final)
+        else:
+            _link_new(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.close(fd)
+
+
+def _link_new(tmp: Path, final: Path) -> None:
+    """Give ``tmp`` the name ``final`` only if no such file exists (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # no hard links on this file system (FAT, some network mounts): claim the name with an
+        # empty file, which is just as exclusive, then move the finished file over it
+        os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.replace(tmp, final)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that killed writers left in ``folder``; returns what was deleted.
+
+    A file counts as stale when no writer holds its lock and it is older than
+    :data:`STALE_TEMP_AGE_S` (the age covers the instant between creating and locking it).
+    Best effort: a file that cannot be inspected or deleted is left alone.
+    """
+    removed = []
+    try:
+        entries = [p for p in Path(folder).iterdir() if p.name.startswith(".") and TMP_MARK in p.name]
+    except OSError:
+        return removed
+    for path in entries:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
+            limit = STALE_TEMP_AGE_S if fcntl is not None else UNLOCKED_STALE_AGE_S
+            if time.time() - os.fstat(fd).st_mtime > limit:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 TMP_MARK = ".tmp-"
+
+
+def check_key(part: str) -> str:
+    """A relative '/'-separated key below a storage root; '..', '.', absolute keys and empty
+    segments are refused, so names read from stored files cannot point outside the root."""
+    if (not isinstance(part, str) or part.startswith("/") or "\\" in part
+            or any(s in ("", ".", "..") for s in part.split("/"))):
+        raise RaynasError(f"storage key {part!r} is not allowed: keys are relative paths below the storage "
+                          "root without '.', '..' or empty parts",
+                          "this name came from a damaged or hand-edited file; remove the entry that holds it")
+    return part
+
+
+def _list_local(path: str, dirs: bool) -> list[str]:
+    """Names in a local directory, by ``os.scandir``: pyarrow's local listing can come back empty
+    while an entry of the directory is being deleted (seen with pyarrow 26), which made zoo readers
+    racing with pruning see no version at all. Symlinks are never followed."""
+    try:
+        with os.scandir(path) as entries:
+            return [e.name for e in entries
+                    if (e.is_dir(follow_symlinks=False) if dirs else e.is_file(follow_symlinks=False))]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 class Storage:
@@ -80,7 +189,8 @@ class Storage:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
-        return "/".join([self.root, *(p.strip("/") for p in parts if p)])
+        """The full path of a key below the root; keys never leave it (no '..', not absolute)."""
+        return "/".join([self.root, *(check_key(p) for p in parts if p)])
 
     def child(self, *parts: str) -> "Storage":
         """The storage rooted at a sub-directory; a URI keeps its query (endpoint, region...)."""
@@ -116,12 +226,15 @@ class Storage:
 
     def listdir(self, *parts: str, dirs: bool = True) -> list[str]:
         """Names of the sub-directories (or files) directly below; a missing directory gives []."""
-        want = pafs.FileType.Directory if dirs else pafs.FileType.File
         path = self.path(*parts)
         with self._io(path):
-            infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        return sorted(i.base_name for i in infos
-                      if i.type == want and not i.base_name.startswith(".") and TMP_MARK not in i.base_name)
+            if self.is_local:
+                names = _list_local(path, dirs)
+            else:
+                want = pafs.FileType.Directory if dirs else pafs.FileType.File
+                infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                names = [i.base_name for i in infos if i.type == want]
+        return sorted(n for n in names if not n.startswith(".") and TMP_MARK not in n)
 
     def stat(self, *parts: str) -> tuple[float, int] | None:
         """(modification time, size) of a file, or None when it does not exist."""

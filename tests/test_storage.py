@@ -68,3 +68,13 @@ def test_arrow_errors_are_storage_failures_too(tmp_path, monkeypatch):
     monkeypatch.setattr(s, "fs", type("FS", (), {"get_file_info": staticmethod(broken)})())
     with pytest.raises(RaynasError, match="throttled"):
         s.listdir()
+
+
+@pytest.mark.parametrize("key", ["..", "../x", "a/../../b", "/etc/passwd", "a//b", "./a", "a\\..\\b"])
+def test_keys_that_would_leave_the_root_are_refused(tmp_path, key):
+    s = Storage(tmp_path / "root")
+    for call in (lambda: s.read_bytes(key), lambda: s.write_bytes(b"x", key), lambda: s.delete(key),
+                 lambda: s.child(key)):
+        with pytest.raises(RaynasError, match="is not allowed"):
+            call()
+    assert not (tmp_path / "root").exists() or list((tmp_path / "root").iterdir()) == []

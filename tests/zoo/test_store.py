@@ -158,16 +158,22 @@ def test_publishing_another_kind_or_space_under_an_existing_name_is_refused(zoo)
     assert len(zoo.versions("mnist")) == 1 and zoo.manifest("mnist").kind == "single"
 
 
-def test_readers_racing_with_pruning_always_get_a_whole_version(tmp_path):
+@pytest.mark.parametrize("read", [
+    lambda zoo: zoo.load_weights("mnist")[1].version,
+    lambda zoo: zoo.manifest("mnist").version,
+    lambda zoo: [m.version for m in zoo.list() if m.name == "mnist"][0],  # zoo list and OT candidates
+    lambda zoo: zoo.versions("mnist")[-1],
+], ids=["load_weights", "manifest", "list", "versions"])
+def test_readers_racing_with_pruning_always_get_a_whole_version(tmp_path, read):
     zoo = Zoo(tmp_path / "zoo", keep_versions=1)  # every publish deletes the previous version
     zoo.publish(_manifest(acc=0.0), _weights(0))
+    zoo.publish(_manifest(name="other"), _weights(0))
     stop, errors, reads = threading.Event(), [], []
 
     def reader():
         while not stop.is_set():
             try:
-                weights, manifest = zoo.load_weights("mnist")
-                reads.append(manifest.version)
+                reads.append(read(zoo))
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
 
@@ -177,4 +183,29 @@ def test_readers_racing_with_pruning_always_get_a_whole_version(tmp_path):
         zoo.publish(_manifest(acc=i / 100), _weights(i))
     stop.set()
     thread.join()
-    assert not errors and reads
+    assert not errors, errors[:3]
+    assert reads and reads == sorted(reads)  # versions only move forward
+
+
+def test_a_manifest_must_describe_its_own_folder(zoo, tmp_path):
+    """The manifest decides which weights are loaded: one naming another version or a path
+    outside the zoo is refused, never followed."""
+    outside = tmp_path / "elsewhere"
+    Zoo(outside).publish(_manifest(), _weights(1))
+    stored = zoo.publish(_manifest(), _weights())
+    for version in ("../../elsewhere/mnist/" + Zoo(outside).versions("mnist")[0], "20000101T000000000000Z-000000"):
+        zoo.storage.write_bytes(dataclasses.replace(stored, version=version).dumps().encode(),
+                                "mnist", stored.version, MANIFEST)
+        with pytest.raises(RaynasError, match="its manifest claims to be"):
+            zoo.load_weights("mnist")
+    with pytest.raises(RaynasError, match="zoo version '../x' is not valid"):
+        zoo.manifest("mnist", "../x")
+
+
+def test_a_damaged_entry_does_not_hide_the_others(zoo):
+    zoo.publish(_manifest(), _weights())
+    zoo.publish(_manifest(name="broken"), _weights())
+    zoo.storage.write_bytes(b"{not json", "broken", zoo.versions("broken")[0], MANIFEST)
+    good, damaged = zoo.scan()
+    assert [m.name for m in good] == ["mnist"] and "unreadable manifest" in damaged["broken"]
+    assert zoo.names() == ["mnist"]
