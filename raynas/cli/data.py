@@ -9,6 +9,9 @@ from raynas.cli.output import print_json, print_table
 from raynas.data import IMPORTERS, DatasetInfo, DatasetStore
 from raynas.data.builtin import BUILTINS
 from raynas.data.grid import sample_grid
+from raynas.data.importers import check_options
+from raynas.data.store import DatasetEntry
+from raynas.data.validate import MAX_SIDE, MIN_SIDE
 from raynas.errors import RaynasError
 
 
@@ -33,13 +36,13 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                    help="input layout (default: npz for .npz files, meta-album when labels.csv exists, "
                         "else imagefolder)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="centre-crop and resize every image to NxN (default: keep the size, which must be "
-                        "square and the same for all images)")
+                   help=f"centre-crop and resize every image to NxN, N from {MIN_SIDE} to {MAX_SIDE} (default: "
+                        "keep the size, which must be square and the same for all images)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="store gray (1) or RGB (3) (default: 1 when every image is gray, else 3)")
     p.add_argument("--domain", default=None, help="a domain label shown by `data list` (default: custom)")
     p.add_argument("--split", default="0.5,0.25,0.25", help="train,val,test fractions (default 0.5,0.25,0.25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified split, 0 or more (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same name")
     p.set_defaults(run=run_import)
 
@@ -56,12 +59,26 @@ def info_rows(infos: list[DatasetInfo]) -> list[list]:
 INFO_COLUMNS = ["name", "domain", "classes", "images", "shape", "train/val/test"]
 
 
+def entry_json(entry: DatasetEntry) -> dict:
+    if entry.info is not None:
+        return dict(entry.info.to_json(), builtin=entry.name in BUILTINS, damaged=False)
+    return {"name": entry.name, "builtin": entry.name in BUILTINS, "damaged": True,
+            "error": entry.error.problem, "fix": entry.error.fix}
+
+
 def run_list(args: argparse.Namespace) -> None:
-    infos = DatasetStore(args.home).infos()
+    """Every dataset; a damaged file is listed as damaged, with the reason, not fatal to the list."""
+    entries = DatasetStore(args.home).entries()
     if args.json:
-        print_json([dict(i.to_json(), builtin=i.name in BUILTINS) for i in infos])
-    else:
-        print_table(f"{len(infos)} datasets", INFO_COLUMNS, info_rows(infos))
+        print_json([entry_json(e) for e in entries])
+        return
+    damaged = [e for e in entries if e.info is None]
+    rows = [info_rows([e.info])[0] if e.info is not None else [e.name, "DAMAGED", "-", "-", "-", "-"]
+            for e in entries]
+    title = f"{len(entries)} datasets" + (f" ({len(damaged)} damaged)" if damaged else "")
+    print_table(title, INFO_COLUMNS, rows)
+    for e in damaged:
+        print(f"damaged: {e.name}: {e.error}")
 
 
 def run_show(args: argparse.Namespace) -> None:
@@ -96,16 +113,23 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 
 
 def run_import(args: argparse.Namespace) -> None:
-    store = DatasetStore(args.home)
+    """Every check that needs no image (options, names, the dataset folder) comes before
+    the first file is read; the save itself refuses an existing name atomically."""
+    fractions = parse_fractions(args.split)
+    check_options(args.name, args.image_size, args.channels, args.seed, fractions)
+    if args.name in BUILTINS:
+        raise RaynasError(f"'{args.name}' is the name of a built-in dataset", "choose another --name")
     source = Path(args.path)
     if not source.exists():
         raise RaynasError(f"{source} does not exist", "check the path")
+    store = DatasetStore(args.home)
+    store.check_writable()
     if store.path(args.name).exists() and not args.overwrite:  # fail before reading thousands of files
         raise RaynasError(f"dataset '{args.name}' already exists",
                           "choose another --name, or pass --overwrite to replace it")
     fmt = args.format or detect_format(source)
     kwargs = dict(name=args.name, image_size=args.image_size, channels=args.channels,
-                  seed=args.seed, fractions=parse_fractions(args.split))
+                  seed=args.seed, fractions=fractions)
     if args.domain:
         kwargs["domain"] = args.domain
     ds = IMPORTERS.get(fmt)(source, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +13,41 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from raynas.errors import RaynasError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MAX_IMAGE_PIXELS = 8192 * 8192  # 64 megapixels, about 200 MB decoded; larger files are refused unread
 
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def _too_large(path: Path, size: str) -> RaynasError:
+    return RaynasError(
+        f"image {path} is {size}, more than the {MAX_IMAGE_PIXELS // 2**20} megapixels "
+        f"({int(MAX_IMAGE_PIXELS ** 0.5)}x{int(MAX_IMAGE_PIXELS ** 0.5)}) raynas decodes per image",
+        "shrink it first (e.g. ImageMagick: mogrify -resize 1024x1024 FILE, or PIL's Image.thumbnail), "
+        "then run the import again",
+    )
+
+
 def read_rgb(path: Path) -> Image.Image:
-    """Open and fully decode one image as RGB, naming the file on any failure."""
+    """Open and fully decode one image as RGB, naming the file on any failure.
+
+    The size in the header is checked before any pixel is decoded, so a decompression bomb
+    (a tiny file claiming 50000x50000) or a huge photograph never fills the memory.
+    """
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound is stricter
+            img = Image.open(path)
+        with img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise _too_large(path, f"{width}x{height} pixels")
             img.load()
             return _to_8bit(img).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own, looser bound (a bomb, most likely)
+        raise _too_large(path, f"over {2 * (Image.MAX_IMAGE_PIXELS or 0) // 2**20} megapixels") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise RaynasError(
             f"cannot read image {path}: {exc}",
             "replace or remove the damaged file and run the import again",
@@ -68,8 +91,12 @@ def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
         return images
     if channels == 3:
         return np.repeat(images, 3, axis=1)
-    luma = np.tensordot(np.array([0.299, 0.587, 0.114]), images.astype(np.float32), axes=([0], [1]))
-    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, None]
+    out = np.empty((len(images), 1, *images.shape[2:]), np.uint8)
+    for start in range(0, len(images), 256):  # in chunks: a float copy of all images can be large
+        chunk = images[start:start + 256].astype(np.float32)
+        luma = np.tensordot(np.array([0.299, 0.587, 0.114]), chunk, axes=([0], [1]))
+        out[start:start + 256, 0] = np.clip(np.rint(luma), 0, 255)
+    return out
 
 
 def is_grayscale(images: np.ndarray) -> bool:
@@ -79,18 +106,42 @@ def is_grayscale(images: np.ndarray) -> bool:
     )
 
 
+def image_layout(shape: tuple[int, ...], source: str) -> str:
+    """How an array stores its images: 'NHW', 'NHWC' or 'NCHW' (known from the shape alone,
+    so a file's header can be checked before its data is read)."""
+    if len(shape) == 3:
+        return "NHW"
+    if len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3):
+        return "NHWC"
+    if len(shape) == 4 and shape[1] in (1, 3, 4):
+        return "NCHW"
+    raise RaynasError(
+        f"{source}: images have shape {tuple(shape)}, expected (N, H, W), (N, H, W, C) or (N, C, H, W)",
+        "store one image per row along the first axis, with 1 or 3 channels",
+    )
+
+
+def nchw_shape(shape: tuple[int, ...], source: str) -> tuple[int, int, int, int]:
+    """The (N, C, H, W) shape :func:`array_to_nchw` returns for an array of ``shape`` (alpha dropped)."""
+    layout = image_layout(shape, source)
+    if layout == "NHW":
+        n, h, w = shape
+        c = 1
+    elif layout == "NHWC":
+        n, h, w, c = shape
+    else:
+        n, c, h, w = shape
+    return n, min(c, 3), h, w
+
+
 def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
     """Accept (N, H, W), (N, H, W, C) or (N, C, H, W) arrays, uint8 or float; return uint8 NCHW."""
     x = np.asarray(x)
-    if x.ndim == 3:
+    layout = image_layout(x.shape, source)
+    if layout == "NHW":
         x = x[:, None]
-    elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3):
+    elif layout == "NHWC":
         x = x.transpose(0, 3, 1, 2)
-    elif not (x.ndim == 4 and x.shape[1] in (1, 3, 4)):
-        raise RaynasError(
-            f"{source}: images have shape {x.shape}, expected (N, H, W), (N, H, W, C) or (N, C, H, W)",
-            "store one image per row along the first axis, with 1 or 3 channels",
-        )
     if x.shape[1] == 4:  # drop alpha
         x = x[:, :3]
     if x.dtype == np.uint8:
@@ -98,7 +149,7 @@ def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
     if x.dtype.kind not in "fiub":
         raise RaynasError(f"{source}: images have dtype {x.dtype}, expected numbers")
     was_float = x.dtype.kind == "f"
-    x = x.astype(np.float64)
+    x = x.astype(np.float64)  # one working copy, changed in place below
     if not np.all(np.isfinite(x)):
         raise RaynasError(f"{source}: images contain NaN or infinite values", "clean the array first")
     lo, hi = float(x.min()), float(x.max())
@@ -107,8 +158,10 @@ def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
             f"{source}: pixel values span {lo:g}..{hi:g}, expected 0..1 or 0..255",
             "rescale the images to 0..1 (floats) or 0..255 (integers)",
         )
-    scale = 255.0 if (was_float and hi <= 1.0) else 1.0
-    return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+    if was_float and hi <= 1.0:
+        x *= 255.0
+    np.rint(x, out=x)
+    return np.clip(x, 0, 255, out=x).astype(np.uint8)
 
 
 def resize_nchw(images: np.ndarray, size: int) -> np.ndarray:

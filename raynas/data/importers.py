@@ -2,20 +2,28 @@
 
 Every importer returns a validated :class:`ImageDataset`; nothing touches the store until
 all files have been read and checked, so a bad input never leaves half a dataset behind.
+Input is treated as untrusted: options are checked before any file is read, every path
+taken from the input must stay inside the folder being imported (no ``..``, no absolute
+paths, no links leading out), and sizes are checked before memory is allocated for them.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-from pathlib import Path
+import io
+import math
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from raynas.data import splits, validate
 from raynas.data.format import ImageDataset, make_dataset
-from raynas.data.imaging import (IMAGE_EXTENSIONS, array_to_nchw, fit_square, is_grayscale, is_image_file, read_rgb,
-                                 resize_nchw, rgb_to_chw, to_channels)
+from raynas.data.imaging import (IMAGE_EXTENSIONS, array_to_nchw, fit_square, is_grayscale, is_image_file, nchw_shape,
+                                 read_rgb, resize_nchw, rgb_to_chw, to_channels)
 from raynas.errors import RaynasError
 from raynas.progress import progress
 from raynas.registry import Registry
@@ -29,14 +37,14 @@ def _provenance(source: str | Path, fmt: str, **extra: Any) -> dict[str, Any]:
             "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **extra}
 
 
-def _check_channels(channels: int | None) -> None:
-    if channels not in (None, 1, 3):
-        raise RaynasError(f"--channels must be 1 or 3, got {channels}")
-
-
-def _check_size(image_size: int | None) -> None:
-    if image_size is not None and image_size < 4:
-        raise RaynasError(f"--image-size must be at least 4, got {image_size}")
+def check_options(name: str, image_size: int | None, channels: int | None, seed: int,
+                  fractions: Sequence[float]) -> None:
+    """The cheap checks, done before a single file is read."""
+    validate.check_name(name)
+    validate.check_image_size(image_size)
+    validate.check_channels(channels)
+    validate.check_seed(seed)
+    splits.check_fractions(fractions)
 
 
 def _finish(images: np.ndarray, channels: int | None) -> np.ndarray:
@@ -47,11 +55,15 @@ def _finish(images: np.ndarray, channels: int | None) -> np.ndarray:
 
 
 def images_from_files(files: Sequence[Path], image_size: int | None, channels: int | None) -> np.ndarray:
-    """Decode files into uint8 NCHW; without ``image_size`` all files must share one square size."""
-    _check_channels(channels)
-    _check_size(image_size)
-    arrays, first = [], None
-    for path in progress(files, "reading images"):
+    """Decode files into uint8 NCHW; without ``image_size`` all files must share one square size.
+
+    The first image fixes the size, so the memory the whole set needs is checked, and the
+    array allocated once, before the other files are decoded.
+    """
+    validate.check_channels(channels)
+    validate.check_image_size(image_size)
+    out, first = None, None
+    for i, path in enumerate(progress(files, "reading images")):
         img = read_rgb(path)
         if image_size is None:
             if first is None:
@@ -64,8 +76,41 @@ def images_from_files(files: Sequence[Path], image_size: int | None, channels: i
                 )
         else:
             img = fit_square(img, image_size)
-        arrays.append(rgb_to_chw(img))
-    return _finish(np.stack(arrays), channels)
+        if out is None:
+            side = img.size[0]
+            validate.check_max_side(side, side, str(path))
+            validate.check_memory(len(files) * 3 * side * side, f"{len(files)} images of {side}x{side}")
+            out = np.empty((len(files), 3, side, side), np.uint8)
+        out[i] = rgb_to_chw(img)
+    if out is None:
+        raise RaynasError("no image files to import", "add images and run the import again")
+    return _finish(out, channels)
+
+
+def _outside(path: Path, root: Path) -> RaynasError | None:
+    """An error when ``path`` (after following links) lies outside ``root`` (already resolved)."""
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL in the name
+        return RaynasError(f"cannot follow {path}: {exc}", "remove the broken link and run the import again")
+    if target == root or root in target.parents:
+        return None
+    return RaynasError(f"{path} is a link to {target}, outside the folder being imported ({root})",
+                       "copy the file into the folder instead of linking it, or remove the link: "
+                       "raynas never imports files from outside the folder it is given")
+
+
+def _image_files(class_dir: Path, root: Path) -> list[Path]:
+    """Image files below one class folder, sorted; links leading out of ``root`` are refused."""
+    found = []
+    for p in sorted(class_dir.rglob("*")):
+        if p.is_symlink() and not p.name.startswith("."):
+            error = _outside(p, root)
+            if error:
+                raise error
+        if p.is_file() and is_image_file(p):
+            found.append(p)
+    return found
 
 
 @IMPORTERS.register("imagefolder")
@@ -73,15 +118,20 @@ def import_imagefolder(path: str | Path, *, name: str, image_size: int | None = 
                        channels: int | None = None, domain: str = "custom", seed: int = 0,
                        fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
     """A class-per-folder tree: ``PATH/<class>/<image>``; files with other extensions are skipped."""
+    check_options(name, image_size, channels, seed, fractions)
     root = Path(path)
     if not root.is_dir():
         raise RaynasError(f"{root} is not a directory", "give the folder that holds one sub-folder per class")
+    real_root = root.resolve()
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise RaynasError(f"{root} has no class folders", "put the images of each class in their own sub-folder")
     files, labels = [], []
     for label, cdir in enumerate(class_dirs):
-        found = sorted(p for p in cdir.rglob("*") if p.is_file() and is_image_file(p))
+        error = _outside(cdir, real_root)
+        if error:
+            raise error
+        found = _image_files(cdir, real_root)
         if not found:
             raise RaynasError(
                 f"class folder '{cdir.name}' has no image files ({', '.join(IMAGE_EXTENSIONS)})",
@@ -94,79 +144,204 @@ def import_imagefolder(path: str | Path, *, name: str, image_size: int | None = 
                         provenance=_provenance(root, "imagefolder"), seed=seed, fractions=fractions)
 
 
+def _read_labels_csv(csv_path: Path) -> list[tuple[int, str, str]]:
+    """(line, FILE_NAME, CATEGORY) of every row; short rows and bad encodings are named."""
+    data = csv_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RaynasError(f"{csv_path} is not UTF-8 text (line {line}: {exc.reason})",
+                          "save labels.csv as UTF-8, e.g. `iconv -f latin1 -t utf-8 labels.csv > fixed.csv`") from None
+    rows = []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        missing = {"FILE_NAME", "CATEGORY"} - set(reader.fieldnames or [])
+        if missing:
+            raise RaynasError(f"{csv_path} lacks the column(s) {sorted(missing)}",
+                              "Meta-Album labels.csv files have FILE_NAME and CATEGORY columns")
+        for row in reader:
+            empty = [k for k in ("FILE_NAME", "CATEGORY") if not (row.get(k) or "").strip()]
+            if empty:
+                raise RaynasError(f"{csv_path} line {reader.line_num} has no {' and no '.join(empty)} value",
+                                  "give every row a file name and a category, or delete the row")
+            rows.append((reader.line_num, row["FILE_NAME"], row["CATEGORY"]))
+    except csv.Error as exc:
+        raise RaynasError(f"cannot parse {csv_path}: {exc}",
+                          "fix or re-export labels.csv as plain CSV") from None
+    return rows
+
+
+def _listed_file(image_dir: Path, root: Path, file_name: str, where: str) -> Path:
+    """The image a labels.csv row names: a relative path that stays inside the dataset folder."""
+    if "\0" in file_name:
+        problem = "contains a NUL character"
+    elif PurePosixPath(file_name).is_absolute() or PureWindowsPath(file_name).is_absolute():
+        problem = "is an absolute path"
+    elif ".." in PurePosixPath(file_name.replace("\\", "/")).parts:
+        problem = "climbs out with '..'"
+    else:
+        path = image_dir / file_name
+        error = _outside(path, root)
+        if error:
+            raise RaynasError(f"{where}: {error.problem}", error.fix)
+        return path
+    raise RaynasError(f"{where}: FILE_NAME {file_name!r} {problem}",
+                      f"list each image by its path inside {image_dir}, such as 'img001.jpg': "
+                      "raynas never imports images from outside the dataset folder")
+
+
 @IMPORTERS.register("meta-album")
 def import_meta_album(path: str | Path, *, name: str, image_size: int | None = None,
                       channels: int | None = None, domain: str | None = None, seed: int = 0,
                       fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
     """A Meta-Album dataset folder: ``labels.csv`` (FILE_NAME, CATEGORY) and ``images/``."""
+    check_options(name, image_size, channels, seed, fractions)
     root = Path(path)
     csv_path = root / "labels.csv"
     if not csv_path.is_file():
         raise RaynasError(f"{csv_path} not found",
                           "give a Meta-Album dataset folder holding labels.csv and an images/ folder")
     image_dir = root / "images" if (root / "images").is_dir() else root
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"FILE_NAME", "CATEGORY"} - set(reader.fieldnames or [])
-        if missing:
-            raise RaynasError(f"{csv_path} lacks the column(s) {sorted(missing)}",
-                              "Meta-Album labels.csv files have FILE_NAME and CATEGORY columns")
-        rows = [(r["FILE_NAME"], r["CATEGORY"]) for r in reader]
+    rows = _read_labels_csv(csv_path)
     if not rows:
         raise RaynasError(f"{csv_path} lists no images", "add one row per image")
-    files = [image_dir / f for f, _ in rows]
+    real_root = root.resolve()
+    files = [_listed_file(image_dir, real_root, f, f"{csv_path} line {line}") for line, f, _ in rows]
     for f in files:
         if not f.is_file():
-            raise RaynasError(f"{f} is listed in {csv_path} but does not exist",
+            raise RaynasError(f"{f} is listed in {csv_path} but {'is not a file' if f.exists() else 'does not exist'}",
                               "restore the file or remove its row from labels.csv")
-    class_names = sorted({c for _, c in rows})
+    class_names = sorted({c for _, _, c in rows})
     index = {c: i for i, c in enumerate(class_names)}
-    labels = np.array([index[c] for _, c in rows])
+    labels = np.array([index[c] for _, _, c in rows])
     images = images_from_files(files, image_size, channels)
     return make_dataset(name, images, labels, class_names, domain=domain or "meta-album",
                         provenance=_provenance(root, "meta-album"), seed=seed, fractions=fractions)
+
+
+NPZ_FIX = "save the arrays with numpy.savez(path, x=images, y=labels)"
+# what a damaged, truncated, encrypted or oddly compressed archive member raises
+_NPZ_ERRORS = (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+
+
+def _open_npz(src: Path) -> zipfile.ZipFile:
+    """The archive, after telling apart the usual wrong files (missing, empty, a lone .npy)."""
+    if not src.exists():
+        raise RaynasError(f"{src} not found", "check the path")
+    if not src.is_file():
+        raise RaynasError(f"cannot read {src} as .npz: it is not a file", NPZ_FIX)
+    with open(src, "rb") as fh:
+        magic = fh.read(6)
+    if not magic:
+        raise RaynasError(f"cannot read {src} as .npz: the file is empty (0 bytes)", NPZ_FIX)
+    if magic == b"\x93NUMPY":
+        raise RaynasError(f"cannot read {src} as .npz: it holds one .npy array (numpy.save), not named arrays",
+                          NPZ_FIX)
+    try:
+        return zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise RaynasError(f"cannot read {src} as .npz: {exc}", NPZ_FIX) from None
+
+
+def _npz_header(archive: zipfile.ZipFile, member: str, src: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one array from its header alone, so its size is known before it is read."""
+    try:
+        with archive.open(member) as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except _NPZ_ERRORS as exc:
+        raise RaynasError(f"cannot read {src} as .npz: array {member!r}: {exc}", NPZ_FIX) from None
+    if dtype.hasobject:
+        raise RaynasError(f"cannot read {src} as .npz: array {member!r} holds Python objects, which are never "
+                          "unpickled", "store numbers (images, labels) and strings (class names) only")
+    return tuple(int(s) for s in shape), dtype
+
+
+def _npz_array(archive: zipfile.ZipFile, member: str, src: Path) -> np.ndarray:
+    try:
+        with archive.open(member) as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
+        raise RaynasError(f"cannot read {src} as .npz: array {member!r}: {exc}", NPZ_FIX) from None
+
+
+def number_labels(y: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
+    """Integer labels without class names: each distinct value is one class.
+
+    The values are numbered 0..K-1 in ascending order and keep their value as the class
+    name, so labels 0..K-1 stay as they are, and labels {0, 10**9} make two classes named
+    "0" and "1000000000" (not a billion classes). Negative labels are refused.
+    """
+    y = validate.integer_labels(np.asarray(y))
+    values = np.unique(y)
+    if values.size and values[0] < 0:
+        raise RaynasError(f"{source}: label {values[0]} is out of range: labels are class numbers 0 or more",
+                          "store class indices 0..K-1, or save string labels (class names) as y")
+    if len(values) > validate.MAX_CLASSES:
+        raise RaynasError(f"{source}: the labels hold {len(values):,} distinct values, more than the "
+                          f"{validate.MAX_CLASSES:,} classes a dataset may have",
+                          "check the labels: each distinct label value is one class")
+    return np.searchsorted(values, y).astype(np.int64), [str(v) for v in values.tolist()]
 
 
 @IMPORTERS.register("npz")
 def import_npz(path: str | Path, *, name: str, image_size: int | None = None, channels: int | None = None,
                domain: str = "custom", seed: int = 0,
                fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
-    """A ``.npz`` with ``x`` (images) and ``y`` (integer labels), optionally ``class_names``."""
-    _check_channels(channels)
-    _check_size(image_size)
+    """A ``.npz`` with ``x`` (images) and ``y`` (integer or string labels), optionally ``class_names``.
+
+    Integer labels without ``class_names`` are numbered by :func:`number_labels`. Every
+    array's header is checked (shape, dtype, size) before its data is read.
+    """
+    check_options(name, image_size, channels, seed, fractions)
     src = Path(path)
-    try:
-        with np.load(src, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise RaynasError(f"{src} not found", "check the path") from None
-    except (OSError, ValueError) as exc:
-        raise RaynasError(f"cannot read {src} as .npz: {exc}",
-                          "save the arrays with numpy.savez(path, x=images, y=labels)") from exc
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        raise RaynasError(f"{src} lacks the array(s) {missing} (has {sorted(arrays)})",
-                          "save the arrays with numpy.savez(path, x=images, y=labels)")
-    x, y = arrays["x"], np.asarray(arrays["y"])
-    if y.ndim != 1 or len(x) != len(y):
-        raise RaynasError(f"{src}: mismatched lengths: {len(x)} images but {len(y)} labels",
-                          "give exactly one label per image")
+    with _open_npz(src) as archive:
+        members = {m[:-4]: m for m in archive.namelist() if m.endswith(".npy")}
+        missing = [k for k in ("x", "y") if k not in members]
+        if missing:
+            raise RaynasError(f"{src} lacks the array(s) {missing} (has {sorted(members)})", NPZ_FIX)
+        headers = {k: _npz_header(archive, members[k], src) for k in ("x", "y", "class_names") if k in members}
+        (x_shape, x_dtype), (y_shape, _) = headers["x"], headers["y"]
+        n, c, h, w = nchw_shape(x_shape, str(src))
+        if len(y_shape) != 1:
+            raise RaynasError(f"{src}: labels have shape {y_shape}, expected a flat array of one label per image",
+                              "store y as a 1-d array, e.g. y.reshape(-1)")
+        if n != y_shape[0]:
+            raise RaynasError(f"{src}: mismatched lengths: {n} images but {y_shape[0]} labels",
+                              "give exactly one label per image")
+        if n == 0 or min(h, w) == 0:
+            raise RaynasError(f"{src}: the images array {x_shape} holds no pixels", "add images before importing")
+        if image_size is None:
+            validate.check_max_side(h, w, str(src))
+        side = image_size or h
+        c_out = channels or c
+        stored = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+        work = 9 * math.prod(x_shape) if (x_dtype != np.uint8 or image_size is not None) else 0  # float copies
+        validate.check_memory(stored + work + n * c_out * side * side, f"{src}: {n} images of {h}x{w}")
+        if "class_names" in headers and math.prod(headers["class_names"][0]) > validate.MAX_CLASSES:
+            raise RaynasError(f"{src}: class_names holds more than {validate.MAX_CLASSES:,} names",
+                              "give one name per class")
+
+        y = _npz_array(archive, members["y"], src)
+        if y.dtype.kind in "US":  # string labels name their classes
+            class_names, y = np.unique(y, return_inverse=True)
+            class_names = [str(c) for c in class_names]
+        elif "class_names" in members:
+            class_names = [str(c) for c in np.ravel(_npz_array(archive, members["class_names"], src))]
+        else:
+            y, class_names = number_labels(y, str(src))
+        x = _npz_array(archive, members["x"], src)
     images = array_to_nchw(x, str(src))
+    del x
     if image_size is not None:
         if images.shape[2] != images.shape[3]:
-            side = min(images.shape[2:])
-            top, left = (images.shape[2] - side) // 2, (images.shape[3] - side) // 2
-            images = images[:, :, top:top + side, left:left + side]
+            short = min(images.shape[2:])
+            top, left = (images.shape[2] - short) // 2, (images.shape[3] - short) // 2
+            images = images[:, :, top:top + short, left:left + short]
         images = resize_nchw(np.ascontiguousarray(images), image_size)
     images = _finish(images, channels)
-    if y.dtype.kind in "US":  # string labels name their classes
-        class_names, y = np.unique(y, return_inverse=True)
-        class_names = [str(c) for c in class_names]
-    elif "class_names" in arrays:
-        class_names = [str(c) for c in arrays["class_names"]]
-    else:
-        top = int(np.max(y)) if y.size and y.dtype.kind in "iuf" and np.all(np.isfinite(y)) else -1
-        class_names = [str(i) for i in range(top + 1)]
     return make_dataset(name, images, y, class_names, domain=domain,
                         provenance=_provenance(src, "npz"), seed=seed, fractions=fractions)
 
@@ -175,12 +350,15 @@ def from_torchvision(dataset: Any, *, name: str, class_names: Sequence[str] | No
                      image_size: int | None = None, channels: int | None = None,
                      domain: str = "torchvision", seed: int = 0,
                      fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
-    """Wrap any map-style torchvision dataset yielding (PIL image or tensor, int label)."""
+    """Wrap any map-style torchvision dataset yielding (PIL image or tensor, int label).
+
+    Without ``class_names`` or a ``classes`` attribute, labels are numbered as
+    :func:`number_labels` describes.
+    """
     from torchvision.transforms.functional import to_pil_image
 
-    _check_channels(channels)
-    _check_size(image_size)
-    images, labels = [], []
+    check_options(name, image_size, channels, seed, fractions)
+    images, labels = None, []
     for i in progress(range(len(dataset)), f"reading {type(dataset).__name__}"):
         img, target = dataset[i]
         if not hasattr(img, "convert"):
@@ -188,14 +366,22 @@ def from_torchvision(dataset: Any, *, name: str, class_names: Sequence[str] | No
         img = img.convert("RGB")
         if image_size is not None:
             img = fit_square(img, image_size)
-        elif images and img.size[::-1] != images[0].shape[1:]:
+        elif images is not None and img.size[::-1] != images.shape[2:]:
             raise RaynasError(f"item {i} is {img.size[0]}x{img.size[1]}, unlike the first item",
                               "pass image_size=N to resize every image to NxN")
-        images.append(rgb_to_chw(img))
+        if images is None:
+            w, h = img.size
+            validate.check_max_side(h, w, f"item {i}")
+            validate.check_memory(len(dataset) * 3 * h * w, f"{len(dataset)} images of {w}x{h}")
+            images = np.empty((len(dataset), 3, h, w), np.uint8)
+        images[i] = rgb_to_chw(img)
         labels.append(int(target))
-    if not images:
+    if images is None:
         raise RaynasError(f"{type(dataset).__name__} is empty")
-    names = class_names or getattr(dataset, "classes", None) or [str(i) for i in range(max(labels) + 1)]
-    return make_dataset(name, _finish(np.stack(images), channels), np.array(labels), names, domain=domain,
+    labels = np.array(labels)
+    names = class_names or getattr(dataset, "classes", None)
+    if not names:
+        labels, names = number_labels(labels, type(dataset).__name__)
+    return make_dataset(name, _finish(images, channels), labels, names, domain=domain,
                         provenance={"source": type(dataset).__name__, "format": "torchvision"},
                         seed=seed, fractions=fractions)

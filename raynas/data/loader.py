@@ -21,10 +21,11 @@ from typing import Iterator, Protocol
 
 import torch
 
-from raynas.data.format import DatasetInfo, tensor_column_to_numpy
+from raynas.data.format import DatasetInfo, check_labels_and_splits, tensor_column_to_numpy
 from raynas.data.splits import SPLITS
 from raynas.data.store import DatasetStore
 from raynas.data.transforms import Normalize, RandomCropFlip, to_float
+from raynas.data.validate import MAX_SIDE
 from raynas.errors import RaynasError
 from raynas.registry import Registry
 
@@ -48,8 +49,8 @@ class LoaderConfig:
     def __post_init__(self):
         if self.channels not in (1, 3):
             raise RaynasError(f"channels must be 1 or 3, got {self.channels}")
-        if self.image_size < 4:
-            raise RaynasError(f"image_size must be at least 4, got {self.image_size}")
+        if self.image_size < 4 or self.image_size > MAX_SIDE:
+            raise RaynasError(f"image_size must be at least 4 and at most {MAX_SIDE}, got {self.image_size}")
         if self.batch_size < 1:
             raise RaynasError(f"batch_size must be positive, got {self.batch_size}")
         if self.backend not in BACKENDS and self.backend != "auto":
@@ -225,6 +226,7 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
                                       to_float(torch.from_numpy(x), config.image_size, config.channels),
                                       torch.from_numpy(y))
         return loaders
+    check_labels_and_splits(path, info)  # refuse a damaged file now, not mid-epoch
     normalize = Normalize.fit(_stats_sample(path, info, config))
     return {s: RayDataLoader(info, s, config, normalize, path) for s in splits}
 

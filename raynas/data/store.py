@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from raynas.data.builtin import BUILTINS
 from raynas.data.format import DatasetInfo, ImageDataset, make_dataset, read_dataset, read_info, write_dataset
-from raynas.data.validate import check_name
+from raynas.data.validate import NAME_PATTERN, check_name
 from raynas.errors import RaynasError
 from raynas.home import Home
 from raynas.progress import progress
+from raynas.storage import remove_stale_temps
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One line of ``data list``: a dataset's info, or why its file cannot be used."""
+
+    name: str
+    info: DatasetInfo | None = None
+    error: RaynasError | None = None
 
 
 class DatasetStore:
@@ -18,11 +30,28 @@ class DatasetStore:
     def __init__(self, home: Home | str | Path | None = None):
         self.home = home if isinstance(home, Home) else Home.resolve(home)
 
+    @property
+    def folder(self) -> Path:
+        """``<home>/datasets``, created on first use; a home that cannot hold it is a clear error."""
+        root = self.home.root
+        if root.exists() and not root.is_dir():
+            raise RaynasError(f"the raynas home {root} is a file, not a folder",
+                              "pass --home (or set RAYNAS_HOME to) a folder, or move the file away")
+        try:
+            return self.home.datasets
+        except OSError as exc:
+            raise RaynasError(f"cannot use {root / 'datasets'} as the dataset folder: {exc.strerror or exc}",
+                              "pass --home (or set RAYNAS_HOME to) a folder you can write to") from exc
+
     def path(self, name: str) -> Path:
-        return self.home.datasets / f"{check_name(name)}.parquet"
+        return self.folder / f"{check_name(name)}.parquet"
+
+    def _files(self) -> list[Path]:
+        """Dataset files, hidden ones (temporary files of writes in progress) left out."""
+        return sorted(p for p in self.folder.glob("*.parquet") if not p.name.startswith("."))
 
     def stored_names(self) -> list[str]:
-        return sorted(p.stem for p in self.home.datasets.glob("*.parquet"))
+        return [p.stem for p in self._files() if NAME_PATTERN.match(p.stem)]
 
     def names(self) -> list[str]:
         """Built-ins first (in suite order), then imported datasets alphabetically."""
@@ -32,9 +61,31 @@ class DatasetStore:
         return name in BUILTINS or self.path(name).is_file()
 
     def _missing(self, name: str) -> RaynasError:
-        return RaynasError(f"dataset '{name}' not found in {self.home.datasets}",
+        return RaynasError(f"dataset '{name}' not found in {self.folder}",
                            f"import it with `raynas data import PATH --name {name}`, or pick one of: "
                            f"{', '.join(self.names())}")
+
+    def _write(self, ds: ImageDataset, overwrite: bool) -> Path:
+        """Write one dataset file, as one atomic step; file-system failures become clear errors."""
+        name, path = ds.info.name, self.path(ds.info.name)
+        try:
+            return write_dataset(ds, path, overwrite=overwrite)
+        except FileExistsError:
+            raise RaynasError(f"dataset '{name}' already exists (another import may have saved it first)",
+                              "choose another --name, or pass --overwrite to replace it") from None
+        except OSError as exc:
+            raise RaynasError(f"cannot write dataset '{name}' to {path.parent}: {exc.strerror or exc}",
+                              "make the folder writable and free some disk space, or pass --home with "
+                              "another folder") from exc
+
+    def check_writable(self) -> None:
+        """Refuse a read-only dataset folder up front (before reading thousands of files),
+        and remove what killed imports left behind."""
+        folder = self.folder
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise RaynasError(f"the dataset folder {folder} is read-only",
+                              f"make it writable (chmod u+w {folder}) or pass --home with a folder you can write to")
+        remove_stale_temps(folder)
 
     def ensure_builtin(self, name: str) -> Path:
         """Build (or rebuild, if its builder version changed) a built-in dataset."""
@@ -47,7 +98,7 @@ class DatasetStore:
                           provenance=dict(raw.provenance, builder=f"raynas built-in '{name}'",
                                           description=spec.description),
                           allow_flip=spec.allow_flip, version=spec.version, seed=spec.seed)
-        return write_dataset(ds, path)
+        return self._write(ds, overwrite=True)
 
     def ensure_builtins(self, names: list[str] | None = None) -> None:
         todo = [n for n in (names or list(BUILTINS)) if not self._is_current(n)]
@@ -73,16 +124,41 @@ class DatasetStore:
         self.ensure_builtins()
         return [read_info(self.path(n)) for n in self.names()]
 
+    def entries(self) -> list[DatasetEntry]:
+        """Every dataset with its info or the reason it cannot be read: one damaged file
+        (or a built-in that cannot be built) does not hide the others."""
+        remove_stale_temps(self.folder)
+        failed: dict[str, RaynasError] = {}
+        for name in progress([n for n in BUILTINS if not self._is_current(n)], "building built-in datasets"):
+            try:
+                self.ensure_builtin(name)
+            except RaynasError as exc:
+                failed[name] = exc
+        out = []
+        for name in self.names():
+            if name in failed:
+                out.append(DatasetEntry(name, error=failed[name]))
+                continue
+            try:
+                out.append(DatasetEntry(name, info=read_info(self.path(name))))
+            except RaynasError as exc:
+                out.append(DatasetEntry(name, error=exc))
+        for path in self._files():
+            if not NAME_PATTERN.match(path.stem):
+                out.append(DatasetEntry(path.stem, error=RaynasError(
+                    f"{path} is not named like a dataset", "rename it to lower-case letters, digits, '.', '_' "
+                    "or '-' (starting with a letter or digit) followed by .parquet, or delete it")))
+        return out
+
     def load(self, name: str, verify: bool = False) -> ImageDataset:
         self.info(name)
         return read_dataset(self.path(name), verify=verify)
 
     def save(self, ds: ImageDataset, overwrite: bool = False) -> Path:
+        """Store an imported dataset; the existence check and the write are one atomic step."""
         name = ds.info.name
         if name in BUILTINS:
             raise RaynasError(f"'{name}' is the name of a built-in dataset", "choose another --name")
-        path = self.path(name)
-        if path.exists() and not overwrite:
-            raise RaynasError(f"dataset '{name}' already exists",
-                              "choose another --name, or pass --overwrite to replace it")
-        return write_dataset(ds, path)
+        path = self._write(ds, overwrite=overwrite)
+        remove_stale_temps(self.folder)
+        return path

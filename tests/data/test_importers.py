@@ -362,3 +362,29 @@ def test_from_torchvision_errors():
         from_torchvision(_TinyPIL(n=0), name="x")
     with pytest.raises(RaynasError, match="has 2 images"):
         from_torchvision(_TinyPIL(n=8), name="x")
+
+
+@pytest.mark.parametrize("y, names, labels", [
+    ([0, 1, 2] * 4, ["0", "1", "2"], [0, 1, 2] * 4),  # 0..K-1 stays as it is
+    ([0, 1, 3] * 4, ["0", "1", "3"], [0, 1, 2] * 4),  # a gap is closed; the name keeps the value
+    ([7, 10**9] * 6, ["7", "1000000000"], [0, 1] * 6),  # two classes, not a billion
+    (np.array([2.0, 5.0] * 6), ["2", "5"], [0, 1] * 6),  # whole-number floats
+])
+def test_npz_integer_labels_without_names_number_their_distinct_values(tmp_path, y, names, labels):
+    np.savez(tmp_path / "a.npz", x=np.zeros((len(y), 8, 8), np.uint8), y=np.array(y))
+    ds = npz(tmp_path / "a.npz", name="a")
+    assert list(ds.info.class_names) == names
+    np.testing.assert_array_equal(ds.labels, labels)
+
+
+def test_from_torchvision_sparse_labels_without_classes():
+    class Sparse:
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return Image.fromarray(np.full((6, 6), i, np.uint8)), (i % 2) * 10**9
+
+    ds = from_torchvision(Sparse(), name="sparse")
+    assert ds.info.class_names == ("0", "1000000000")
+    np.testing.assert_array_equal(ds.labels, [0, 1] * 4)

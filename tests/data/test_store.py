@@ -1,6 +1,9 @@
 """The dataset store and the built-in offline suite."""
 
 import dataclasses
+import errno
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -143,3 +146,41 @@ def test_invalid_names_are_refused(tmp_path):
 def test_home_defaults_to_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYNAS_HOME", str(tmp_path / "env_home"))
     assert DatasetStore().home.datasets == tmp_path / "env_home" / "datasets"
+
+
+def test_racing_saves_of_one_name_store_exactly_one(tmp_path):
+    store = DatasetStore(tmp_path)
+    candidates = [_small(seed=s) for s in range(6)]
+    barrier = threading.Barrier(len(candidates), timeout=60)
+    saved, refused = [], []
+
+    def save(ds):
+        barrier.wait()
+        try:
+            store.save(ds)
+            saved.append(ds.info.content_hash)
+        except RaynasError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=save, args=(ds,)) for ds in candidates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(saved) == 1 and len(refused) == len(candidates) - 1
+    assert all("dataset 'mine' already exists" in r for r in refused)
+    assert store.load("mine", verify=True).info.content_hash == saved[0]
+    assert sorted(os.listdir(tmp_path / "datasets")) == ["mine.parquet"]
+
+
+def test_save_stays_exclusive_on_file_systems_without_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store = DatasetStore(tmp_path)
+    store.save(_small(seed=1))
+    with pytest.raises(RaynasError, match="already exists"):
+        store.save(_small(seed=2))
+    assert store.load("mine", verify=True).info.content_hash == _small(seed=1).info.content_hash
+    assert sorted(os.listdir(tmp_path / "datasets")) == ["mine.parquet"]
