@@ -84,10 +84,15 @@ def dil_conv(r: torch.Tensor, p: dict[str, torch.Tensor], stride: int, kernel: i
 
 def factorized_reduce(r: torch.Tensor, p: dict[str, torch.Tensor], stride: int, kernel: int,
                       scale: torch.Tensor) -> torch.Tensor:
-    """Per edge: two offset 1x1 stride-2 convs, concatenated; stacked over edges as dense convs."""
+    """Per edge: two offset 1x1 stride-2 convs, concatenated; stacked over edges as dense convs.
+
+    A 1x1 stride-2 conv is a 1x1 conv of every second pixel, and is computed so: torch 2.14's
+    CPU backward of a 1x1 stride-2 conv on channels-last input corrupts the heap when it runs
+    on one thread (a Tune trial with one CPU), which crashed PC-DARTS searches.
+    """
     e, half, c, _, _ = p["conv_1"].shape
-    y1 = F.conv2d(r, p["conv_1"].reshape(e * half, c, 1, 1), stride=2)
-    y2 = F.conv2d(r[:, :, 1:, 1:], p["conv_2"].reshape(e * half, c, 1, 1), stride=2)
+    y1 = F.conv2d(r[:, :, ::2, ::2], p["conv_1"].reshape(e * half, c, 1, 1))
+    y2 = F.conv2d(r[:, :, 1::2, 1::2], p["conv_2"].reshape(e * half, c, 1, 1))
     b, _, h, w = y1.shape
     y = torch.cat([y1.view(b, e, half, h, w), y2.view(b, e, half, h, w)], dim=2).view(b, e * 2 * half, h, w)
     nhwc = r.is_contiguous(memory_format=torch.channels_last) and not r.is_contiguous()

@@ -64,20 +64,24 @@ class SepConv(nn.Sequential):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset 1x1 stride-2 convs (so no pixel is dropped)."""
+    """Halve the resolution with two offset 1x1 stride-2 convs (so no pixel is dropped).
+
+    Each is computed as a 1x1 conv of every second pixel, the same function: torch 2.14's CPU
+    backward of a 1x1 stride-2 conv on channels-last input corrupts the heap on one thread.
+    """
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True, track: bool = True):
         super().__init__()
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
         self.bn = bn(c_out, affine, track)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        return self.bn(torch.cat([self.conv_1(x[:, :, ::2, ::2]), self.conv_2(x[:, :, 1::2, 1::2])], dim=1))
 
 
 class PoolBN(nn.Sequential):

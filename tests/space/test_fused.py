@@ -80,3 +80,26 @@ def test_dirichlet_mixing_samples_in_training_and_uses_the_mean_in_eval():
     torch.testing.assert_close(w1.sum(-1), torch.ones(w1.shape[0]))
     model.eval()
     torch.testing.assert_close(model.op_weights("normal"), model.op_probabilities("normal"))
+
+
+def test_pcdarts_backward_survives_one_thread():
+    """torch 2.14's CPU backward of a 1x1 stride-2 conv on channels-last input corrupted the heap
+    with one thread (as in a one-CPU Tune trial); reductions avoid that kernel. In a subprocess,
+    since a heap corruption may kill the process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch, torch.nn.functional as F\n"
+            "from raynas.space.config import PRESETS\n"
+            "from raynas.space.supernet import create_supernet\n"
+            "space = PRESETS.get('tiny').space(channels=8, partial_channels=4, edge_norm=True)\n"
+            "for impl in ('fused', 'reference'):\n"
+            "    for seed in range(3):\n"
+            "        model = create_supernet(space, impl, seed=seed)\n"
+            "        x = torch.randn(6, 1, 8, 8)\n"
+            "        F.cross_entropy(model(x), torch.randint(0, 10, (6,))).backward()\n"
+            "print('ok')\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
