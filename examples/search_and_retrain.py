@@ -2,17 +2,20 @@
 
     python examples/search_and_retrain.py [--home DIR] [--dataset glyph-digits] [--algo darts]
 
-Uses the `tiny` preset so it finishes in well under a minute on a laptop CPU.
+One search experiment (:func:`raynas.experiment.run_experiment`), stopped by a callback after
+two epochs and resumed from its checkpoint, which carries the config. Uses the `tiny` preset
+so it finishes in well under a minute on a laptop CPU.
 """
 
 import argparse
 import tempfile
 from pathlib import Path
 
-from raynas.data import DatasetStore
+from raynas.experiment import ExperimentConfig, run_experiment
 from raynas.search.config import SearchConfig
-from raynas.search.loop import StopSearch, run_search
-from raynas.search.retrain import RetrainConfig, retrain
+from raynas.search.loop import StopSearch
+from raynas.search.retrain import RetrainConfig
+from raynas.workspace import Workspace
 
 
 class StopAfter:
@@ -33,19 +36,19 @@ def main():
     p.add_argument("--dataset", default="glyph-digits")
     p.add_argument("--algo", default="darts")
     args = p.parse_args()
-    home = Path(args.home or tempfile.mkdtemp(prefix="raynas-example-"))
-    store = DatasetStore(home)
-    config = SearchConfig(dataset=args.dataset, algo=args.algo, preset="tiny", epochs=4, max_steps_per_epoch=10)
-    run_dir = home / "runs" / "example"
+    workspace = Workspace.open(Path(args.home or tempfile.mkdtemp(prefix="raynas-example-")))
+    config = ExperimentConfig(
+        SearchConfig(dataset=args.dataset, algo=args.algo, preset="tiny", epochs=4, max_steps_per_epoch=10,
+                     transfer="scratch"),
+        retrain=RetrainConfig(epochs=3, channels=8, cells=5))
+    run_dir = workspace.home / "runs" / "example"
 
-    first = run_search(config, store=store, run_dir=run_dir, callbacks=[StopAfter(2)])
-    print(f"stopped after {len(first.history)} epochs; resuming from {run_dir / 'checkpoint'}")
-    result = run_search(config, store=store, run_dir=run_dir, resume=True)
-    print(f"\nfound ({result.status}, {len(result.history)} epochs):\n{result.genotype}\n")
-
-    scores = retrain(result.genotype, RetrainConfig(dataset=args.dataset, epochs=3, image_size=8, channels=8,
-                                                    cells=5), store, run_dir)
-    print(f"retrained test accuracy {scores['test_acc']:.3f} (chance {scores['chance_acc']:.3f})")
+    first = run_experiment(config, workspace, run_dir=run_dir, callbacks=[StopAfter(2)])
+    print(f"stopped after {len(first.search.history)} epochs ({first.search.status}); resuming from "
+          f"{run_dir / 'checkpoint'}")
+    done = run_experiment(config, workspace, run_dir=run_dir, checkpoint=run_dir / "checkpoint")
+    print(f"\nfound ({done.search.status}, {len(done.search.history)} epochs):\n{done.search.genotype}\n")
+    print(f"retrained test accuracy {done.retrain['test_acc']:.3f} (chance {done.retrain['chance_acc']:.3f})")
     print(f"run directory: {run_dir} (result.json, genotype.json, genotype.png, alphas.png, curves.png)")
 
 

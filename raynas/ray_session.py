@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+
+from raynas.errors import RaynasError
+
+CONNECT_TIMEOUT_S = 20  # an unreachable address fails after this long instead of hanging
 
 
 def ensure_ray(address: str | None = None, **kwargs) -> None:
@@ -13,7 +18,25 @@ def ensure_ray(address: str | None = None, **kwargs) -> None:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False, **kwargs)
-    else:
+    if not address:
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        return
+    try:
+        _probe(address)
+        ray.init(address=address, log_to_driver=False, **kwargs)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RaynasError(f"cannot connect to the Ray cluster at '{address}': {first}",
+                          "start one (`ray start --head`, or cluster/local.sh start), check the address and "
+                          "that the cluster's Ray version matches this one, or leave out --address (and "
+                          "unset RAY_ADDRESS) to run locally") from None
+
+
+def _probe(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: Ray itself retries for minutes."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and the like: Ray resolves those itself, quickly
+    with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+        pass

@@ -26,15 +26,16 @@ def home(tmp_path):
     return tmp_path / "home"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_session():
-    """Start Ray once (about 7 s on 2 cores) for all tests that need it."""
+    """A local Ray for the tests that need it, started once (about 7 s on 2 cores) and kept for
+    the session; started again if a multi-node test shut it down meanwhile."""
     import ray
 
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, namespace="raynas-test",
-             object_store_memory=256 << 20, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, namespace="raynas-test",
+                 object_store_memory=256 << 20, log_to_driver=False)
     yield
-    ray.shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """The zoo, distance and warm-started search commands, end to end on a tiny zoo."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,25 @@ def test_zoo_list(capsys, zoo_args):
         assert (r["channels"], r["cells"], r["nodes"]) == (4, 3, 3)  # the tiny preset
     code, out, _ = run(capsys, "zoo", "list", *zoo_args)
     assert code == 0 and "glyph-digits" in out and "val acc" in out
+
+
+def test_a_damaged_zoo_entry_is_listed_as_such_and_the_others_still_serve(capsys, zoo_args, tmp_path):
+    import shutil
+
+    zoo = Path(zoo_args[3]) / "zoo"
+    shutil.copytree(zoo / "textures", zoo / "broken")
+    manifest = next((zoo / "broken").glob("*/manifest.json"))
+    manifest.write_text(manifest.read_text().replace('"format"', '"sources": 7, "format"', 1))
+    try:
+        rows = run_json(capsys, "zoo", "list", *zoo_args)
+        assert [r["name"] for r in rows if not r["damaged"]] == SOURCES
+        [bad] = [r for r in rows if r["damaged"]]
+        assert bad["name"] == "broken" and "unreadable manifest" in bad["error"] and "zoo remove broken" in bad["fix"]
+        code, out, _ = run(capsys, "zoo", "list", *zoo_args)
+        assert code == 0 and "DAMAGED" in out and "1 damaged" in out
+        assert run_json(capsys, "distance", TARGET, *zoo_args)["ranking"]  # ranking skips it
+    finally:
+        shutil.rmtree(zoo / "broken")
 
 
 def test_distance_ranks_the_zoo_for_a_left_out_target(capsys, zoo_args):
@@ -84,21 +104,37 @@ def test_search_transfer_ot_warm_starts_from_the_nearest_source(capsys, zoo_args
     assert t["strategy"] == "ot" and t["source"] == nearest["source"] and t["method"] == "otdd"
     assert t["distance"] == pytest.approx(nearest["distance"])
     assert t["mode"] == "weights+alphas" and t["tensors"]["copied"] > 100 and t["tensors"]["adapted"] == []
-    saved = json.loads((__import__("pathlib").Path(d["run_dir"]) / "result.json").read_text())
-    assert saved["transfer"] == t and saved["config"]["transfer"] == "ot"
+    [row] = d["leaderboard"]
+    assert row["source"] == nearest["source"] and row["status"] == "finished" and d["winner"] == row
+    saved = json.loads((Path(d["run_dir"]) / "result.json").read_text())
+    assert saved["transfer"] == t and saved["config"]["search"]["transfer"] == "ot"
+
+
+def _workspace(zoo_args):
+    from raynas.workspace import Workspace
+
+    return Workspace.open(zoo_args[1], str(zoo_args[3]))
+
+
+def _warm_start(zoo_args, **changes):
+    """The warm start a search with these settings gets (no training: the record is the point)."""
+    from raynas.search.config import SearchConfig
+    from raynas.transfer.warm_start import warm_start
+
+    ws = _workspace(zoo_args)
+    config = SearchConfig(dataset=TARGET, preset="tiny", **changes)
+    return warm_start(config, ws.store, ws.zoo, ws.embeddings, ws.embedding_storage)[1]
 
 
 @pytest.mark.parametrize("mode, copied", [("weights", lambda n: n > 100), ("alphas", lambda n: n == 2)])
-def test_search_transfer_modes(capsys, zoo_args, mode, copied):
-    t = run_json(capsys, "search", TARGET, "--transfer", "glyph-digits", "--transfer-mode", mode,
-                 "--alpha-temperature", "2", *QUICK, *zoo_args)["transfer"]
+def test_search_transfer_modes(zoo_args, mode, copied):
+    t = _warm_start(zoo_args, transfer="glyph-digits", transfer_mode=mode, alpha_temperature=2.0)
     assert t["strategy"] == "named" and t["source"] == "glyph-digits" and t["mode"] == mode
     assert copied(t["tensors"]["copied"]) and t["alpha_temperature"] == 2.0
 
 
-def test_search_transfer_random_is_seeded(capsys, zoo_args):
-    picks = {run_json(capsys, "search", TARGET, "--transfer", "random", "--seed", "3", *QUICK, *zoo_args)
-             ["transfer"]["source"] for _ in range(2)}
+def test_search_transfer_random_is_seeded(zoo_args):
+    picks = {_warm_start(zoo_args, transfer="random", seed=3)["source"] for _ in range(2)}
     assert len(picks) == 1 and picks <= set(SOURCES)
 
 
@@ -118,12 +154,22 @@ def test_search_transfer_errors(capsys, zoo_args):
 
 def test_multi_dataset_supernet_builds_and_transfers(capsys, zoo_args):
     rows = run_json(capsys, "zoo", "build", "--multi", "mix", "--datasets", "digits,photo-patches", *QUICK,
-                    *zoo_args)
+                    "--sequential", *zoo_args)
     assert [(r["name"], r["kind"], r["source"]) for r in rows] == [("mix", "multi", "digits+photo-patches")]
-    t = run_json(capsys, "search", TARGET, "--transfer", "multi", *QUICK, *zoo_args)["transfer"]
+    t = _warm_start(zoo_args, transfer="multi")
     assert t["strategy"] == "multi" and t["source"] == "mix" and t["source_kind"] == "multi"
     assert t["tensors"]["adapted"] == ["stem.0.weight"]  # RGB multi supernet -> gray target
     assert t["tensors"]["kept"] == 2  # the target's own fresh classifier
+    # the race's candidates: the nearest sources, then the multi-dataset supernet
+    from raynas.race.candidates import race_candidates
+    from raynas.search.config import SearchConfig
+    from raynas.search.loop import check_config
+
+    ws = _workspace(zoo_args)
+    search = SearchConfig(dataset=TARGET, preset="tiny")
+    found, notes = race_candidates(search, 3, True, True, check_config(search, ws.store), ws)
+    assert [c.strategy for c in found] == ["ot", "ot", "ot", "multi", "scratch"] and found[0].key == "mnist5k"
+    assert [c.rank for c in found[:3]] == [1, 2, 3] and found[3].key == "mix" and notes == []
     # a multi supernet that saw the target is never chosen for it
     code, _, err = run(capsys, "search", "digits", "--transfer", "multi", *QUICK, *zoo_args)
     assert code == 1 and "not trained on 'digits'" in err
@@ -138,12 +184,18 @@ def test_publish_grows_the_zoo_and_a_tampered_entry_is_refused(capsys, zoo_args,
     assert d["published"]["name"] == "glyph-greek" and d["published"]["warm_started_from"] == d["transfer"]["source"]
     names = [r["name"] for r in run_json(capsys, "zoo", "list", *zoo_args)]
     assert "glyph-greek" in names
-    again = run_json(capsys, "search", "glyph-greek", "--transfer", "ot", "--publish", *QUICK, *zoo_args)
-    assert again["published"]["version"] == d["published"]["version"]  # the same result: no new version
+    # publishing the same result again writes no new version
+    from raynas.experiment import finish_checkpoint, read_config
+
+    ws = _workspace(zoo_args)
+    trial = Path(json.loads((Path(d["run_dir"]) / "result.json").read_text())["leaderboard"][0]["path"])
+    checkpoint = sorted(trial.glob("checkpoint_*"))[-1]
+    again = finish_checkpoint(checkpoint, read_config(d["run_dir"]), ws, Path(d["run_dir"]), verbose=False)
+    assert again.published.version == d["published"]["version"]
     ranking = run_json(capsys, "distance", "glyph-upper", *zoo_args)["ranking"]
     assert "glyph-greek" in {r["dataset"] for r in ranking}  # its embedding was stored with it
 
-    storage = __import__("pathlib").Path(zoo_args[3]) / "zoo" / "glyph-greek"
+    storage = Path(zoo_args[3]) / "zoo" / "glyph-greek"
     weights = next(storage.glob("*/weights.safetensors"))
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -155,7 +207,7 @@ def test_publish_grows_the_zoo_and_a_tampered_entry_is_refused(capsys, zoo_args,
 
 
 def test_problems_that_would_end_a_search_are_found_before_it_trains(capsys, zoo_args, suite_home):
-    runs = set((__import__("pathlib").Path(suite_home) / "runs").iterdir())
+    runs = set((Path(suite_home) / "runs").iterdir())
     code, _, err = run(capsys, "search", TARGET, "--publish", "--encoder", "nope", *QUICK, *zoo_args)
     assert code == 1 and "unknown encoder 'nope'" in err
     code, _, err = run(capsys, "search", "digits", "--publish", "--preset", "cpu", "--epochs", "1", *zoo_args)
@@ -171,17 +223,16 @@ def test_problems_that_would_end_a_search_are_found_before_it_trains(capsys, zoo
     assert code == 1 and "not valid" in err
     code, _, err = run(capsys, "zoo", "build", "--datasets", "textures", "--encoder", "nope", *QUICK, *zoo_args)
     assert code == 1 and "unknown encoder 'nope'" in err
-    assert set((__import__("pathlib").Path(suite_home) / "runs").iterdir()) == runs  # nothing was trained
+    assert set((Path(suite_home) / "runs").iterdir()) == runs  # nothing was trained
 
 
-def test_auto_falls_back_to_scratch_only_when_no_source_fits(capsys, zoo_args, suite_home, tmp_path):
+def test_auto_races_scratch_only_when_no_source_fits(capsys, zoo_args, suite_home, tmp_path):
     empty = ["--home", suite_home, "--storage", tmp_path]
-    code, out, err = run(capsys, "search", TARGET, "--transfer", "auto", *QUICK, *empty)
-    assert code == 0 and "auto:scratch: searching from scratch" in err and "ot:" in err and "multi:" in err
-    code, _, err = run(capsys, "search", TARGET, "--transfer", "auto", "--encoder", "nope", *QUICK, *zoo_args)
+    code, out, err = run(capsys, "search", TARGET, *QUICK, *empty)  # --transfer auto is the default
+    assert code == 0 and "nothing in the zoo fits this target" in err and "ot:" in err and "multi:" in err
+    assert "candidate scratch" in err and "leaderboard" in out
+    code, _, err = run(capsys, "search", TARGET, "--encoder", "nope", *QUICK, *zoo_args)
     assert code == 1 and "unknown encoder 'nope'" in err  # a real error is not papered over
-    t = run_json(capsys, "search", TARGET, "--transfer", "auto", *QUICK, *zoo_args)["transfer"]
-    assert t["strategy"] == "auto:ot" and t["source"] == "mnist5k"
 
 
 def test_zoo_build_errors(capsys, suite_home, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from raynas import __version__
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; problems the user can fix are one clear message and exit code 1, never a
+    traceback (``RAYNAS_DEBUG=1`` shows tracebacks of unexpected errors, which are bugs)."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
@@ -43,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
+        if os.environ.get("RAYNAS_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc}\n  this is a bug in raynas; rerun with "
+              "RAYNAS_DEBUG=1 to see where it happened, and report it", file=sys.stderr)
+        return 2
     return 0
 
 

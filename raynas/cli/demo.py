@@ -3,15 +3,14 @@
 1. builds the offline suite, shows it, draws a sample grid per dataset and streams one
    epoch of each through the loader;
 2. pretrains a small zoo (one supernet per source, in parallel Ray tasks), leaving the
-   target ``glyph-digits`` out;
+   target ``glyph-digits`` out (a rerun reuses the sources that are already current);
 3. ranks the zoo's sources for the target by OT dataset distance;
-4. searches the target twice with the same budget, from scratch and warm-started from the
-   nearest source, and compares their validation accuracy epoch by epoch;
-5. retrains the warm-started architecture and publishes the target's supernet to the zoo.
+4. races the nearest sources and a search from scratch as Ray Tune trials with the same
+   budget (ASHA stops trailing ones), prints the leaderboard and the val curves side by side;
+5. retrains the winner's architecture and publishes the target's supernet to the zoo.
 
-Everything stays under ``<home>/demo``: the zoo and embeddings there, so a demo never
-mixes with a real zoo. Searches are seeded, so a second demo republishes identical
-supernets (no new zoo versions) and gives the same numbers.
+Everything stays under ``<home>/demo``: the zoo, embeddings and Tune results there, so a demo
+never mixes with a real zoo. Searches are seeded, so a second demo gives the same numbers.
 """
 
 from __future__ import annotations
@@ -25,10 +24,10 @@ from raynas.cli.output import print_json, print_table
 from raynas.data import DatasetStore
 from raynas.data.grid import sample_grid
 from raynas.data.loader import LoaderConfig, create_loader
+from raynas.experiment import ExperimentConfig
+from raynas.race.config import RaceConfig
 from raynas.search.config import SearchConfig
-from raynas.search.loop import run_search
-from raynas.search.results import new_run_dir, write_config
-from raynas.search.retrain import RetrainConfig, retrain
+from raynas.search.retrain import RetrainConfig
 
 DEMO_TARGET = "glyph-digits"
 DEMO_SOURCES = ("glyph-upper", "mnist5k", "textures")
@@ -39,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("--epochs", type=int, default=4, help="search epochs on the target (default 4)")
     p.add_argument("--zoo-epochs", type=int, default=3, help="pretraining epochs per zoo source (default 3)")
     p.add_argument("--max-steps", type=int, default=10, help="steps per epoch, at most (default 10)")
-    p.add_argument("--sequential", action="store_true", help="pretrain the zoo without Ray")
+    p.add_argument("--sequential", action="store_true", help="pretrain the zoo one source after another in this process")
     p.set_defaults(run=run_demo)
 
 
@@ -70,69 +69,67 @@ def show_suite(store: DatasetStore, quiet: bool) -> dict:
     return {"datasets": [i.to_json() for i in infos], "grids": grids, "loader": rows, "suite_seconds": round(built, 2)}
 
 
-def run_demo(args: argparse.Namespace) -> None:
-    from raynas.ot.encoders import create_encoder
-    from raynas.service import open_embeddings, open_zoo
-    from raynas.transfer.ranking import rank_zoo
-    from raynas.transfer.warm_start import warm_start
-    from raynas.zoo.build import plan_jobs, run_jobs
-    from raynas.zoo.publish import publish_result
+def demo_configs(args: argparse.Namespace) -> tuple[SearchConfig, ExperimentConfig]:
+    """The zoo's pretraining template and the race; built first, so bad numbers fail before any work."""
+    template = SearchConfig(dataset=DEMO_TARGET, preset="cpu", epochs=args.zoo_epochs,
+                            max_steps_per_epoch=args.max_steps, transfer="scratch")
+    race = ExperimentConfig(SearchConfig(dataset=DEMO_TARGET, preset="cpu", epochs=args.epochs,
+                                         max_steps_per_epoch=args.max_steps, transfer="auto"),
+                            RaceConfig(race=len(DEMO_SOURCES), baseline=True),
+                            RetrainConfig(epochs=5, channels=8, cells=5), publish=True)
+    return template, race
 
+
+def run_demo(args: argparse.Namespace) -> None:
+    from raynas.ray_session import ensure_ray
+    from raynas.race.race import run_race
+    from raynas.transfer.ranking import rank_zoo
+    from raynas.workspace import Workspace
+    from raynas.zoo.build import plan_jobs, run_jobs
+
+    template, experiment = demo_configs(args)
     quiet = args.json
     store = DatasetStore(args.home)
     answer = show_suite(store, quiet)
 
-    zoo_storage, emb_storage = store.home.shared(str(store.home.root / "demo" / "shared"))
-    template = SearchConfig(dataset=DEMO_TARGET, preset="cpu", epochs=args.zoo_epochs,
-                            max_steps_per_epoch=args.max_steps)
-    jobs = plan_jobs(list(DEMO_SOURCES), template, store.home, zoo_storage, emb_storage, "pixels")
+    workspace = Workspace.open(store.home.root, str(store.home.root / "demo" / "shared"))
+    jobs, current = plan_jobs(list(DEMO_SOURCES), template, workspace, rebuild=False)
     parallel = not args.sequential
-    if parallel:
-        from raynas.ray_session import ensure_ray
-
-        ensure_ray()
-    say(quiet, f"\npretraining the zoo: {', '.join(DEMO_SOURCES)} (cpu preset, {args.zoo_epochs} epochs, "
-               f"{'in parallel Ray tasks' if parallel else 'one after another'})...")
+    ensure_ray()
+    say(quiet, f"\npretraining the zoo: {', '.join(j.name for j in jobs) or 'nothing'} (cpu preset, "
+               f"{args.zoo_epochs} epochs, {'in parallel Ray tasks' if parallel else 'one after another'})"
+               + (f"; already current: {', '.join(current)}" if current else "") + "...")
     t0 = time.perf_counter()
     built = run_jobs(jobs, parallel=parallel, verbose=not quiet and not parallel)
-    answer["zoo"] = {"entries": built, "seconds": round(time.perf_counter() - t0, 1)}
-    zoo, embeddings = open_zoo(zoo_storage), open_embeddings(emb_storage)
+    answer["zoo"] = {"entries": built, "current": current, "seconds": round(time.perf_counter() - t0, 1)}
 
-    encoder = create_encoder("pixels", storage=emb_storage, home=store.home)
-    entries = [m for m in zoo.list() if m.kind == "single" and m.source != DEMO_TARGET]
-    ranked = rank_zoo(DEMO_TARGET, entries, store, embeddings, encoder)
+    entries = [m for m in workspace.zoo.list() if m.kind == "single" and m.source != DEMO_TARGET]
+    ranked = rank_zoo(DEMO_TARGET, entries, store, workspace.embeddings, workspace.encoder("pixels"))
     answer["ranking"] = ranked.rows()
     if not quiet:
         print_table(f"zoo sources for {DEMO_TARGET} by OT distance (cascade)", ["rank", "source", "distance", "method"],
                     [[r["rank"], r["source"], f"{r['distance']:.4g}", r["method"]] for r in ranked.rows()])
-
-    curves = {}
-    for transfer in ("scratch", "ot"):
-        config = SearchConfig(dataset=DEMO_TARGET, preset="cpu", epochs=args.epochs, transfer=transfer,
-                              max_steps_per_epoch=args.max_steps)
-        model, record = warm_start(config, store, zoo, embeddings, emb_storage)
-        say(quiet, f"\nsearching {DEMO_TARGET} ({transfer}"
-                   + (f": warm start from '{record['source']}'" if model is not None else "") + ")...")
-        run_dir = new_run_dir(store.home.runs, config)
-        write_config(run_dir, config)
-        result = run_search(config, store=store, run_dir=run_dir, initial_model=model, transfer=record,
-                            verbose=not quiet)
-        curves[transfer] = {"run_dir": str(run_dir), "source": record.get("source"),
-                            "val_acc": [h["val_acc"] for h in result.history], "genotype": str(result.genotype)}
-    answer["searches"] = curves
-    if not quiet:
-        print_table(f"val accuracy on {DEMO_TARGET} by epoch, same budget", ["epoch", "scratch %", "warm start %"],
-                    [[e + 1, round(100 * a, 1), round(100 * b, 1)]
-                     for e, (a, b) in enumerate(zip(curves["scratch"]["val_acc"], curves["ot"]["val_acc"]))])
-
-    scores = retrain(result.genotype, RetrainConfig(dataset=DEMO_TARGET, epochs=5, image_size=16, channels=8, cells=5),
-                     store, run_dir, verbose=not quiet)
-    published = publish_result(result, zoo, store, embeddings, encoder)
-    answer.update(test_acc=scores["test_acc"], chance_acc=scores["chance_acc"], published=published.summary(),
-                  run_dir=str(run_dir), genotype=result.genotype.to_json())
+        say(quiet, f"\nracing the {len(DEMO_SOURCES)} sources and a search from scratch on {DEMO_TARGET} as Ray "
+                   "Tune trials...")
+    race = run_race(experiment, workspace, verbose=not quiet).answer
+    answer["race"] = {k: race[k] for k in ("run_dir", "leaderboard", "winner", "tensorboard", "genotype")}
+    retrained, published = race.get("retrain", {}), race.get("published", {})
+    answer.update(test_acc=retrained.get("test_acc"), chance_acc=retrained.get("chance_acc"), published=published,
+                  run_dir=race["run_dir"])
     if quiet:
         print_json(answer)
         return
-    print(f"\nfound (warm start):\n{result.genotype}\nretrained for 5 epochs: test accuracy "
-          f"{100 * scores['test_acc']:.1f}% (chance {100 * scores['chance_acc']:.1f}%)\n"
-          f"published {DEMO_TARGET} to the demo zoo; run directory: {run_dir}")
+    from raynas.cli.search import print_leaderboard
+
+    print()
+    print_leaderboard(race)
+    board = race["leaderboard"]
+    longest = max(len(r["val_acc_curve"]) for r in board)
+    print_table(f"val accuracy on {DEMO_TARGET} by epoch, same budget ('-': stopped early by ASHA)",
+                ["epoch", *[r["source"] for r in board]],
+                [[e + 1, *[round(100 * r["val_acc_curve"][e], 1) if e < len(r["val_acc_curve"]) else "-"
+                           for r in board]] for e in range(longest)])
+    print(f"\nwinner: {race['winner']['source']}\n{race['genotype_text']}\nretrained for 5 epochs: test accuracy "
+          f"{100 * retrained['test_acc']:.1f}% (chance {100 * retrained['chance_acc']:.1f}%)\n"
+          f"published {DEMO_TARGET} to the demo zoo; run directory: {race['run_dir']}\n"
+          f"TensorBoard: {race['tensorboard']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from raynas.cli.context import add_shared_options, open_shared
+from raynas.cli.context import add_shared_options, open_workspace
 from raynas.cli.output import print_json, print_table
 from raynas.errors import RaynasError
 from raynas.zoo.manifest import SourceDataset, ZooManifest
@@ -41,7 +41,7 @@ def run_distance(args: argparse.Namespace) -> None:
     DISTANCES.get(args.method)
     if args.top is not None and args.top < 1:
         raise RaynasError(f"--top {args.top} keeps nothing", "pass --top 1 or more")
-    shared = open_shared(args)
+    shared = open_workspace(args)
     store = shared.store
     info = store.info(args.target)
     if args.sources:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raynas.cli.context import add_shared_options, open_shared
+from raynas.cli.context import add_shared_options, open_workspace
 from raynas.cli.output import print_json, print_table
 from raynas.errors import RaynasError
-from raynas.search.algorithms import ALGORITHMS
+from raynas.cli.options import add_config_flags, given
 from raynas.search.config import SearchConfig
-from raynas.space.config import PRESETS
+
+# search fields that make no sense for pretraining from scratch
+BUILD_SKIPS = ("transfer", "transfer_mode", "alpha_temperature", "distance")
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -22,15 +24,12 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("--exclude", default="", help="comma-separated datasets to leave out, e.g. the future target")
     p.add_argument("--multi", metavar="NAME", default=None,
                    help="train ONE supernet over all the datasets (shared cells and alphas, a head each) named NAME")
-    p.add_argument("--preset", default="cpu", help=f"size preset: {', '.join(PRESETS.names())} (default cpu)")
-    p.add_argument("--algo", default="darts", help=f"one of: {', '.join(ALGORITHMS.names())} (default darts)")
-    p.add_argument("--epochs", type=int, default=10, help="search epochs per source (default 10)")
-    p.add_argument("--max-steps", type=int, default=None, help="cap the steps per epoch (quick builds)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--encoder", default="pixels", help="encoder of the stored OT embeddings (default pixels)")
+    add_config_flags(p, SearchConfig, "search", skip=BUILD_SKIPS)
     p.add_argument("--sequential", action="store_true",
                    help="pretrain in this process one source after another instead of in parallel Ray tasks")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="pretrain every source again, also those whose zoo entry is already current (by default "
+                        "a rerun, e.g. after an interruption, only pretrains what is missing)")
     add_shared_options(p)
     p.set_defaults(run=run_build)
 
@@ -51,27 +50,27 @@ def _names(text: str | None) -> list[str]:
 def run_build(args: argparse.Namespace) -> None:
     from raynas.zoo.build import plan_jobs, run_jobs
 
-    ALGORITHMS.get(args.algo)
-    PRESETS.get(args.preset)
+    values = given(args, "search")
+    template = SearchConfig.from_json({"dataset": "template", **values})  # bad values fail before anything runs
     parallel = not args.sequential
-    shared = open_shared(args)
+    workspace = open_workspace(args)
     exclude = set(_names(args.exclude))
-    datasets = _names(args.datasets) or shared.store.names()
+    datasets = _names(args.datasets) or workspace.store.names()
     unknown = sorted(exclude - set(datasets)) if args.datasets else []
     if unknown:
         raise RaynasError(f"--exclude names datasets that are not being built: {', '.join(unknown)}")
     datasets = [d for d in datasets if d not in exclude]
     if not datasets:
         raise RaynasError("no datasets left to pretrain on", "check --datasets and --exclude")
-    template = SearchConfig(dataset=datasets[0], algo=args.algo, preset=args.preset, epochs=args.epochs,
-                            seed=args.seed, max_steps_per_epoch=args.max_steps, device=args.device,
-                            encoder=args.encoder)
-    jobs = plan_jobs(datasets, template, shared.store.home, shared.zoo_storage, shared.embedding_storage,
-                     args.encoder, multi=args.multi)
+    jobs, current = plan_jobs(datasets, template, workspace, multi=args.multi, rebuild=args.rebuild)
     quiet = args.json
     if not quiet:
+        if current:
+            print(f"already current in the zoo (pass --rebuild to pretrain them again): {', '.join(current)}",
+                  file=sys.stderr)
         where = "in parallel Ray tasks" if parallel and len(jobs) > 1 else "one after another"
-        print(f"pretraining {len(jobs)} supernet(s) {where}: {', '.join(j.name for j in jobs)}", file=sys.stderr)
+        if jobs:
+            print(f"pretraining {len(jobs)} supernet(s) {where}: {', '.join(j.name for j in jobs)}", file=sys.stderr)
     if parallel and len(jobs) > 1:
         from raynas.ray_session import ensure_ray
 
@@ -94,22 +93,31 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def run_list(args: argparse.Namespace) -> None:
-    manifests = open_shared(args).zoo.list()
-    rows = [m.summary() for m in manifests]
+    manifests, damaged = open_workspace(args).zoo.scan()
+    rows = [{**m.summary(), "damaged": False} for m in manifests]
+    rows += [{"name": name, "damaged": True, "error": problem,
+              "fix": f"remove it with `raynas zoo remove {name}` and build or publish it again"}
+             for name, problem in sorted(damaged.items())]
     if args.json:
         print_json(rows)
         return
     if not rows:
         print("the zoo is empty: build it with `raynas zoo build`")
         return
-    print_table(None, ["name", "kind", "source", "val acc %", "algo", "epochs", "space", "created"],
+    good = [r for r in rows if not r["damaged"]]
+    print_table(f"{len(rows)} zoo entries" + (f" ({len(damaged)} damaged)" if damaged else ""),
+                ["name", "kind", "source", "val acc %", "algo", "epochs", "space", "created"],
                 [[r["name"], r["kind"], r["source"], round(100 * r["accuracy"], 1) if r["accuracy"] is not None else "-",
                   r["algo"], r["epochs"], f"{r['in_channels']}ch C{r['channels']} {r['cells']} cells",
-                  r["created"].replace("T", " ")[:16]] for r in rows])
+                  r["created"].replace("T", " ")[:16]] for r in good]
+                + [[r["name"], "DAMAGED", "-", "-", "-", "-", "-", "-"] for r in rows if r["damaged"]])
+    for r in rows:
+        if r["damaged"]:
+            print(f"{r['name']}: {r['error']}\n  fix: {r['fix']}")
 
 
 def run_remove(args: argparse.Namespace) -> None:
-    open_shared(args).zoo.remove(args.name)
+    open_workspace(args).zoo.remove(args.name)
     if args.json:
         print_json({"removed": args.name})
     else:

@@ -5,12 +5,21 @@ A dataset is embedded once per encoder version (:func:`embed_dataset`, kept by
 summaries alone (:func:`rank_sources`).
 """
 
-from raynas.ot.distances import (DEFAULT_METHOD, DISTANCES, Cascade, Ranking, RankedSource, dataset_distance,
-                                 rank_sources)
-from raynas.ot.embedding import DatasetEmbedding, EmbeddingConfig, embed_dataset
-from raynas.ot.encoders import DEFAULT_ENCODER, ENCODERS, Encoder, create_encoder
-from raynas.ot.store import EmbeddingStore
+import importlib
 
-__all__ = ["Cascade", "DEFAULT_ENCODER", "DEFAULT_METHOD", "DISTANCES", "DatasetEmbedding", "ENCODERS",
-           "EmbeddingConfig", "EmbeddingStore", "Encoder", "RankedSource", "Ranking", "create_encoder",
-           "dataset_distance", "embed_dataset", "rank_sources"]
+# name -> module; imported on first use, so opening an embedding store (every Tune trial does)
+# does not pay for POT and scikit-learn (2-3 s) unless distances are computed
+_EXPORTS = {
+    "Cascade": "distances", "DEFAULT_METHOD": "distances", "DISTANCES": "distances", "RankedSource": "distances",
+    "Ranking": "distances", "dataset_distance": "distances", "rank_sources": "distances",
+    "DatasetEmbedding": "embedding", "EmbeddingConfig": "embedding", "embed_dataset": "embedding",
+    "DEFAULT_ENCODER": "encoders", "ENCODERS": "encoders", "Encoder": "encoders", "create_encoder": "encoders",
+    "EmbeddingStore": "store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'raynas.ot' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"raynas.ot.{_EXPORTS[name]}"), name)

@@ -8,16 +8,20 @@ and return plain values (names, numpy-backed embeddings) so they cross process b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raynas.data.format import ImageDataset
 from raynas.data.validate import check_name
 from raynas.errors import RaynasError
-from raynas.ot.distances import Ranking, rank_sources
 from raynas.ot.embedding import DatasetEmbedding, EmbeddingConfig, embed_dataset, from_parquet_bytes, to_parquet_bytes
 from raynas.ot.encoders import ENCODER_DIR, Encoder
 from raynas.storage import Storage
+
+if TYPE_CHECKING:
+    from raynas.ot.distances import Ranking
 
 SUFFIX = ".parquet"
 
@@ -113,6 +117,8 @@ class EmbeddingStore:
     def rank(self, target: DatasetEmbedding, sources: list[str], method: str = "cascade",
              top: int | None = None) -> Ranking | None:
         """Rank the stored embeddings of ``sources`` (missing ones are skipped) against ``target``."""
+        from raynas.ot.distances import rank_sources  # POT: imported only when ranking
+
         found = [e for e in (self.get(s, target.encoder_version) for s in sources) if e is not None]
         return rank_sources(target, found, method, top) if found else None
 

@@ -4,6 +4,10 @@ A nested state (model state_dict, optimiser and scheduler states, RNG states, ep
 history) is split into a flat ``{path: tensor}`` dict and a JSON skeleton that refers to
 the tensors by path. The JSON is written last, names the tensor file and records its
 sha256, so a checkpoint interrupted mid-write leaves the previous one intact.
+
+A checkpoint is self-describing: ``checkpoint.json`` also holds the run's ``info`` (the
+search config, the warm-start record, the datasets), so a checkpoint that was moved, or
+restored by Tune on another node, still knows what it is and where it started from.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from raynas.storage import atomic_write_text
 _TENSOR = "__tensor__"
 TENSORS_FILE = "checkpoint.safetensors"  # the name before tensor files were content-addressed
 META_FILE = "checkpoint.json"
+TENSOR_NAME = re.compile(r"^checkpoint(-[0-9a-f]{16})?\.safetensors$")  # the only names a checkpoint may point to
 
 
 def split_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
@@ -65,7 +71,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
+def save_checkpoint(directory: str | Path, state: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
     """Tensors go to a file named by their hash, then the JSON that names it replaces the old one.
 
     Only replacing the JSON commits the checkpoint, so a crash at any point leaves the previous
@@ -83,7 +89,8 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
         os.replace(tmp, directory / name)
     finally:
         tmp.unlink(missing_ok=True)
-    atomic_write_text(directory / META_FILE, json.dumps({"sha256": digest, "tensors": name, "state": skeleton}))
+    atomic_write_text(directory / META_FILE, json.dumps({"sha256": digest, "tensors": name, "state": skeleton,
+                                                         "info": info or {}}))
     for old in directory.glob("checkpoint*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -94,17 +101,46 @@ def has_checkpoint(directory: str | Path) -> bool:
     return (Path(directory) / META_FILE).is_file()
 
 
-def load_checkpoint(directory: str | Path) -> dict[str, Any]:
-    directory = Path(directory)
+def _damaged(path: Path, why: str) -> RaynasError:
+    return RaynasError(f"checkpoint {path} is damaged: {why}",
+                       "resume from an intact run or checkpoint, or start the search again")
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
     meta_path = directory / META_FILE
     if not meta_path.is_file():
-        raise RaynasError(f"no checkpoint in {directory}", "give a run directory written by `raynas search`")
-    meta = json.loads(meta_path.read_text())
+        raise RaynasError(f"no checkpoint in {directory}",
+                          "give a run directory or checkpoint written by `raynas search`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(meta_path, f"not JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or "state" not in meta:
+        raise _damaged(meta_path, "it lacks the sha256 or the state")
+    name = meta.get("tensors", TENSORS_FILE)
+    if not isinstance(name, str) or not TENSOR_NAME.match(name):
+        raise _damaged(meta_path, f"it names the tensor file {name!r}, which is not a checkpoint file of its folder")
+    if not isinstance(meta.get("info", {}), dict):
+        raise _damaged(meta_path, "its info is not an object")
+    return meta
+
+
+def checkpoint_info(directory: str | Path) -> dict[str, Any]:
+    """What the checkpoint says about its run (config, transfer record, datasets); {} for old ones."""
+    return _read_meta(Path(directory)).get("info", {})
+
+
+def load_checkpoint(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    meta = _read_meta(directory)
     tensor_path = directory / meta.get("tensors", TENSORS_FILE)
     if not tensor_path.is_file():
-        raise RaynasError(f"checkpoint {meta_path} names {tensor_path.name}, which is missing",
+        raise RaynasError(f"checkpoint {directory / META_FILE} names {tensor_path.name}, which is missing",
                           "the run directory was changed by hand; resume from an intact run")
     if sha256_file(tensor_path) != meta["sha256"]:
         raise RaynasError(f"checkpoint {tensor_path} does not match its checksum",
                           "the file is damaged or from another write; resume from an intact run")
-    return join_state(meta["state"], load_file(str(tensor_path)))
+    try:
+        return join_state(meta["state"], load_file(str(tensor_path)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(directory / META_FILE, f"its state does not match its tensors ({exc!r})") from None

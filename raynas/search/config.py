@@ -2,88 +2,83 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from raynas.config import check_fields, from_json, option, to_json
 from raynas.errors import RaynasError
+
+# Upper bounds that keep a typo from allocating tens of GB before anything can fail.
+MAX_IMAGE_SIZE = 512
+MAX_CHANNELS = 256
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    dataset: str
-    algo: str = "darts"
-    preset: str = "cpu"
-    epochs: int = 10
-    warmup_epochs: int | None = None  # epochs without alpha updates; None = the algorithm's default
-    seed: int = 0
+    dataset: str = option(help="target dataset", cli=False)
+    algo: str = option("darts", help="search algorithm: darts, darts2, drnas or pcdarts")
+    preset: str = option("cpu", help="size preset: tiny, cpu or gpu")
+    epochs: int = option(10, help="search epochs", low=1, high=100_000)
+    warmup_epochs: int | None = option(None, low=0, help="epochs before alphas are updated (default: 0 for "
+                                                         "darts/darts2, 30% for pcdarts/drnas)")
+    seed: int = option(0, low=0, high=2**32 - 1, help="seed of initialisation, batches and augmentation")
     # warm start (raynas.transfer): where the supernet's initial weights and alphas come from
-    transfer: str = "scratch"  # scratch | auto | ot | multi | random | a zoo entry's name
-    transfer_mode: str = "weights+alphas"  # weights+alphas | weights | alphas
-    alpha_temperature: float = 1.0  # > 1 softens transferred alphas towards uniform
-    distance: str = "cascade"  # OT method that ranks zoo sources for --transfer ot
-    encoder: str = "pixels"  # feature encoder of the OT embeddings
+    transfer: str = option("auto", help="initial supernet: auto (race the nearest zoo sources), ot, multi, random, "
+                                        "scratch, or a zoo entry's name")
+    transfer_mode: str = option("weights+alphas", help="what a warm start copies: weights+alphas, weights or alphas")
+    alpha_temperature: float = option(1.0, above=0, high=100, help="divide transferred alphas by this; > 1 softens "
+                                                                   "them towards uniform")
+    distance: str = option("cascade", help="OT method that ranks zoo sources: cascade, otdd, hot or sliced")
+    encoder: str = option("pixels", help="feature encoder of the OT embeddings")
     # multi-dataset pretraining: one supernet over these datasets (a head each); ``dataset``
     # then names the result instead of a stored dataset
-    multi: tuple[str, ...] = ()
+    multi: tuple[str, ...] = option((), cli=False)
     # sizes: None = from the preset
-    image_size: int | None = None
-    channels: int | None = None
-    cells: int | None = None
-    nodes: int | None = None
-    batch_size: int | None = None
-    ops: tuple[str, ...] | None = None
-    partial_channels: int | None = None  # PC-DARTS K; None = the algorithm's default
+    image_size: int | None = option(None, low=8, high=MAX_IMAGE_SIZE, help="override the preset's image size")
+    channels: int | None = option(None, low=2, high=MAX_CHANNELS, help="override the preset's initial channels")
+    cells: int | None = option(None, low=3, high=32, help="override the preset's number of cells")
+    nodes: int | None = option(None, low=2, high=8, help="override the preset's intermediate nodes per cell")
+    batch_size: int | None = option(None, low=1, high=8192, help="override the preset's batch size")
+    ops: tuple[str, ...] | None = option(None, help="comma-separated candidate ops (default: the 8 DARTS ops)")
+    partial_channels: int | None = option(None, low=1, high=64, help="PC-DARTS K (default 4, or less if needed)")
     # weights: SGD with cosine annealing (DARTS defaults)
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
+    w_lr: float = option(0.025, above=0, high=10, help="SGD learning rate of the weights")
+    w_lr_min: float = option(0.001, low=0, high=10, help="final learning rate of the cosine schedule")
+    w_momentum: float = option(0.9, low=0, high=1, help="SGD momentum")
+    w_weight_decay: float = option(3e-4, low=0, high=1, help="weight decay of the weights")
+    grad_clip: float = option(5.0, above=0, help="gradient norm clip of the weights")
     # architecture: Adam; None = the algorithm's default learning rate
-    a_lr: float | None = None
-    a_beta1: float = 0.5
-    a_beta2: float = 0.999
-    a_weight_decay: float = 1e-3
-    reg_scale: float = 1e-3  # DrNAS: weight of the Dirichlet KL regulariser
-    augment: bool = True
-    max_steps_per_epoch: int | None = None  # cap steps for quick runs
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    loader_backend: str = "auto"
-    threads: int | None = None  # torch intra-op threads; None = leave as is
+    a_lr: float | None = option(None, above=0, high=10, flag="--arch-lr",
+                                help="Adam LR of the alphas (default: the paper's, x10 for the tiny and cpu presets)")
+    a_beta1: float = option(0.5, low=0, high=0.9999, cli=False)
+    a_beta2: float = option(0.999, low=0, high=0.9999, cli=False)
+    a_weight_decay: float = option(1e-3, low=0, high=1, help="weight decay of the alphas")
+    reg_scale: float = option(1e-3, low=0, cli=False)  # DrNAS: weight of the Dirichlet KL regulariser
+    augment: bool = option(True, help="random crops/flips during the search")
+    max_steps_per_epoch: int | None = option(None, low=1, flag="--max-steps", help="cap the steps per epoch")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    loader_backend: str = option("auto", cli=False)
+    threads: int | None = option(None, low=1, high=1024, help="torch threads (default: the CPUs this process "
+                                                              "has: Ray's allocation, affinity, cgroup quota)")
 
     def __post_init__(self):
         if self.ops is not None:
             object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "multi", tuple(self.multi))
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise RaynasError("no target dataset given", "name a dataset, e.g. `raynas search glyph-digits`")
+        check_fields(self)
         if len(self.multi) == 1 or len(set(self.multi)) != len(self.multi):
             raise RaynasError(f"multi-dataset pretraining needs at least two distinct datasets, got {list(self.multi)}")
-        if self.alpha_temperature <= 0:
-            raise RaynasError(f"alpha_temperature must be positive, got {self.alpha_temperature}")
-        if self.epochs < 1:
-            raise RaynasError(f"epochs must be at least 1, got {self.epochs}")
-        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs <= self.epochs:
+        if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
             raise RaynasError(f"warmup_epochs must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}")
-        for name in ("image_size", "channels", "cells", "nodes", "batch_size", "partial_channels",
-                     "max_steps_per_epoch", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise RaynasError(f"{name} must be positive, got {value}")
-        if self.w_lr <= 0 or (self.a_lr is not None and self.a_lr <= 0):
-            raise RaynasError("learning rates must be positive")
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.ops is not None:
-            d["ops"] = list(self.ops)
-        d["multi"] = list(self.multi)
-        return d
+        return to_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "SearchConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise RaynasError(f"unknown search config field(s): {sorted(unknown)}")
-        return cls(**d)
+        return from_json(cls, d, "search config")
 
     def replace(self, **changes: Any) -> "SearchConfig":
         return replace(self, **changes)

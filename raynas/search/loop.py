@@ -8,6 +8,7 @@ after every epoch, so a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,13 +23,14 @@ from raynas.data.store import DatasetStore
 from raynas.errors import RaynasError
 from raynas.search.algorithms import SearchAlgorithm, StepContext, create_algorithm
 from raynas.search.algorithms.base import frozen
-from raynas.search.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from raynas.search.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from raynas.search.config import SearchConfig
 from raynas.search.data import DatasetLoaders, MultiDataset, SingleDataset, evaluate  # noqa: F401 (re-export)
 from raynas.space.config import PRESETS, SpaceConfig
 from raynas.space.genotype import Genotype, alpha_entropy, derive_genotype
 from raynas.space.multihead import create_multihead_supernet
 from raynas.space.supernet import Supernet, create_supernet
+from raynas.threads import configure_threads
 
 
 class StopSearch(Exception):
@@ -66,14 +68,18 @@ class SearchState:
                 "rng": rng, "history": self.history}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.w_optimizer.load_state_dict(state["w_optimizer"])
-        self.a_optimizer.load_state_dict(state["a_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        _load_model_state(self.model, state["model"], "state")
+        try:
+            self.w_optimizer.load_state_dict(state["w_optimizer"])
+            self.a_optimizer.load_state_dict(state["a_optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise RaynasError(f"checkpoint state is damaged: {exc!r}",
+                              "resume from an intact checkpoint, or start the search again") from None
 
 
 @dataclass
@@ -83,7 +89,7 @@ class SearchResult:
     genotype: Genotype
     history: list[dict[str, Any]]
     model: Supernet
-    status: str  # finished | stopped
+    status: str  # finished | stopped | diverged
     run_dir: Path | None = None
     datasets: list[dict[str, str]] = field(default_factory=list)  # name and content hash of what it trained on
     transfer: dict[str, Any] | None = None  # how the initial supernet was obtained (raynas.transfer)
@@ -92,9 +98,17 @@ class SearchResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise RaynasError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RaynasError(f"device '{name}' is not supported", "use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RaynasError(f"device '{name}' requested but CUDA is not available", "use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RaynasError(f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s) visible",
+                          "use --device cuda or a smaller index")
     return device
 
 
@@ -126,14 +140,26 @@ def input_shape(config: SearchConfig, store: DatasetStore) -> tuple[int, list[in
     return max(i.shape[0] for i in infos), [i.num_classes for i in infos]
 
 
-def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supernet | None = None) -> SearchState:
-    """Validate everything and build model, optimisers and loaders; no training yet."""
+def check_config(config: SearchConfig, store: DatasetStore) -> SpaceConfig:
+    """Everything about ``config`` that can be checked without decoding data or building the
+    supernet: algorithm, preset, sizes, ops, device, the datasets' existence. Cheap enough to
+    run on every sampled hyperparameter set before a trial starts."""
     algorithm = create_algorithm(config)
     in_channels, class_counts = input_shape(config, store)
     space = resolve_space(config, in_channels, class_counts[0], algorithm)
+    resolve_device(config.device)
+    LoaderConfig(image_size=space.image_size, channels=space.in_channels, batch_size=batch_size(config),
+                 backend=config.loader_backend)
+    return space
+
+
+def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supernet | None = None) -> SearchState:
+    """Validate everything and build model, optimisers and loaders; no training yet."""
+    space = check_config(config, store)
+    algorithm = create_algorithm(config)
+    class_counts = input_shape(config, store)[1]
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    configure_threads(config.threads)
     data = create_search_data(config, store, space.image_size, space.in_channels, device)
     if initial_model is not None:
         model = initial_model
@@ -187,30 +213,34 @@ def train_epoch(state: SearchState) -> dict[str, float]:
             "weight_step_s": weight_time / max(steps, 1), "search_step_s": (arch_time + weight_time) / max(steps, 1)}
 
 
-def run_search(config: SearchConfig, *, store: DatasetStore | None = None, run_dir: str | Path | None = None,
-               callbacks: Sequence[Callback] = (), resume: bool = False, initial_model: Supernet | None = None,
-               transfer: dict[str, Any] | None = None, verbose: bool = True) -> SearchResult:
-    """Run (or resume) one search. With ``run_dir`` it checkpoints every epoch and writes results.
+def run_search(config: SearchConfig | None = None, *, store: DatasetStore | None = None,
+               run_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
+               resume_from: str | Path | None = None, callbacks: Sequence[Callback] = (),
+               initial_model: Supernet | None = None, transfer: dict[str, Any] | None = None,
+               verbose: bool = True) -> SearchResult:
+    """Run (or resume) one search.
 
-    ``initial_model`` is a warm-started supernet and ``transfer`` the record of how it was
-    made; both are ignored on resume, which restores the checkpoint and reads the record back.
+    With ``run_dir`` it writes its results there; it checkpoints every epoch to
+    ``checkpoint_dir`` (default ``run_dir/checkpoint``). ``initial_model`` is a warm-started
+    supernet and ``transfer`` the record of how it was made. ``resume_from`` is a checkpoint:
+    it holds the config and the transfer record, so ``config`` may be omitted then (and must
+    agree with the checkpoint's when given).
     """
-    from raynas.search.results import read_transfer, write_results, write_transfer
+    from raynas.search.results import write_results
 
     store = store or DatasetStore()
     run_dir = Path(run_dir) if run_dir else None
-    if resume:
-        if run_dir is None or not has_checkpoint(run_dir / "checkpoint"):
-            raise RaynasError(f"nothing to resume in {run_dir}", "give a run directory that holds a checkpoint/")
-        state = build_state(config, store)
-        state.restore(load_checkpoint(run_dir / "checkpoint"))
-        transfer = read_transfer(run_dir)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else (run_dir / "checkpoint" if run_dir else None)
+    if resume_from is not None:
+        config, transfer, state = resume_state(resume_from, store, config)
     else:
+        if config is None:
+            raise RaynasError("run_search needs a config or a checkpoint to resume from")
         state = build_state(config, store, initial_model)
-        if run_dir is not None and transfer is not None:
-            write_transfer(run_dir, transfer)
         torch.manual_seed(config.seed + 1)  # the training stream, distinct from the init stream
-    status = "finished"
+    datasets = [{"name": d.name, "content_hash": d.content_hash} for d in state.data.datasets]
+    info = {"config": config.to_json(), "space": state.space.to_json(), "transfer": transfer, "datasets": datasets,
+            "class_counts": input_shape(config, store)[1]}
     while state.epoch < config.epochs:
         t0 = time.perf_counter()
         metrics = train_epoch(state)
@@ -220,22 +250,81 @@ def run_search(config: SearchConfig, *, store: DatasetStore | None = None, run_d
                        genotype=str(genotype), epoch_s=time.perf_counter() - t0)
         state.history.append(metrics)
         state.epoch += 1
-        if run_dir is not None:
-            save_checkpoint(run_dir / "checkpoint", state.checkpoint_state())
+        diverged = not all(math.isfinite(metrics[k]) for k in ("train_loss", "val_loss", "alpha_entropy"))
+        if checkpoint_dir is not None and not diverged:  # a diverged state is never a checkpoint to resume
+            save_checkpoint(checkpoint_dir, state.checkpoint_state(), info)
         if verbose:
             print(format_epoch(metrics, config.epochs), file=sys.stderr, flush=True)
+        if diverged:
+            status = "diverged"
+            break
         try:
             for cb in callbacks:
                 cb.on_epoch_end(metrics, state)
         except StopSearch:
             status = "stopped"
             break
-    datasets = [{"name": d.name, "content_hash": d.content_hash} for d in state.data.datasets]
+    else:
+        status = "finished"
     result = SearchResult(config, state.space, state.genotype, state.history, state.model, status, run_dir,
                           datasets, transfer)
     if run_dir is not None:
         write_results(result, state)
     return result
+
+
+def resume_state(checkpoint: str | Path, store: DatasetStore,
+                 config: SearchConfig | None = None) -> tuple[SearchConfig, dict[str, Any] | None, SearchState]:
+    """The config, transfer record and restored state of a checkpoint.
+
+    Refused: a checkpoint of another config than ``config``, and one whose datasets changed
+    since (another content hash), since continuing would mix two datasets in one search.
+    """
+    info = checkpoint_info(checkpoint)
+    if "config" not in info:
+        raise RaynasError(f"checkpoint {checkpoint} does not say which search it belongs to (written by an older "
+                          "raynas)", "start the search again")
+    stored = SearchConfig.from_json(info["config"])
+    if config is not None and config != stored:
+        diff = {k: (v, getattr(config, k)) for k, v in stored.to_json().items() if config.to_json()[k] != v}
+        raise RaynasError("the checkpoint belongs to another search: "
+                          + ", ".join(f"{k} {a!r} there vs {b!r} here" for k, (a, b) in diff.items()),
+                          "resume without changing the search's settings, or start a new search")
+    state = build_state(stored, store)
+    for d, now in zip(info.get("datasets", []), state.data.datasets):
+        if d.get("content_hash") != now.content_hash:
+            raise RaynasError(f"dataset '{now.name}' changed since the search started (content hash "
+                              f"{d.get('content_hash')} then, {now.content_hash} now)",
+                              "start a new search on the dataset as it is now")
+    state.restore(load_checkpoint(checkpoint))
+    return stored, info.get("transfer"), state
+
+
+def load_result(checkpoint: str | Path, store: DatasetStore | None = None) -> SearchResult:
+    """The search a checkpoint holds (supernet, history, genotype), without its data: enough to
+    derive, draw and publish it. The supernet is rebuilt from the space stored in the checkpoint."""
+    info = checkpoint_info(checkpoint)
+    if "config" not in info or "space" not in info:
+        raise RaynasError(f"checkpoint {checkpoint} does not say which search it belongs to",
+                          "use a checkpoint written by this version of raynas")
+    config, space = SearchConfig.from_json(info["config"]), SpaceConfig.from_json(info["space"])
+    model = (create_multihead_supernet(space, info["class_counts"], seed=config.seed) if config.multi else
+             create_supernet(space, seed=config.seed))
+    state = load_checkpoint(checkpoint)
+    _load_model_state(model, state["model"], checkpoint)
+    history = list(state["history"])
+    status = "finished" if len(history) >= config.epochs else "stopped"
+    return SearchResult(config, space, derive_genotype(model), history, model, status, None,
+                        info.get("datasets", []), info.get("transfer"))
+
+
+def _load_model_state(model: torch.nn.Module, weights: dict[str, Any], where: Any) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # missing keys or other shapes
+        first = str(exc).strip().splitlines()[:3]
+        raise RaynasError(f"checkpoint {where} does not fit its search's supernet: {' '.join(first)}",
+                          "the checkpoint is damaged or from another search; start the search again") from None
 
 
 def format_epoch(m: dict[str, Any], epochs: int) -> str:

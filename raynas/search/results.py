@@ -48,11 +48,6 @@ def write_transfer(run_dir: Path, transfer: dict[str, Any]) -> None:
     atomic_write_text(Path(run_dir) / "transfer.json", json.dumps(transfer, indent=2))
 
 
-def read_transfer(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "transfer.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def result_dict(result, state) -> dict[str, Any]:
     history = result.history
     last = history[-1] if history else {}

@@ -3,64 +3,75 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from raynas.config import check_fields, from_json, option, to_json
 from raynas.data.loader import LoaderConfig, create_loaders
 from raynas.data.store import DatasetStore
 from raynas.errors import RaynasError
+from raynas.search.config import MAX_CHANNELS, MAX_IMAGE_SIZE
 from raynas.search.loop import evaluate, resolve_device
 from raynas.space.genotype import Genotype
 from raynas.space.network import DiscreteNetwork
 from raynas.storage import atomic_write_text
+from raynas.threads import configure_threads
 
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    dataset: str
-    epochs: int = 20
-    image_size: int = 16
-    channels: int = 16
-    cells: int = 8
-    batch_size: int = 64
-    lr: float = 0.025
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    auxiliary: bool = False
-    aux_weight: float = 0.4
-    drop_path: float = 0.0  # raised linearly to this value over the epochs, as in DARTS
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
+    dataset: str | None = option(None, help="dataset (default: the search's dataset)")
+    epochs: int = option(20, low=1, high=100_000, help="training epochs")
+    image_size: int | None = option(None, low=8, high=MAX_IMAGE_SIZE,
+                                    help="image size (default: the search's, else 16)")
+    channels: int = option(16, low=2, high=MAX_CHANNELS, help="initial channels of the discrete network")
+    cells: int = option(8, low=3, high=64, help="cells of the discrete network")
+    batch_size: int = option(64, low=1, high=8192, help="batch size")
+    lr: float = option(0.025, above=0, high=10, help="SGD learning rate")
+    lr_min: float = option(0.0, low=0, high=10, cli=False)
+    momentum: float = option(0.9, low=0, high=1, cli=False)
+    weight_decay: float = option(3e-4, low=0, high=1, help="weight decay")
+    grad_clip: float = option(5.0, above=0, cli=False)
+    auxiliary: bool = option(False, help="add the auxiliary head at 2/3 depth")
+    aux_weight: float = option(0.4, low=0, cli=False)
+    drop_path: float = option(0.0, low=0, high=0.99, help="final drop-path probability (raised linearly, as in DARTS)")
+    augment: bool = option(True, cli=False)
+    seed: int = option(0, low=0, high=2**32 - 1, help="seed")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    threads: int | None = option(None, low=1, high=1024, help="torch threads (default: the CPUs this process has)")
 
     def __post_init__(self):
-        if self.epochs < 1 or self.channels < 2 or self.cells < 3 or self.batch_size < 1:
-            raise RaynasError("retrain needs epochs >= 1, channels >= 2, cells >= 3 and batch_size >= 1")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise RaynasError(f"drop_path must be in [0, 1), got {self.drop_path}")
-        if self.image_size % 4 or self.image_size < 8:
+        check_fields(self)
+        if self.image_size is not None and self.image_size % 4:
             raise RaynasError(f"image size {self.image_size} must be a multiple of 4 and at least 8")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RetrainConfig":
+        return from_json(cls, d, "retrain config")
 
 
 def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | None = None,
             out_dir: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Train from scratch on train+val and report test accuracy; writes retrain.json to ``out_dir``."""
     store = store or DatasetStore()
+    if config.dataset is None:
+        raise RaynasError("no dataset to retrain on", "pass --dataset NAME")
     info = store.info(config.dataset)
     device = resolve_device(config.device)
+    configure_threads(config.threads)
+    image_size = config.image_size or 16
     torch.manual_seed(config.seed)
-    loaders = create_loaders(config.dataset, LoaderConfig(image_size=config.image_size, channels=info.shape[0],
+    loaders = create_loaders(config.dataset, LoaderConfig(image_size=image_size, channels=info.shape[0],
                                                           batch_size=config.batch_size, augment=config.augment,
                                                           seed=config.seed, device=str(device)),
                              ("train+val", "test"), store)
@@ -90,6 +101,9 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         sched.step()
+        if not math.isfinite(loss_sum):
+            raise RaynasError(f"retraining diverged in epoch {epoch + 1}: the training loss is {loss_sum / seen}",
+                              "lower --lr (and check the genotype); nothing was written")
         test_loss, test_acc = evaluate(model, loaders["test"])
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                         "test_loss": test_loss, "test_acc": test_acc, "epoch_s": time.perf_counter() - t0})

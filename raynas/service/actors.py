@@ -21,8 +21,11 @@ from raynas.zoo.manifest import ZooManifest
 from raynas.zoo.store import Zoo
 
 NAMESPACE = "raynas"
+# scheduling_strategy="DEFAULT": never inside the placement group of whoever creates the actor first.
+# A Tune trial that created it would otherwise take the actor down with its placement group
+# when the trial ends, and the actor could not restart (seen: the next trial's calls hung).
 ACTOR_OPTIONS = dict(namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1,
-                     max_task_retries=-1, max_concurrency=8)
+                     max_task_retries=-1, max_concurrency=8, scheduling_strategy="DEFAULT")
 
 
 def actor_name(kind: str, location: str) -> str:
@@ -68,11 +71,18 @@ class ZooActor:
         """The entries seen when this actor (re)started."""
         return self.started
 
+    def node(self) -> str:
+        """The id of the node this actor runs on (as the dashboard shows it)."""
+        return ray.get_runtime_context().get_node_id()
+
     def names(self) -> list[str]:
         return self.zoo.names()
 
     def list(self) -> list[ZooManifest]:
         return self.zoo.list()
+
+    def scan(self) -> tuple[list[ZooManifest], dict[str, str]]:
+        return self.zoo.scan()
 
     def manifest(self, name: str, version: str | None = None) -> ZooManifest:
         return self.zoo.manifest(name, version)

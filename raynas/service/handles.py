@@ -11,9 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from raynas.errors import RaynasError
 from raynas.storage import Storage
 from raynas.zoo.manifest import ZooManifest
 from raynas.zoo.store import Zoo
+
+
+CALL_TIMEOUT_S = 600.0  # a call that takes longer is stuck (a read of the largest supernet takes seconds)
 
 
 def _ray_connected() -> bool:
@@ -36,7 +40,13 @@ class _ActorHandle:
     def _call(self, method: str, *args: Any) -> Any:
         import ray
 
-        return ray.get(getattr(self.actor, method).remote(*args))
+        try:
+            return ray.get(getattr(self.actor, method).remote(*args), timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise RaynasError(f"{type(self).__name__} for {self.location}: '{method}' got no answer in "
+                              f"{CALL_TIMEOUT_S:.0f} s (the actor is stuck or cannot be scheduled)",
+                              "check the cluster in the Ray dashboard (Actors page, namespace raynas); "
+                              "restarting the cluster recreates the actor from storage") from None
 
 
 class ActorZoo(_ActorHandle):
@@ -47,6 +57,9 @@ class ActorZoo(_ActorHandle):
 
     def list(self) -> list[ZooManifest]:
         return self._call("list")
+
+    def scan(self) -> tuple[list[ZooManifest], dict[str, str]]:
+        return self._call("scan")
 
     def manifest(self, name: str, version: str | None = None) -> ZooManifest:
         return self._call("manifest", name, version)

@@ -1,9 +1,10 @@
 """Pretraining the zoo: one supernet per source dataset, or one over several datasets.
 
-Each source is an ordinary search from scratch (:func:`raynas.search.loop.run_search`) whose
-supernet is published with the OT embedding of its dataset. Several sources run in parallel
-as Ray tasks of one CPU each when Ray is connected or ``parallel`` asks for it; otherwise
-they run one after another in this process.
+Each source is an ordinary search experiment from scratch
+(:func:`raynas.experiment.run_experiment`) whose supernet is published with the OT embedding
+of its dataset. Several sources run in parallel
+as Ray tasks of one CPU (and one GPU, when the cluster has GPUs) each when ``parallel`` asks
+for it; otherwise they run one after another in this process.
 """
 
 from __future__ import annotations
@@ -12,78 +13,88 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from raynas.data.store import DatasetStore
 from raynas.data.validate import check_name
 from raynas.errors import RaynasError
-from raynas.home import Home
 from raynas.search.config import SearchConfig
-from raynas.search.loop import build_state, run_search
-from raynas.search.results import new_run_dir, write_config
-from raynas.storage import Storage
+from raynas.workspace import Workspace
 
 
 @dataclass(frozen=True)
 class PretrainJob:
     """Everything one pretraining needs, as plain values (it may run on another node)."""
 
-    config: SearchConfig
+    config: SearchConfig  # its dataset names the zoo entry it publishes
     home: str
-    zoo: str  # storage locations
-    embeddings: str
-    encoder: str
-    name: str  # the zoo entry to publish
+    storage: str | None  # the workspace's shared storage root (None: under the home)
+
+    @property
+    def name(self) -> str:
+        return self.config.dataset
 
 
 def pretrain(job: PretrainJob, verbose: bool = False) -> dict[str, Any]:
     """Search from scratch, publish the supernet and its embedding; returns the stored manifest as JSON."""
-    from raynas.ot.encoders import create_encoder
-    from raynas.service import open_embeddings, open_zoo
-    from raynas.zoo.publish import publish_result
+    from raynas.experiment import ExperimentConfig, run_experiment
 
     t0 = time.perf_counter()
-    store = DatasetStore(job.home)
-    run_dir = new_run_dir(store.home.runs, job.config)
-    write_config(run_dir, job.config)
-    result = run_search(job.config, store=store, run_dir=run_dir, verbose=verbose)
-    zoo, embeddings = open_zoo(job.zoo), open_embeddings(job.embeddings)
-    encoder = None if job.config.multi else create_encoder(job.encoder, storage=Storage(job.embeddings),
-                                                            home=store.home, zoo=zoo)
-    manifest = publish_result(result, zoo, store, embeddings, encoder, name=job.name)
-    return {**manifest.summary(), "seconds": time.perf_counter() - t0, "run_dir": str(run_dir)}
+    out = run_experiment(ExperimentConfig(job.config, publish=True), Workspace.open(job.home, job.storage),
+                         verbose=verbose)
+    return {**out.published.summary(), "seconds": time.perf_counter() - t0, "run_dir": str(out.run_dir)}
 
 
-def plan_jobs(datasets: list[str], template: SearchConfig, home: Home, zoo: Storage, embeddings: Storage,
-              encoder: str, multi: str | None = None) -> list[PretrainJob]:
-    """One job per dataset, or one multi-dataset job named ``multi``.
+def plan_jobs(datasets: list[str], template: SearchConfig, workspace: Workspace, multi: str | None = None,
+              rebuild: bool = True) -> tuple[list[PretrainJob], list[str]]:
+    """The jobs to run (one per dataset, or one multi-dataset job named ``multi``; all search
+    from scratch), and the names left out because their zoo entry is already current.
 
     Everything that can fail is checked here, before hours of training: unknown datasets,
     sizes, the multi entry's name, the encoder, and entries the results would replace.
+    Without ``rebuild``, a source whose entry was pretrained with this very config on this
+    very data is skipped, so rerunning an interrupted build finishes only what is missing.
     """
-    from raynas.ot.encoders import create_encoder
-    from raynas.service import open_zoo
+    from raynas.experiment import ExperimentConfig, check_experiment
 
-    store = DatasetStore(home)
-    handle = open_zoo(zoo)
-    locations = dict(home=str(home.root), zoo=zoo.uri if not zoo.is_local else zoo.root,
-                     embeddings=embeddings.uri if not embeddings.is_local else embeddings.root, encoder=encoder)
+    template = template.replace(transfer="scratch")
     if multi:
         check_name(multi)
-        if store.exists(multi):
+        if workspace.store.exists(multi):
             raise RaynasError(f"--multi {multi}: '{multi}' is a dataset, whose zoo entry carries its name",
                               "give the multi-dataset supernet a name of its own")
-        configs = [(template.replace(dataset=multi, multi=tuple(datasets)), multi)]
+        configs = [template.replace(dataset=multi, multi=tuple(datasets))]
     else:
-        create_encoder(encoder, storage=embeddings, home=home, zoo=handle)  # unknown or unusable: fail now
-        configs = [(template.replace(dataset=d), d) for d in datasets]
-    for config, name in configs:
-        space = build_state(config, store).space
-        handle.check_replaceable(name, "multi" if config.multi else "single", space.to_json())
-    return [PretrainJob(config, name=name, **locations) for config, name in configs]
+        configs = [template.replace(dataset=d) for d in datasets]
+    home, storage = workspace.locations()
+    jobs, current = [], []
+    for config in configs:
+        check_experiment(ExperimentConfig(config, publish=True), workspace)
+        if not rebuild and is_current(config, workspace):
+            current.append(config.dataset)
+        else:
+            jobs.append(PretrainJob(config, home, storage))
+    return jobs, current
+
+
+IGNORED_FIELDS = ("device", "threads", "loader_backend")  # how a search ran, not what it found
+
+
+def is_current(config: SearchConfig, workspace: Workspace) -> bool:
+    """The zoo's entry for ``config`` was pretrained with the same settings on the same data."""
+    try:
+        manifest = workspace.zoo.manifest(config.dataset)
+    except RaynasError:
+        return False
+    if manifest.search is None:
+        return False
+    same = {k: v for k, v in manifest.search.items() if k not in IGNORED_FIELDS} == {
+        k: v for k, v in config.to_json().items() if k not in IGNORED_FIELDS}
+    hashes = [workspace.store.info(d).content_hash for d in (config.multi or (config.dataset,))]
+    return same and [s.content_hash for s in manifest.sources] == hashes
 
 
 def run_jobs(jobs: list[PretrainJob], parallel: bool, on_done: Callable[[dict[str, Any]], None] | None = None,
              verbose: bool = True) -> list[dict[str, Any]]:
-    """Run pretraining jobs, in parallel Ray tasks (one CPU and one torch thread each) or in turn."""
+    """Run pretraining jobs, in parallel Ray tasks (one CPU and one torch thread each, and one GPU
+    each when the cluster has GPUs) or in turn."""
     done: list[dict[str, Any]] = []
 
     def finish(row: dict[str, Any]) -> None:
@@ -97,9 +108,10 @@ def run_jobs(jobs: list[PretrainJob], parallel: bool, on_done: Callable[[dict[st
         return done
     import ray
 
-    task = ray.remote(num_cpus=1)(pretrain)
-    pending = {task.remote(PretrainJob(job.config.replace(threads=1), job.home, job.zoo, job.embeddings,
-                                       job.encoder, job.name)): job.name for job in jobs}
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and jobs[0].config.device != "cpu" else 0
+    task = ray.remote(num_cpus=1, num_gpus=gpus)(pretrain)  # one GPU each when the cluster has GPUs
+    pending = {task.remote(PretrainJob(job.config.replace(threads=1), job.home, job.storage)): job.name
+               for job in jobs}
     failed: dict[str, BaseException] = {}
     while pending:  # every job runs to its end, so one failure does not lose the others' work
         [ready], _ = ray.wait(list(pending), num_returns=1)

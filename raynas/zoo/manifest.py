@@ -40,6 +40,7 @@ class ZooManifest:
     embedding_version: str | None = None  # encoder version of the source's stored OT embedding
     warm_start: dict[str, Any] | None = None  # the transfer record, when the supernet was itself warm-started
     run: str | None = None  # the run directory that produced it, for people
+    search: dict[str, Any] | None = None  # the search config that trained it (SearchConfig.to_json())
     raynas_version: str = __version__
     created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     version: str = ""  # the entry version this manifest belongs to (set by the zoo on publish)

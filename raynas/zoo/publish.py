@@ -23,7 +23,7 @@ def manifest_for(result: SearchResult, name: str, store: DatasetStore,
         name=name, kind="multi" if cfg.multi else "single", sources=tuple(sources), space=result.space.to_json(),
         algo=cfg.algo, epochs=len(result.history), val_acc=result.history[-1]["val_acc"] if result.history else None,
         embedding_version=embedding_version,
-        warm_start=_provenance(result.transfer),
+        warm_start=_provenance(result.transfer), search=cfg.to_json(),
         run=str(result.run_dir) if result.run_dir else None)
 
 

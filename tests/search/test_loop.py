@@ -1,6 +1,7 @@
 """The bilevel loop: determinism, resume, warm-up, run directory contents, early errors."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from raynas.data import DatasetStore
 from raynas.errors import RaynasError
 from raynas.search.config import SearchConfig
-from raynas.search.loop import StopSearch, run_search
+from raynas.search.loop import StopSearch, check_config, run_search
 
 QUICK = dict(dataset="digits", preset="tiny", epochs=3, max_steps_per_epoch=3)
 
@@ -46,7 +47,8 @@ def test_resume_equals_uninterrupted(store, tmp_path, algo):
     full = run_search(cfg, store=store, run_dir=tmp_path / "full", verbose=False)
     stopped = run_search(cfg, store=store, run_dir=tmp_path / "part", callbacks=[StopAt(2)], verbose=False)
     assert stopped.status == "stopped" and len(stopped.history) == 2
-    resumed = run_search(cfg, store=store, run_dir=tmp_path / "part", resume=True, verbose=False)
+    resumed = run_search(store=store, run_dir=tmp_path / "part", resume_from=tmp_path / "part" / "checkpoint",
+                         verbose=False)  # the checkpoint holds the config
     assert resumed.status == "finished" and len(resumed.history) == 3
     assert _states_equal(full, resumed)
     assert [h["val_loss"] for h in full.history] == [h["val_loss"] for h in resumed.history]
@@ -85,19 +87,62 @@ def test_run_directory_contents(store, tmp_path):
     ({"dataset": "no-such-data"}, "not found"),
     ({"algo": "enas"}, "unknown search algorithm"),
     ({"preset": "xl"}, "unknown preset"),
-    ({"nodes": 1}, "at least 2 intermediate nodes"),
-    ({"image_size": 4}, "image size"),
+    ({"nodes": 1}, r"nodes \(--nodes\) must be >= 2"),
+    ({"image_size": 4}, "image_size"),
+    ({"image_size": 10, "preset": "cpu"}, "image size 10 is too small or not divisible by 4"),
+    ({"w_lr": float("nan")}, "w_lr"),
+    ({"device": "bogus"}, "unknown device 'bogus'"),
     ({"ops": ("none", "conv9")}, "unknown operation"),
 ])
 def test_invalid_configurations_fail_before_training(store, tmp_path, changes, message):
+    try:
+        config = SearchConfig(**{**QUICK, **changes})
+    except RaynasError as exc:  # a value out of range: the config itself refuses it
+        assert re.search(message, str(exc))
+        return
     with pytest.raises(RaynasError, match=message):
-        run_search(SearchConfig(**{**QUICK, **changes}), store=store, run_dir=tmp_path, verbose=False)
+        check_config(config, store)  # the cheap check finds it already
+    with pytest.raises(RaynasError, match=message):
+        run_search(config, store=store, run_dir=tmp_path, verbose=False)
     assert not (tmp_path / "checkpoint").exists()
 
 
 def test_resume_without_checkpoint(store, tmp_path):
-    with pytest.raises(RaynasError, match="nothing to resume"):
-        run_search(SearchConfig(**QUICK), store=store, run_dir=tmp_path, resume=True, verbose=False)
+    with pytest.raises(RaynasError, match="no checkpoint in"):
+        run_search(SearchConfig(**QUICK), store=store, run_dir=tmp_path, resume_from=tmp_path, verbose=False)
+
+
+def test_resume_refuses_another_config_or_changed_data(store, tmp_path):
+    cfg = SearchConfig(**{**QUICK, "epochs": 2})
+    run_search(cfg, store=store, run_dir=tmp_path, callbacks=[StopAt(1)], verbose=False)
+    with pytest.raises(RaynasError, match="belongs to another search: epochs 2 there vs 3 here"):
+        run_search(cfg.replace(epochs=3), store=store, resume_from=tmp_path / "checkpoint", verbose=False)
+    from raynas.search.checkpoint import META_FILE
+
+    meta_path = tmp_path / "checkpoint" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["info"]["datasets"][0]["content_hash"] = "0" * 16
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RaynasError, match="dataset 'digits' changed since the search started"):
+        run_search(store=store, resume_from=tmp_path / "checkpoint", verbose=False)
+
+
+class Explode:
+    """Makes the weights non-finite after the first epoch."""
+
+    def on_epoch_end(self, metrics, state):
+        with torch.no_grad():
+            for p in state.model.weight_parameters():
+                p.fill_(float("nan"))
+
+
+def test_a_diverged_search_stops_and_says_so(store, tmp_path):
+    result = run_search(SearchConfig(**QUICK), store=store, run_dir=tmp_path, callbacks=[Explode()], verbose=False)
+    assert result.status == "diverged" and len(result.history) == 2
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "diverged"
+    from raynas.search.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "checkpoint")["epoch"] == 1  # the diverged epoch is never a checkpoint
 
 
 def test_bad_search_config_values():

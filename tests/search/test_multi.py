@@ -71,7 +71,8 @@ def test_resume_equals_uninterrupted(store, tmp_path):
     cfg = SearchConfig(**MULTI)
     full = run_search(cfg, store=store, run_dir=tmp_path / "a", verbose=False)
     run_search(cfg, store=store, run_dir=tmp_path / "b", callbacks=[StopAfterFirst()], verbose=False)
-    resumed = run_search(cfg, store=store, run_dir=tmp_path / "b", resume=True, verbose=False)
+    resumed = run_search(cfg, store=store, run_dir=tmp_path / "b", resume_from=tmp_path / "b" / "checkpoint",
+                         verbose=False)
     sa, sb = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 

@@ -42,7 +42,7 @@ def test_cli_search_then_retrain(suite_home, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["search", "digits", "--algo", "enas"], "unknown search algorithm 'enas'"),
     (["search", "missing-set", "--preset", "tiny"], "dataset 'missing-set' not found"),
-    (["search", "digits", "--preset", "tiny", "--nodes", "1"], "at least 2 intermediate nodes"),
+    (["search", "digits", "--preset", "tiny", "--nodes", "1"], "nodes (--nodes) must be >= 2"),
     (["search", "--resume", "/nonexistent/run"], "config.json not found"),
     (["retrain", "/nonexistent/genotype.json", "--dataset", "digits"], "not found"),
 ])

@@ -1,0 +1,18 @@
+"""Entrypoint for `ray job submit`: race warm-started searches on the cluster (`raynas search`).
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \
+        python jobs/search.py glyph-digits --preset gpu --epochs 50 --race 3 --baseline --retrain --publish \
+            --home /mnt/raynas/home --storage /mnt/raynas/storage
+
+Takes exactly the arguments of `raynas search` (see `python jobs/search.py --help`). The job's
+driver connects to the cluster (Ray sets RAY_ADDRESS for it), the trials run as Ray Tune trials
+on the nodes with the resources asked for (`--gpus-per-trial`, `--cpus-per-trial`), and read
+the datasets from `--home` and the zoo from `--storage`, which must be shared by every node.
+"""
+
+import sys
+
+from raynas.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["search", *sys.argv[1:]]))

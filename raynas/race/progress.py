@@ -1,0 +1,57 @@
+"""Live progress of a race on the console: a line per trial event, from the Tune driver."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+
+class RaceProgress(Callback):
+    """Prints when trials start, finish an epoch, are stopped by ASHA, fail and are retried."""
+
+    def __init__(self, epochs: int, labels: dict[str, str], out: TextIO | None = None):
+        self.epochs, self.labels, self.out = epochs, labels, out
+        self.start = time.perf_counter()
+        self.best: float | None = None
+
+    def _say(self, trial, message: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        print(f"[{elapsed:6.0f} s] {trial.trial_id[-5:]} {self._label(trial):<28} {message}",
+              file=self.out or sys.stderr, flush=True)
+
+    def _label(self, trial) -> str:
+        source = trial.config.get("source", "?")
+        return self.labels.get(source, source)
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        hp = ", ".join(f"{k} {v:.3g}" for k, v in sorted(trial.config.items())
+                       if k != "source" and isinstance(v, float))
+        self._say(trial, f"started{f' ({hp})' if hp else ''}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
+        acc = result.get("val_acc")
+        if acc is None:
+            return
+        lead = ""
+        if self.best is None or acc > self.best:
+            self.best, lead = acc, "  (leads)"
+        diverged = "  DIVERGED" if result.get("diverged") else ""
+        self._say(trial, f"epoch {result.get('epoch', '?'):>3}/{self.epochs}  val {100 * acc:5.1f}%  "
+                         f"H(alpha) {result.get('alpha_entropy', float('nan')):.3f}  skips "
+                         f"{result.get('skip_count', '?')}  {result.get('epoch_s', 0):.1f} s{lead}{diverged}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        done = (trial.last_result or {}).get("epoch", 0)
+        if (trial.last_result or {}).get("diverged"):
+            self._say(trial, f"diverged at epoch {done}")
+        elif done < self.epochs:
+            self._say(trial, f"stopped early by ASHA after epoch {done}")
+        else:
+            self._say(trial, "finished")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._say(trial, f"crashed ({trial.num_failures} failure(s) so far); Tune retries it from its last "
+                         "checkpoint while retries are left")

@@ -1,0 +1,352 @@
+"""The race: warm-started searches as parallel Ray Tune trials, and what comes of the winner.
+
+:func:`run_race` is what ``raynas search`` runs. In the driver it checks the experiment (and
+each candidate's config), picks the candidates, sizes the trials to the cluster, then runs
+one Tune trial per candidate (grid), or HyperOpt over the source and search hyperparameters
+seeded with every candidate (``--trials``), with ASHA stopping the trials that trail. The
+best finished trial wins: its genotype is derived from its checkpoint, written to the run
+directory with the leaderboard, and retrained and published if asked (in a Ray task with a
+trial's resources, so a GPU cluster retrains on a GPU node). :func:`resume_race` restores an
+interrupted race (``Tuner.restore``) without redoing finished trials.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from raynas.errors import RaynasError
+from raynas.experiment import ExperimentConfig, check_experiment, finish_checkpoint, read_config, write_config
+from raynas.race.candidates import SCRATCH, Candidate, race_candidates
+from raynas.race.leaderboard import Row, build_rows, winner
+from raynas.race.report import RACE_FILE, read_race_file, write_race_file, write_report
+from raynas.race.trial import TrialJob, search_trial
+from raynas.search.algorithms import create_algorithm
+from raynas.search.loop import Callback, check_config, load_result
+from raynas.search.results import new_run_dir
+from raynas.storage import Storage
+from raynas.workspace import Workspace
+
+METRIC, MODE = "val_acc", "max"
+
+
+@dataclass
+class RaceResult:
+    run_dir: Path
+    rows: list[Row]
+    winner: Row
+    answer: dict[str, Any]  # what result.json holds
+
+
+# -- planning (driver, before any trial) -------------------------------------------------
+def trial_resources(race, search) -> dict[str, float]:
+    """CPUs and GPUs per trial: as asked, or fitted to the cluster; refused when no node fits one."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    total_gpus = sum(n.get("GPU", 0) for n in nodes)
+    gpus = race.gpus_per_trial if race.gpus_per_trial is not None else (1.0 if total_gpus >= 1 else 0.0)
+    cpus = race.cpus_per_trial if race.cpus_per_trial is not None else (2.0 if gpus > 0 else 1.0)
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    if gpus > most_gpus:
+        raise RaynasError(f"--gpus-per-trial {gpus:g}: no node of the Ray cluster has that many GPUs (the most on "
+                          f"one node: {most_gpus:g}, in all: {total_gpus:g})",
+                          "lower --gpus-per-trial (fractions share a GPU), or add GPU nodes to the cluster")
+    if cpus > most_cpus:
+        cpus_default = race.cpus_per_trial is None
+        raise RaynasError(f"{'a trial needs' if cpus_default else '--cpus-per-trial'} {cpus:g} CPUs but no node of "
+                          f"the Ray cluster has that many (the most on one node: {most_cpus:g})",
+                          "lower --cpus-per-trial, or add bigger nodes to the cluster")
+    if search.device.startswith("cuda") and gpus == 0:
+        raise RaynasError(f"--device {search.device} but the trials get no GPU",
+                          "pass --gpus-per-trial 1 (or a fraction), or --device auto")
+    return {"cpu": float(cpus), "gpu": float(gpus)}
+
+
+def param_space(candidates: list[Candidate], experiment: ExperimentConfig) -> tuple[dict, Any, int]:
+    """Tune's param space, search algorithm and sample count.
+
+    One trial per candidate is a grid over the sources at the configured hyperparameters.
+    More trials (``--trials``) add HyperOpt over the source, the weight and alpha learning
+    rates, the weight decay and the alpha temperature, with every candidate at the configured
+    values among its first points, so the grid's trials always run.
+    """
+    from ray import tune
+
+    search, race = experiment.search, experiment.race
+    keys = [c.key for c in candidates]
+    a_lr = create_algorithm(search).a_lr()
+    base = {"w_lr": search.w_lr, "a_lr": a_lr, "w_weight_decay": search.w_weight_decay,
+            "alpha_temperature": search.alpha_temperature}
+    trials = race.trials or len(keys)
+    if trials < len(keys):
+        raise RaynasError(f"--trials {trials} is fewer than the {len(keys)} candidates of the race ({', '.join(keys)})",
+                          f"pass --trials {len(keys)} or more, or race fewer sources (--race)")
+    if trials == len(keys):
+        return {"source": tune.grid_search(keys), **base}, None, 1
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    wd = max(search.w_weight_decay, 1e-5)
+    space = {"source": tune.choice(keys),
+             "w_lr": tune.loguniform(search.w_lr / 5, min(search.w_lr * 5, 10.0)),
+             "a_lr": tune.loguniform(a_lr / 10, min(a_lr * 10, 10.0)),
+             "w_weight_decay": tune.loguniform(wd / 10, min(wd * 10, 1.0)),
+             "alpha_temperature": tune.uniform(min(1.0, search.alpha_temperature),
+                                               max(4.0, search.alpha_temperature))}
+    seeds = [{"source": k, **base} for k in keys]
+    algo = HyperOptSearch(metric=METRIC, mode=MODE, points_to_evaluate=seeds, random_state_seed=search.seed,
+                          n_initial_points=max(len(keys), 4))
+    return space, algo, trials
+
+
+def scheduler(experiment: ExperimentConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    race, epochs = experiment.race, experiment.search.epochs
+    if not race.early_stop or epochs < 2:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(race.grace_epochs, epochs),
+                         reduction_factor=race.reduction_factor)
+
+
+def tune_storage(workspace: Workspace) -> Storage:
+    """Where Tune keeps the races' trials: ``<storage>/tune`` (shared by a cluster), else ``<home>/tune``."""
+    if workspace.storage:
+        return Storage(workspace.storage).child("tune")
+    return Storage(workspace.store.home.root / "tune")
+
+
+def tensorboard_command(storage: Storage, name: str) -> str:
+    return f"tensorboard --logdir {storage.child(name).uri if not storage.is_local else storage.path(name)}"
+
+
+def _validate_candidates(candidates: list[Candidate], experiment: ExperimentConfig, workspace: Workspace) -> None:
+    """Each candidate's search config must pass the cheap check before any trial starts."""
+    for c in candidates:
+        check_config(experiment.search.replace(transfer=c.key if c.key != SCRATCH else "scratch"), workspace.store)
+
+
+# -- running -------------------------------------------------------------------------
+def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | Path | None = None,
+             verbose: bool = True, trial_callbacks: Sequence[Callback] = (), tune_callbacks: Sequence = (),
+             tensorboard: bool = True, address: str | None = None) -> RaceResult:
+    """Race the candidate warm starts of ``config`` as Tune trials; see the module docstring.
+
+    ``trial_callbacks`` run in every trial after each epoch (they are pickled to the trials);
+    ``tune_callbacks`` are Tune callbacks of the driver (loggers, integrations)."""
+    from raynas.ray_session import ensure_ray
+
+    t0 = time.perf_counter()
+    _quiet_tune()
+    space = check_experiment(config, workspace)
+    if config.search.multi:
+        raise RaynasError("a race searches one target dataset", "pretrain multi-dataset supernets with "
+                                                                "`raynas zoo build --multi`")
+    candidates, notes = race_candidates(config.search, config.race.race, config.race.multi, config.race.baseline,
+                                        space, workspace)
+    _validate_candidates(candidates, config, workspace)
+    space_, algo, samples = param_space(candidates, config)
+    ensure_ray(address)
+    resources = trial_resources(config.race, config.search)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(workspace.store.home.runs, config.search)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = tune_storage(workspace)
+    write_config(run_dir, config)
+    write_race_file(run_dir, {"experiment_path": storage.path(run_dir.name), "tune_storage": storage.uri,
+                              "name": run_dir.name, "candidates": [c.to_json() for c in candidates], "notes": notes,
+                              "trial_resources": resources, "samples": samples,
+                              "tensorboard": tensorboard_command(storage, run_dir.name)})
+    if verbose:
+        _announce(config, candidates, notes, resources, samples, storage, run_dir)
+    job = _job(config, workspace, candidates, tensorboard, trial_callbacks)
+    tuner = _tuner(job, config, candidates, resources, storage, run_dir.name, space_, algo, samples, verbose,
+                   tune_callbacks)
+    results = tuner.fit()
+    return _conclude(results, config, workspace, candidates, notes, run_dir, storage, resources, samples, t0,
+                     verbose)
+
+
+def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = True,
+                trial_callbacks: Sequence[Callback] = (), tensorboard: bool = True,
+                address: str | None = None) -> RaceResult:
+    """Continue an interrupted race: unfinished trials resume from their last checkpoints,
+    finished ones are not run again."""
+    from ray import tune
+
+    from raynas.ray_session import ensure_ray
+
+    t0 = time.perf_counter()
+    _quiet_tune()
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    race = read_race_file(run_dir)
+    candidates = [Candidate(**c) for c in race["candidates"]]
+    storage = Storage(race["tune_storage"])
+    path = storage.path(race["name"])
+    ensure_ray(address)
+    if not tune.Tuner.can_restore(path, storage_filesystem=storage.fs):
+        raise RaynasError(f"the race's Tune experiment {path} cannot be restored (missing or damaged)",
+                          "start the search again")
+    resources = race["trial_resources"]
+    job = _job(config, workspace, candidates, tensorboard, trial_callbacks)
+    trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
+    if verbose:
+        print(f"resuming the race in {run_dir}: unfinished trials continue from their last checkpoints",
+              file=sys.stderr)
+    tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                               storage_filesystem=storage.fs)
+    results = tuner.fit()
+    return _conclude(results, config, workspace, candidates, race.get("notes", []), run_dir, storage, resources,
+                     race["samples"], t0, verbose)
+
+
+def _quiet_tune() -> None:
+    """Tune's console output off: the race prints its own progress (RaceProgress), and stdout
+    must stay clean for ``--json``. Tune also warns when short epochs force frequent
+    experiment snapshots (keeping only the last checkpoints does that); a race has few trials,
+    so the snapshots are cheap."""
+    import os
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output prints a box to stdout even at verbose=0
+
+
+def _job(config: ExperimentConfig, workspace: Workspace, candidates: list[Candidate], tensorboard: bool,
+         callbacks: Sequence[Callback]) -> TrialJob:
+    home, storage = workspace.locations()
+    return TrialJob(experiment=config.to_json(), home=home, storage=storage,
+                    notes={c.key: c.note() for c in candidates if c.key != SCRATCH}, tensorboard=tensorboard,
+                    callbacks=tuple(callbacks))
+
+
+def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate], resources: dict[str, float],
+           storage: Storage, name: str, space: dict, algo, samples: int, verbose: bool, extra: Sequence = ()):
+    from ray import tune
+
+    from raynas.race.progress import RaceProgress
+
+    labels = {c.key: c.label for c in candidates}
+    callbacks = [RaceProgress(config.search.epochs, labels)] if verbose else []
+    callbacks.extend(extra)
+    trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=samples, search_alg=algo,
+                                    scheduler=scheduler(config), max_concurrent_trials=config.race.max_concurrent,
+                                    reuse_actors=True,  # later trials skip the worker's start and imports
+                                    trial_name_creator=lambda t: f"{t.config.get('source', 'trial')}_{t.trial_id[-5:]}",
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name=name, storage_path=storage.root, storage_filesystem=storage.fs,
+                                  failure_config=tune.FailureConfig(max_failures=config.race.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                  sync_config=tune.SyncConfig(sync_artifacts=True), callbacks=callbacks, verbose=0))
+
+
+def _conclude(results, config: ExperimentConfig, workspace: Workspace, candidates: list[Candidate],
+              notes: list[str], run_dir: Path, storage: Storage, resources: dict[str, float], samples: int,
+              t0: float, verbose: bool) -> RaceResult:
+    """Leaderboard, winner, report; then the winner's retrain and publish, as the config asks."""
+    expected = max(len(results), len(candidates) if samples == 1 else samples)  # unstarted trials are not listed
+    unfinished = expected - results.num_terminated - results.num_errors
+    if unfinished:
+        raise RaynasError(f"the race was interrupted: {unfinished} of {expected} trial(s) had not ended",
+                          f"resume it with `raynas search --resume {run_dir}` (finished trials are kept, the others "
+                          "continue from their last checkpoints)")
+    rows = build_rows(results, {c.key: c for c in candidates}, config.search.epochs)
+    best = winner(rows)
+    with best.checkpoint.as_directory() as ckpt:
+        found = load_result(ckpt, workspace.store)
+    board = []
+    for i, row in enumerate(rows, 1):
+        board.append({**row.to_json(), "rank": i})
+    last = found.history[-1] if found.history else {}
+    answer = {
+        "run_dir": str(run_dir), "status": "finished", "config": config.to_json(),
+        "dataset": {"name": config.search.dataset, "content_hash": workspace.store.info(config.search.dataset)
+                    .content_hash},
+        "candidates": [c.to_json() for c in candidates], "notes": notes, "leaderboard": board,
+        "winner": board[rows.index(best)], "transfer": found.transfer or {"strategy": "scratch"},
+        "epochs_done": len(found.history),
+        "final": {k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "alpha_entropy",
+                                            "skip_count")},
+        "best_val_acc": max((h["val_acc"] for h in found.history), default=None), "history": found.history,
+        "genotype": found.genotype.to_json(), "genotype_text": str(found.genotype),
+        "space": found.space.to_json(), "trial_resources": resources,
+        "experiment_path": storage.path(run_dir.name), "tensorboard": tensorboard_command(storage, run_dir.name),
+        "timings": {"total_s": time.perf_counter() - t0,
+                    "trials_s": sum(r.time_s for r in rows)},
+    }
+    write_report(run_dir, answer, rows, found.model, found.genotype)
+    if config.retrain is not None or config.publish:
+        if verbose:
+            what = " and ".join(w for w, on in (("retraining", config.retrain), ("publishing", config.publish)) if on)
+            print(f"{what} the winner ({best.source}, trial {best.trial})...", file=sys.stderr, flush=True)
+        answer.update(_finish_winner(best, config, workspace, run_dir, resources))
+        answer["timings"]["total_s"] = time.perf_counter() - t0
+        write_report(run_dir, answer, rows, found.model, found.genotype)
+    return RaceResult(run_dir, rows, best, answer)
+
+
+def _finish_winner(best: Row, config: ExperimentConfig, workspace: Workspace, run_dir: Path,
+                   resources: dict[str, float]) -> dict[str, Any]:
+    """Retrain and publish the winner from its checkpoint, in a Ray task sized like a trial."""
+    import ray
+
+    home, storage = workspace.locations()
+    task = ray.remote(_finish_task).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"],
+                                            max_retries=0)
+    try:
+        return ray.get(task.remote(best.checkpoint, config.to_json(), home, storage, str(run_dir)))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(exc.cause, RaynasError) else None
+        if cause is not None:
+            raise RaynasError(f"finishing the winner failed: {cause.problem}", cause.fix) from None
+        raise
+
+
+def _finish_task(checkpoint, experiment: dict[str, Any], home: str, storage: str | None,
+                 run_dir: str) -> dict[str, Any]:
+    workspace = Workspace.open(home, storage)
+    with checkpoint.as_directory() as ckpt:
+        out = finish_checkpoint(ckpt, ExperimentConfig.from_json(experiment), workspace, Path(run_dir),
+                                verbose=False)
+    answer: dict[str, Any] = {}
+    if out.retrain is not None:
+        answer["retrain"] = {k: v for k, v in out.retrain.items() if k != "history"}
+    if out.published is not None:
+        answer["published"] = out.published.summary()
+    return answer
+
+
+def _announce(config: ExperimentConfig, candidates: list[Candidate], notes: list[str], resources: dict[str, float],
+              samples: int, storage: Storage, run_dir: Path) -> None:
+    trials = samples if samples > 1 else len(candidates)
+    how = "HyperOpt over sources and hyperparameters" if samples > 1 else "one trial per candidate"
+    stop = (f"ASHA stops trailing trials (grace {config.race.grace_epochs} epoch(s), 1 in "
+            f"{config.race.reduction_factor} goes on)" if config.race.early_stop and config.search.epochs > 1
+            else "no early stopping")
+    lines = [f"racing {trials} trial(s) on {config.search.dataset} ({how}; {stop}); "
+             f"{resources['cpu']:g} CPU and {resources['gpu']:g} GPU per trial",
+             *[f"  candidate {c.label}" for c in candidates], *[f"  note: {n}" for n in notes],
+             f"  run directory: {run_dir}", f"  watch it: {tensorboard_command(storage, run_dir.name)}"]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def check_resume_matches(run_dir: str | Path, target: str | None, given: dict[str, Any]) -> ExperimentConfig:
+    """``--resume RUN`` with a target or options that contradict the run's config is refused."""
+    config = read_config(run_dir)
+    if target is not None and target != config.search.dataset:
+        raise RaynasError(f"--resume {run_dir}: the run searches '{config.search.dataset}', not '{target}'",
+                          "drop the target (the run's config fixes it), or start a new search")
+    if given:
+        raise RaynasError(f"--resume takes the run's own settings; these options would change them: "
+                          f"{', '.join(sorted(given))}", "resume without them, or start a new search")
+    if not (Path(run_dir) / RACE_FILE).is_file():
+        raise RaynasError(f"{run_dir} is not a race run directory (no {RACE_FILE})",
+                          "give a run directory written by `raynas search`")
+    return config
+

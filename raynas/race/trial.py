@@ -1,0 +1,130 @@
+"""The Tune trial of a race: one warm-started search, reported and checkpointed every epoch.
+
+A trial only parses its config and calls :func:`raynas.experiment.run_experiment`. What it
+receives are names and numbers: the experiment config, the home and storage to reopen the
+workspace from, the candidate's zoo entry name and hyperparameters. It reads its data from
+the (shared) home and its source weights from the zoo actor, never through the driver.
+
+Each epoch it reports the metrics with a ``tune.Checkpoint`` of the search state, which
+carries the config and the warm-start record, so a trial that Tune restarts after a crash
+(``FailureConfig``), or restores on another node, resumes where it was and still knows what
+it was warm-started from. It also writes the alpha heatmaps and the derived cells as
+TensorBoard images next to Tune's scalars.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from raynas.errors import RaynasError
+from raynas.experiment import ExperimentConfig, SearchDiverged, run_experiment
+from raynas.race.candidates import SCRATCH
+from raynas.search.loop import Callback, SearchState
+from raynas.workspace import Workspace
+
+# metrics every epoch reports to Tune (and so to TensorBoard and the leaderboard)
+REPORTED = ("epoch", "val_acc", "val_loss", "train_acc", "train_loss", "alpha_entropy", "skip_count", "epoch_s",
+            "search_step_s")
+HYPERPARAMETERS = ("w_lr", "a_lr", "w_weight_decay", "alpha_temperature")  # what HyperOpt may change
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial of one race shares, as plain values."""
+
+    experiment: dict[str, Any]  # ExperimentConfig.to_json() of the race
+    home: str
+    storage: str | None
+    notes: dict[str, dict[str, Any]]  # candidate key -> facts for its warm-start record
+    tensorboard: bool = True
+    callbacks: Sequence[Callback] = field(default=())  # extra per-epoch callbacks (tests, integrations)
+
+
+def trial_experiment(job: TrialJob, trial_config: dict[str, Any]) -> ExperimentConfig:
+    """The experiment one trial runs: the race's search with this trial's source and
+    hyperparameters; no retrain or publish (the race does those for its winner)."""
+    base = ExperimentConfig.from_json(job.experiment)
+    source = trial_config["source"]
+    changes = {k: trial_config[k] for k in HYPERPARAMETERS if trial_config.get(k) is not None}
+    search = base.search.replace(transfer="scratch" if source == SCRATCH else source, **changes)
+    return replace(base, search=search, retrain=None, publish=False)
+
+
+class TuneReport:
+    """Reports an epoch's metrics to Tune with the checkpoint just written."""
+
+    def __init__(self, checkpoint_dir: Path):
+        self.checkpoint_dir = checkpoint_dir
+
+    def on_epoch_end(self, metrics: dict[str, Any], state: SearchState) -> None:
+        from ray import tune
+
+        tune.report(tune_metrics(metrics), checkpoint=tune.Checkpoint.from_directory(str(self.checkpoint_dir)))
+
+
+def tune_metrics(metrics: dict[str, Any], diverged: bool = False) -> dict[str, Any]:
+    out = {k: metrics[k] for k in REPORTED if k in metrics}
+    out.update(genotype=metrics.get("genotype", ""), diverged=int(diverged))
+    return out
+
+
+class TensorBoardImages:
+    """Alpha heatmaps and the derived cells as TensorBoard images, one per epoch."""
+
+    def __init__(self, logdir: str | Path):
+        self.logdir, self.writer = Path(logdir), None
+
+    def on_epoch_end(self, metrics: dict[str, Any], state: SearchState) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from raynas.space.genotype import draw_alphas, draw_genotype
+
+        if self.writer is None:
+            self.writer = SummaryWriter(str(self.logdir))
+        step = int(metrics["epoch"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for tag, path in (("alphas", draw_alphas(state.model, Path(tmp) / "a.png", f"epoch {step}")),
+                              ("genotype", draw_genotype(state.genotype, Path(tmp) / "g.png", f"epoch {step}"))):
+                self.writer.add_image(tag, _png_to_chw(path), global_step=step)
+        self.writer.flush()
+
+
+def _png_to_chw(path: Path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy()
+
+
+def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
+    """The Tune function trainable of a race."""
+    import os
+
+    from ray import tune
+
+    config = trial_experiment(job, trial_config)
+    workspace = Workspace.open(job.home, job.storage)
+    key = trial_config["source"]
+    with tempfile.TemporaryDirectory(prefix="raynas-trial-") as tmp:
+        restored = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:  # restarted after a failure, or an interrupted race resumed
+            restored = Path(checkpoint.to_directory(os.path.join(tmp, "restored")))
+        # images first: the report of the epoch then syncs them to storage with its checkpoint
+        callbacks: list[Callback] = [TensorBoardImages(tune.get_context().get_trial_dir())] if job.tensorboard else []
+        callbacks.append(TuneReport(Path(tmp) / "checkpoint"))
+        callbacks.extend(job.callbacks)
+        try:
+            run_experiment(config, workspace, checkpoint=restored, checkpoint_dir=Path(tmp) / "checkpoint",
+                           callbacks=callbacks, transfer_note=job.notes.get(key, {}), write_run_dir=False,
+                           verbose=False)
+        except SearchDiverged as exc:  # end the trial with the diverged epoch reported, no checkpoint
+            last = dict(exc.result.history[-1]) if exc.result.history else {"epoch": 0}
+            tune.report(tune_metrics({"val_acc": NAN, **last}, diverged=True))
+        except RaynasError as exc:  # bad input (a damaged zoo entry...): retrying cannot help, so report it
+            tune.report({"epoch": 0, "val_acc": NAN, "diverged": 0, "failed": 1, "error": str(exc)})

@@ -1,0 +1,174 @@
+"""The race end to end on a tiny zoo: Tune trials, ASHA, leaderboard, TensorBoard, crashes, resume."""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from ray.tune import Callback
+
+from raynas.errors import RaynasError
+from raynas.experiment import ExperimentConfig
+from raynas.race.config import RaceConfig
+from raynas.race.race import resume_race, run_race
+from raynas.search.config import SearchConfig
+from raynas.workspace import Workspace
+from raynas.zoo.build import plan_jobs, run_jobs
+
+TARGET = "glyph-digits"
+SOURCES = ["glyph-upper", "mnist5k", "textures"]
+TINY = dict(preset="tiny", max_steps_per_epoch=2)
+
+
+@pytest.fixture(scope="module")
+def zoo_storage(suite_home, tmp_path_factory):
+    """Storage with a zoo of three tiny supernets (the target left out), built once for the module."""
+    storage = str(tmp_path_factory.mktemp("race-storage"))
+    jobs, _ = plan_jobs(SOURCES, SearchConfig(dataset="x", epochs=1, **TINY), Workspace.open(suite_home, storage))
+    run_jobs(jobs, parallel=False, verbose=False)
+    return storage
+
+
+@pytest.fixture
+def workspace(ray_session, suite_home, zoo_storage):
+    """Opened per test: the zoo and embedding actors do not outlive a test (see conftest)."""
+    return Workspace.open(suite_home, zoo_storage)
+
+
+def race_config(epochs=3, **race) -> ExperimentConfig:
+    return ExperimentConfig(SearchConfig(dataset=TARGET, epochs=epochs, **TINY), RaceConfig(**race))
+
+
+def _pickle_by_value():
+    """Trial callbacks defined here travel to the Ray workers by value (tests/ is not installed)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def event_data(trial_dir: Path):
+    """Scalars and images of a trial's TensorBoard event files, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars, images = {}, {}
+    for events in trial_dir.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars[tag] = [e.step for e in acc.Scalars(tag)]
+        for tag in acc.Tags()["images"]:
+            images[tag] = [e.step for e in acc.Images(tag)]
+    return scalars, images
+
+
+def test_a_race_of_four_trials(ray_session, workspace, tmp_path):
+    result = run_race(race_config(baseline=True, max_concurrent=1), workspace, run_dir=tmp_path / "run",
+                      verbose=False)
+    board = result.answer["leaderboard"]
+    assert sorted(r["source"] for r in board) == sorted(SOURCES + ["scratch"])
+    assert [r["rank"] for r in board] == [1, 2, 3, 4]
+    assert any(r["stopped_early"] and r["epochs"] < 3 for r in board), board  # ASHA stopped a trailing trial
+    win = result.answer["winner"]
+    assert win == board[0] and win["status"] == "finished" and win["epochs"] == 3
+    assert win["final_val_acc"] == max(r["final_val_acc"] for r in board if r["status"] == "finished")
+    ot = [r for r in board if r["strategy"] == "ot"]
+    assert [r["distance"] for r in sorted(ot, key=lambda r: r["distance"])] == sorted(r["distance"] for r in ot)
+    if win["source"] != "scratch":  # the winner's warm-start record travelled in its checkpoint
+        assert result.answer["transfer"]["source"] == win["source"]
+        assert result.answer["transfer"]["distance"] == pytest.approx(win["distance"])
+
+    run = tmp_path / "run"
+    for name in ("config.json", "race.json", "result.json", "genotype.json", "genotype.png", "alphas.png",
+                 "curves.png", "summary.md"):
+        assert (run / name).is_file(), name
+    saved = json.loads((run / "result.json").read_text())
+    assert saved["leaderboard"] == board and saved["genotype_text"] in (run / "summary.md").read_text()
+    assert ExperimentConfig.from_json(json.loads((run / "config.json").read_text())) == race_config(
+        baseline=True, max_concurrent=1)
+
+    experiment = Path(result.answer["experiment_path"])
+    assert result.answer["tensorboard"] == f"tensorboard --logdir {experiment}"
+    for row in board:
+        scalars, images = event_data(experiment / row["trial"])
+        steps = list(range(1, row["epochs"] + 1))
+        assert scalars["ray/tune/val_acc"] == steps and scalars["ray/tune/alpha_entropy"] == steps
+        assert images["alphas"] == steps and images["genotype"] == steps
+
+
+class CrashOnce:
+    """A trial callback that fails the trial once, after its second epoch was reported."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def on_epoch_end(self, metrics, state):
+        with open(self.folder / "epochs.log", "a") as fh:
+            fh.write(f"{metrics['epoch']}\n")
+        marker = self.folder / "crashed"
+        if metrics["epoch"] == 2 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("simulated crash after epoch 2")
+
+
+def test_a_crashed_trial_is_retried_from_its_checkpoint(ray_session, workspace, tmp_path):
+    _pickle_by_value()
+    config = race_config(epochs=3, early_stop=False)
+    config = ExperimentConfig(config.search.replace(transfer="glyph-upper"), config.race)
+    result = run_race(config, workspace, run_dir=tmp_path / "run", verbose=False,
+                      trial_callbacks=[CrashOnce(tmp_path)], tensorboard=False)
+    [row] = result.answer["leaderboard"]
+    assert row["status"] == "finished" and row["epochs"] == 3 and (tmp_path / "crashed").exists()
+    # epochs 1 and 2 ran once: the retry resumed after epoch 2 from the reported checkpoint
+    assert (tmp_path / "epochs.log").read_text().split() == ["1", "2", "3"]
+    assert result.answer["transfer"]["source"] == "glyph-upper"  # still known after the restart
+
+
+class InterruptOnce(Callback):
+    """A driver callback that interrupts the race (as Ctrl+C does) when its first trial ends."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_an_interrupted_race_resumes_to_the_same_leaderboard(ray_session, workspace, tmp_path):
+    config = race_config(epochs=2, race=2, multi=False, early_stop=False, max_concurrent=1)
+    reference = run_race(config, workspace, run_dir=tmp_path / "reference", verbose=False, tensorboard=False)
+    with pytest.raises(RaynasError, match="the race was interrupted") as err:
+        run_race(config, workspace, run_dir=tmp_path / "run", verbose=False, tensorboard=False,
+                 tune_callbacks=[InterruptOnce(tmp_path / "interrupted")])
+    assert f"raynas search --resume {tmp_path / 'run'}" in str(err.value)
+    resumed = resume_race(tmp_path / "run", workspace, verbose=False, tensorboard=False)
+
+    def comparable(board):
+        return [(r["source"], r["epochs"], r["status"], r["val_acc_curve"]) for r in board]
+
+    assert comparable(resumed.answer["leaderboard"]) == comparable(reference.answer["leaderboard"])
+    assert resumed.answer["genotype"] == reference.answer["genotype"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(transfer="nope"), "zoo entry 'nope' not found"),
+    (dict(race=0), "race (--race) must be >= 1"),
+    (dict(gpus_per_trial=4), "--gpus-per-trial 4: no node of the Ray cluster has that many GPUs"),
+    (dict(cpus_per_trial=64), "--cpus-per-trial 64 CPUs but no node"),
+    (dict(trials=1, baseline=True), "--trials 1 is fewer than the 4 candidates"),
+    (dict(device="cuda"), "CUDA is not available"),
+])
+def test_bad_race_options_fail_before_any_trial_starts(workspace, tmp_path, changes, message):
+    race_fields = set(RaceConfig.__dataclass_fields__)
+    search = {k: v for k, v in changes.items() if k not in race_fields}
+    race = {k: v for k, v in changes.items() if k in race_fields}
+    run_dir = tmp_path / "bad-race"
+    with pytest.raises(RaynasError) as err:
+        config = ExperimentConfig(SearchConfig(dataset=TARGET, epochs=2, **TINY, **search), RaceConfig(**race))
+        run_race(config, workspace, run_dir=run_dir, verbose=False)
+    assert message in str(err.value)
+    assert not (Path(workspace.storage) / "tune" / run_dir.name).exists()  # no trial started
