@@ -104,10 +104,12 @@ def check_experiment(config: ExperimentConfig, workspace: Workspace) -> SpaceCon
     rcfg = config.retrain_config(space)
     if rcfg is not None:
         workspace.store.info(rcfg.dataset)
-    if config.publish:
+    if config.publish:  # the cheap checks first
+        workspace.zoo_storage.check_writable()
+        workspace.embedding_storage.check_writable()
+        workspace.zoo.check_replaceable(config.search.dataset, config.kind, space.to_json())
         if not config.search.multi:
             workspace.encoder(config.search.encoder)
-        workspace.zoo.check_replaceable(config.search.dataset, config.kind, space.to_json())
     return space
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from raynas.errors import RaynasError
+
 if TYPE_CHECKING:
     from raynas.storage import Storage
 
@@ -27,7 +29,14 @@ class Home:
 
     def _dir(self, name: str) -> Path:
         path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise RaynasError(f"{path} (or a folder above it) is a file, not a folder",
+                              "move the file away, or pass another --home") from None
+        except OSError as exc:
+            raise RaynasError(f"cannot create {path}: {exc.strerror or exc}",
+                              "check the permissions of the home, or pass another --home") from None
         return path
 
     @property

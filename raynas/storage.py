@@ -262,6 +262,17 @@ class Storage:
                     self.fs.delete_file(tmp)
         return final
 
+    def check_writable(self) -> None:
+        """Write and delete a small hidden file, so an unwritable storage is found before hours
+        of training whose result would go there."""
+        probe = f".probe{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            self.write_bytes(b"", probe)
+            self.delete(probe)
+        except RaynasError as exc:
+            raise RaynasError(f"storage '{self.uri}' is not writable: {exc.problem}",
+                              "fix its permissions (or credentials), or pass another --storage") from None
+
     def delete(self, *parts: str) -> None:
         """Delete a file or a whole directory; a missing one (or one deleted meanwhile) is not an error."""
         path = self.path(*parts)

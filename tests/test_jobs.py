@@ -26,8 +26,13 @@ def _run_job(client, entrypoint, timeout=300):
 
 @pytest.mark.cluster
 def test_ray_job_submit_runs_a_raynas_command(tmp_path):
+    import ray
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    # `ray stop` below ends every Ray process on the machine, this session's local Ray too: a driver
+    # whose raylet dies exits the whole test process at once, with no report
+    if ray.is_initialized():
+        ray.shutdown()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
     subprocess.run([str(ROOT / "cluster" / "local.sh"), "start"], check=True, env=env, capture_output=True)
     try:

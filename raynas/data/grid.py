@@ -7,17 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from raynas.data.format import ImageDataset
-from raynas.storage import atomic_path
+from raynas.figures import pyplot, save_figure
 
 
 def sample_grid(ds: ImageDataset, out: str | Path, per_class: int = 8, max_classes: int = 16,
                 seed: int = 0) -> Path:
     """Draw ``per_class`` random images of the first ``max_classes`` classes into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rng = np.random.default_rng(seed)
     classes = list(range(min(ds.info.num_classes, max_classes)))
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.7 + 1.2, len(classes) * 0.7 + 0.6),
@@ -38,8 +34,4 @@ def sample_grid(ds: ImageDataset, out: str | Path, per_class: int = 8, max_class
     shown = "" if len(classes) == ds.info.num_classes else f", first {len(classes)} of {ds.info.num_classes} classes"
     fig.suptitle(f"{ds.info.name} ({ds.info.domain}, {ds.info.num_images} images{shown})", fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -12,8 +12,8 @@ from ray.tune import Callback
 class RaceProgress(Callback):
     """Prints when trials start, finish an epoch, are stopped by ASHA, fail and are retried."""
 
-    def __init__(self, epochs: int, labels: dict[str, str], out: TextIO | None = None):
-        self.epochs, self.labels, self.out = epochs, labels, out
+    def __init__(self, epochs: int, labels: dict[str, str], sampled: bool = False, out: TextIO | None = None):
+        self.epochs, self.labels, self.sampled, self.out = epochs, labels, sampled, out
         self.start = time.perf_counter()
         self.best: float | None = None
 
@@ -28,7 +28,7 @@ class RaceProgress(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
         hp = ", ".join(f"{k} {v:.3g}" for k, v in sorted(trial.config.items())
-                       if k != "source" and isinstance(v, float))
+                       if k != "source" and isinstance(v, float)) if self.sampled else ""
         self._say(trial, f"started{f' ({hp})' if hp else ''}")
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:

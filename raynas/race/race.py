@@ -150,9 +150,10 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
                                         space, workspace)
     _validate_candidates(candidates, config, workspace)
     space_, algo, samples = param_space(candidates, config)
+    runs = None if run_dir else workspace.store.home.runs  # a home that cannot hold runs fails before Ray starts
     ensure_ray(address)
     resources = trial_resources(config.race, config.search)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(workspace.store.home.runs, config.search)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(runs, config.search)
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = tune_storage(workspace)
     write_config(run_dir, config)
@@ -230,7 +231,7 @@ def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate],
     from raynas.race.progress import RaceProgress
 
     labels = {c.key: c.label for c in candidates}
-    callbacks = [RaceProgress(config.search.epochs, labels)] if verbose else []
+    callbacks = [RaceProgress(config.search.epochs, labels, sampled=samples > 1)] if verbose else []
     callbacks.extend(extra)
     trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
     return tune.Tuner(

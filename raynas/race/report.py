@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raynas.race.leaderboard import Row
-from raynas.storage import atomic_path, atomic_write_text
+from raynas.figures import pyplot, save_figure
+from raynas.storage import atomic_write_text
 
 RACE_FILE = "race.json"
 
@@ -40,10 +41,7 @@ def read_race_file(run_dir: Path) -> dict[str, Any]:
 
 def plot_race(rows: list[Row], out: Path, title: str) -> Path:
     """Every trial's val accuracy (and alpha entropy) per epoch; stopped trials dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (acc_ax, ent_ax) = plt.subplots(1, 2, figsize=(12, 4))
     for row in rows:
@@ -57,10 +55,7 @@ def plot_race(rows: list[Row], out: Path, title: str) -> Path:
     acc_ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _pct(x: float | None) -> str:

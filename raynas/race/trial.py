@@ -73,23 +73,27 @@ def tune_metrics(metrics: dict[str, Any], diverged: bool = False) -> dict[str, A
 
 
 class TensorBoardImages:
-    """Alpha heatmaps and the derived cells as TensorBoard images, one per epoch."""
+    """The op weights of both cells as a TensorBoard image every epoch, and the derived cells
+    drawn whenever they change (drawing them takes a matplotlib figure, a quarter second)."""
 
     def __init__(self, logdir: str | Path):
-        self.logdir, self.writer = Path(logdir), None
+        self.logdir, self.writer, self.drawn = Path(logdir), None, None
 
     def on_epoch_end(self, metrics: dict[str, Any], state: SearchState) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from raynas.space.genotype import draw_alphas, draw_genotype
+        from raynas.space.genotype import alpha_image, draw_genotype
 
         if self.writer is None:
             self.writer = SummaryWriter(str(self.logdir))
         step = int(metrics["epoch"])
-        with tempfile.TemporaryDirectory() as tmp:
-            for tag, path in (("alphas", draw_alphas(state.model, Path(tmp) / "a.png", f"epoch {step}")),
-                              ("genotype", draw_genotype(state.genotype, Path(tmp) / "g.png", f"epoch {step}"))):
-                self.writer.add_image(tag, _png_to_chw(path), global_step=step)
+        self.writer.add_image("alphas", alpha_image(state.model), global_step=step)
+        genotype = state.genotype
+        if str(genotype) != self.drawn:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = draw_genotype(genotype, Path(tmp) / "g.png", f"epoch {step}")
+                self.writer.add_image("genotype", _png_to_chw(path), global_step=step)
+            self.drawn = str(genotype)
         self.writer.flush()
 
 

@@ -19,18 +19,24 @@ from raynas import __version__
 from raynas.errors import RaynasError
 from raynas.search.config import SearchConfig
 from raynas.space.genotype import draw_alphas, draw_genotype
-from raynas.storage import atomic_path, atomic_write_text
+from raynas.figures import pyplot, save_figure
+from raynas.storage import atomic_write_text
 
 
 def new_run_dir(runs: Path, config: SearchConfig) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = runs / f"{stamp}-{config.dataset}-{config.algo}-{config.transfer}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue  # another run of the same second: take the next name
+        except OSError as exc:
+            raise RaynasError(f"cannot create a run directory in {runs}: {exc.strerror or exc}",
+                              "check that the home's runs/ folder is writable, or pass another --home") from None
+    raise RaynasError(f"too many run directories named {base.name}-N in {runs}", "clean up old runs")
 
 
 def write_config(run_dir: Path, config: SearchConfig) -> None:
@@ -79,10 +85,7 @@ def result_dict(result, state) -> dict[str, Any]:
 
 
 def plot_curves(history: list[dict[str, Any]], out: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -102,10 +105,7 @@ def plot_curves(history: list[dict[str, Any]], out: Path, title: str) -> Path:
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def summary_markdown(d: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ import torch
 
 from raynas.errors import RaynasError
 from raynas.space.ops import OPS
-from raynas.storage import atomic_path, atomic_write_text
+from raynas.figures import pyplot, save_figure
+from raynas.storage import atomic_write_text
 
 CELL_KINDS = ("normal", "reduce")
 
@@ -64,12 +65,22 @@ class Genotype:
     def load(cls, path: str | Path) -> "Genotype":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RaynasError(f"genotype file {path} not found") from None
         except json.JSONDecodeError as exc:
-            raise RaynasError(f"{path} is not valid JSON: {exc}") from exc
-        return cls.from_json(data.get("genotype", data))
+            raise RaynasError(f"the genotype {path} is not valid JSON: {exc}",
+                              "give a genotype.json written by raynas, or a run directory") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RaynasError(f"cannot read the genotype {path}: {exc}",
+                              "give a genotype.json written by raynas, or a run directory") from None
+        if not isinstance(data, dict):
+            raise RaynasError(f"{path} is not a genotype: it holds a {type(data).__name__}, not an object",
+                              "give a genotype.json written by raynas, or a run directory")
+        try:
+            return cls.from_json(data.get("genotype", data))
+        except RaynasError as exc:
+            raise RaynasError(f"{path}: {exc.problem}", exc.fix) from None
 
     def __str__(self) -> str:
         def cell(edges):
@@ -113,10 +124,7 @@ def alpha_entropy(model) -> float:
 
 def draw_genotype(genotype: Genotype, out: str | Path, title: str = "") -> Path:
     """Both cells as left-to-right DAGs with labelled edges (matplotlib only)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for ax, kind in zip(axes, CELL_KINDS):
@@ -149,15 +157,12 @@ def draw_genotype(genotype: Genotype, out: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def draw_alphas(model, out: str | Path, title: str = "") -> Path:
     """Heatmaps of the op weights per edge for both cell kinds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from raynas.space.cells import edge_index
 
@@ -174,14 +179,21 @@ def draw_alphas(model, out: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def _save(fig, out: str | Path) -> Path:
-    import matplotlib.pyplot as plt
+def alpha_image(model, cell_px: int = 12, gap_px: int = 6):
+    """Both cells' op weights (edges x ops) as one RGB array (3, H, W), viridis, without a
+    figure: cheap enough for every epoch of every trial (TensorBoard images)."""
+    import numpy as np
+    from matplotlib import colormaps
 
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    cmap = colormaps["viridis"]
+    panels = []
+    for kind in CELL_KINDS:
+        p = model.op_probabilities(kind).detach().cpu().numpy()
+        rgb = cmap(p / max(float(p.max()), 1e-6))[..., :3]
+        panels.append(np.repeat(np.repeat(rgb, cell_px, axis=0), cell_px, axis=1))
+    gap = np.ones((panels[0].shape[0], gap_px, 3))
+    image = np.concatenate([panels[0], gap, panels[1]], axis=1)
+    return (255 * image).astype(np.uint8).transpose(2, 0, 1).copy()

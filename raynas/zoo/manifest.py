@@ -53,6 +53,16 @@ class ZooManifest:
             raise RaynasError(f"unknown zoo entry kind '{self.kind}'", f"choose one of: {', '.join(KINDS)}")
         if not self.sources or (self.kind == "single" and len(self.sources) != 1):
             raise RaynasError(f"a {self.kind} zoo entry needs {'one source' if self.kind == 'single' else 'sources'}")
+        kinds = {"name": str, "algo": str, "epochs": int, "space": dict, "weights_sha256": str, "version": str,
+                 "created": str}
+        wrong = [k for k, t in kinds.items() if not isinstance(getattr(self, k), t) or isinstance(getattr(self, k), bool)]
+        if self.val_acc is not None and not isinstance(self.val_acc, (int, float)):
+            wrong.append("val_acc")
+        if any(not isinstance(s.name, str) or not isinstance(s.content_hash, str) for s in self.sources):
+            wrong.append("sources")
+        if wrong:
+            raise RaynasError(f"zoo manifest of '{self.name}' has fields of the wrong type: {', '.join(wrong)}")
+        self.space_config  # a space that does not describe a supernet is refused here, not at load time
 
     @property
     def source(self) -> str:

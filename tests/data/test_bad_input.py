@@ -341,7 +341,7 @@ def test_a_datasets_path_that_is_a_file_is_named(tmp_path, capsys):
     home.mkdir()
     (home / "datasets").write_text("x")
     rc, _, err = _run(capsys, "data", "import", _tree(tmp_path / "src"), "--name", "x", home=home)
-    assert rc == 1 and "cannot use" in err and "as the dataset folder" in err and "Traceback" not in err
+    assert rc == 1 and "datasets (or a folder above it) is a file, not a folder" in err and "Traceback" not in err
 
 
 def _read_only_is_enforced(tmp_path):

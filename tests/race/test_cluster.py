@@ -18,16 +18,21 @@ TINY = dict(preset="tiny", max_steps_per_epoch=2)
 
 
 class RecordNode:
-    """A trial callback that writes down the node each trial ran on."""
+    """A trial callback that writes down the node each trial ran on, then waits until every trial
+    has written: tiny trials are so short that a reused trial actor could otherwise run them one
+    after the other on one node, and the test would prove nothing about placement."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, trials: int, timeout: float = 120.0):
+        self.folder, self.trials, self.timeout = folder, trials, timeout
 
     def on_epoch_end(self, metrics, state):
         import ray
 
         node = ray.get_runtime_context().get_node_id()
         (self.folder / f"{state.config.transfer}.node").write_text(node)
+        deadline = time.time() + self.timeout
+        while len(list(self.folder.glob("*.node"))) < self.trials and time.time() < deadline:
+            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -85,7 +90,7 @@ def test_trials_spread_over_nodes_and_the_zoo_outlives_its_node(two_nodes, suite
     config = ExperimentConfig(SearchConfig(dataset="glyph-digits", epochs=2, **TINY),
                               RaceConfig(race=2, multi=False, early_stop=False, cpus_per_trial=1))
     race = run_race(config, ws, run_dir=tmp_path / "run", verbose=False, tensorboard=False,
-                    trial_callbacks=[RecordNode(tmp_path)])
+                    trial_callbacks=[RecordNode(tmp_path, trials=2)])
     assert {r["status"] for r in race.answer["leaderboard"]} == {"finished"}
     nodes = {p.read_text() for p in tmp_path.glob("*.node")}
     assert len(nodes) == 2  # one trial on each node: each has one CPU

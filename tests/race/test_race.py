@@ -94,7 +94,8 @@ def test_a_race_of_four_trials(ray_session, workspace, tmp_path):
         scalars, images = event_data(experiment / row["trial"])
         steps = list(range(1, row["epochs"] + 1))
         assert scalars["ray/tune/val_acc"] == steps and scalars["ray/tune/alpha_entropy"] == steps
-        assert images["alphas"] == steps and images["genotype"] == steps
+        assert images["alphas"] == steps  # every epoch
+        assert images["genotype"][0] == 1 and set(images["genotype"]) <= set(steps)  # whenever the cells change
 
 
 class CrashOnce:

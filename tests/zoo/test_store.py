@@ -209,3 +209,12 @@ def test_a_damaged_entry_does_not_hide_the_others(zoo):
     good, damaged = zoo.scan()
     assert [m.name for m in good] == ["mnist"] and "unreadable manifest" in damaged["broken"]
     assert zoo.names() == ["mnist"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_never_published(zoo, bad):
+    weights = _weights()
+    weights["alphas_normal"][3, 2] = bad
+    with pytest.raises(RaynasError, match="hold NaN or infinite values .*alphas_normal"):
+        zoo.publish(_manifest(), weights)
+    assert zoo.names() == [] and not list(zoo.storage.listdir())
