@@ -413,16 +413,10 @@ def test_runtime_envs_install_the_dependencies_of_pyproject(files):
     assert all(e == without_code[0] for e in without_code), "the runtime environments drifted apart"
 
 
-# Job scripts being written alongside these manifests (issue 8); drop this once they are in the tree.
-ANNOUNCED_JOB_SCRIPTS = {"jobs/search.py", "jobs/build_zoo.py"}
-
-
 def test_rayjob_entrypoints_name_scripts_that_exist(files):
     scripts = {shlex.split(d["spec"]["entrypoint"])[1] for d in docs_of(files, "kubernetes") if d["kind"] == "RayJob"}
     missing = sorted(s for s in scripts if not (ROOT / s).is_file())
-    if missing and set(missing) <= ANNOUNCED_JOB_SCRIPTS:
-        pytest.skip(f"{missing} not in the tree yet")
-    assert not missing, f"RayJob entrypoints name scripts that do not exist: {missing}"
+    assert scripts and not missing, f"RayJob entrypoints name scripts that do not exist: {missing}"
 
 
 def _head_type(config):

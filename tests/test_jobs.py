@@ -51,3 +51,12 @@ def test_ray_job_submit_runs_a_raynas_command(tmp_path):
         assert Zoo(tmp_path / "zoo").names() == ["digits", "textures"]
     finally:
         subprocess.run([str(ROOT / "cluster" / "local.sh"), "stop"], env=env, capture_output=True)
+
+
+@pytest.mark.parametrize("script, usage", [("search.py", "raynas search"), ("build_zoo.py", "raynas zoo build"),
+                                           ("bench_transfer.py", "raynas bench transfer")])
+def test_job_entrypoints_take_their_commands_arguments(script, usage):
+    out = subprocess.run([sys.executable, str(ROOT / "jobs" / script), "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"usage: {usage}" in out.stdout

@@ -7,10 +7,10 @@ import os
 import sys
 
 from raynas import __version__
-from raynas.cli import data, demo, distance, search, zoo
+from raynas.cli import bench, data, demo, distance, search, zoo
 from raynas.errors import RaynasError
 
-COMMAND_GROUPS = (data, zoo, distance, search, demo)
+COMMAND_GROUPS = (data, zoo, distance, search, bench, demo)
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ interrupted race (``Tuner.restore``) without redoing finished trials.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -214,6 +215,7 @@ def _quiet_tune() -> None:
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output prints a box to stdout even at verbose=0
+    logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)  # "wrote the result files" after every fit
 
 
 def _job(config: ExperimentConfig, workspace: Workspace, candidates: list[Candidate], tensorboard: bool,

@@ -43,6 +43,8 @@ class RetrainConfig:
     aux_weight: float = option(0.4, low=0, cli=False)
     drop_path: float = option(0.0, low=0, high=0.99, help="final drop-path probability (raised linearly, as in DARTS)")
     augment: bool = option(True, cli=False)
+    max_steps_per_epoch: int | None = option(None, low=1, flag="--max-steps",
+                                             help="cap the steps per epoch (equal retrain budgets in benchmarks)")
     seed: int = option(0, low=0, high=2**32 - 1, help="seed")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     threads: int | None = option(None, low=1, high=1024, help="torch threads (default: the CPUs this process has)")
@@ -88,7 +90,9 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
         model.train()
         train.set_epoch(epoch)
         loss_sum = correct = seen = 0
-        for x, y in train:
+        for step, (x, y) in enumerate(train):
+            if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
+                break
             opt.zero_grad(set_to_none=True)
             logits, aux = model(x)
             loss = F.cross_entropy(logits, y)

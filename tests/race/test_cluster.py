@@ -77,12 +77,22 @@ def test_trials_spread_over_nodes_and_the_zoo_outlives_its_node(two_nodes, suite
         ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
     options = {**ACTOR_OPTIONS, "get_if_exists": False,
                "scheduling_strategy": NodeAffinitySchedulingStrategy(worker.node_id, soft=True)}
-    for _ in range(50):  # until the killed actor's name is free
-        try:
-            actor = ZooActor.options(name=name, **options).remote(location)
+
+    def start_actor():
+        for _ in range(50):  # until the killed actor's name is free
+            try:
+                return ZooActor.options(name=name, **options).remote(location)
+            except ValueError:
+                time.sleep(0.2)
+        raise AssertionError("the zoo actor's name never became free")
+
+    # soft affinity may place it on the head while the new worker is still settling: try again then
+    for _ in range(10):
+        actor = start_actor()
+        if ray.get(actor.node.remote()) == worker.node_id:
             break
-        except ValueError:
-            time.sleep(0.2)
+        ray.kill(actor, no_restart=True)
+        time.sleep(1)
     assert ray.get(actor.node.remote()) == worker.node_id
 
     ws = Workspace.open(suite_home, storage)  # through the actor just made

@@ -1,0 +1,184 @@
+"""From the arms' runs to the benchmark's answers: speed-up and gain over scratch per target,
+their spread across targets, and whether OT distance predicts the gain.
+
+Each run is a dict: target, arm, seed, source, distance, status, ``history`` (the search's
+epochs: val_acc, epoch_s, alpha_entropy...), ``retrain_test_acc``; a race run also has
+``trials`` (each trial's source, distance, val curve, epochs and time), since the race pays
+for every trial it ran: its cost to reach a goal counts every trial's epochs up to then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Sequence
+
+from raynas.bench.speedup import first_reach, mean_std, median_or_never, speed_up, spearman, spread
+
+LN8 = math.log(8)
+
+
+def _curve(run: dict[str, Any], key: str = "val_acc") -> list[float]:
+    return [float(h[key]) for h in run.get("history", []) if h.get(key) is not None]
+
+
+def race_cost(run: dict[str, Any], reach_epoch: int | None) -> tuple[int | None, float | None]:
+    """Trial-epochs and trial-seconds a race spent until its winner reached the goal at
+    ``reach_epoch``: every trial counts its epochs up to then (a stopped one, those it ran)."""
+    if reach_epoch is None:
+        return None, None
+    epochs = seconds = 0.0
+    for t in run.get("trials", []):
+        ran = max(int(t.get("epochs") or 0), 1)
+        used = min(ran, reach_epoch)
+        epochs += used
+        seconds += float(t.get("time_s") or 0.0) * used / ran
+    return int(epochs), seconds
+
+
+def compare(run: dict[str, Any], scratch: dict[str, Any], tolerance: float) -> dict[str, Any]:
+    """One run against scratch on the same target and seed."""
+    s_acc, a_acc = _curve(scratch), _curve(run)
+    out: dict[str, Any] = {"target": run["target"], "arm": run["arm"], "seed": run["seed"], "source": run["source"],
+                           "distance": run.get("distance"), "status": run.get("status"),
+                           "retrain_test_acc": run.get("retrain_test_acc"),
+                           "retrain_gain": _diff(run.get("retrain_test_acc"), scratch.get("retrain_test_acc"))}
+    entropy = _curve(run, "alpha_entropy")
+    out.update(final_val_acc=a_acc[-1] if a_acc else None, epochs=len(a_acc),
+               entropy_first=entropy[0] if entropy else None, entropy_last=entropy[-1] if entropy else None)
+    if not a_acc or not s_acc:  # zero-shot searches nothing: no curve, no speed-up
+        out.update(gain=None, speedup_epochs=None, speedup_s=None, reached=None)
+        return out
+    su = speed_up(s_acc, _curve(scratch, "epoch_s"), a_acc, _curve(run, "epoch_s"), tolerance)
+    if run["arm"] == "race":  # the race pays for all its trials
+        epochs, seconds = race_cost(run, su.arm_epochs)
+        speedup_epochs = None if epochs is None else su.scratch_epochs / epochs
+        speedup_s = None if not seconds else su.scratch_s / seconds
+    else:
+        speedup_epochs, speedup_s = su.epochs, su.seconds
+    out.update(gain=a_acc[-1] - s_acc[-1], goal=su.goal, scratch_epochs=su.scratch_epochs,
+               arm_epochs=su.arm_epochs, reached=su.reached, speedup_epochs=speedup_epochs, speedup_s=speedup_s)
+    return out
+
+
+def _diff(a, b):
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    return a - b
+
+
+def per_target(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per target and arm: seed means and spreads; a speed-up over seeds is their
+    median, "never reached" when the median falls on a seed that never reached."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in comparisons:
+        groups[(c["target"], c["arm"])].append(c)
+    rows = []
+    for (target, arm), cs in groups.items():
+        gain, gain_sd = mean_std([c["gain"] for c in cs])
+        test, test_sd = mean_std([c["retrain_test_acc"] for c in cs])
+        rgain, rgain_sd = mean_std([c["retrain_gain"] for c in cs])
+        val, val_sd = mean_std([c["final_val_acc"] for c in cs])
+        searched = [c for c in cs if c["reached"] is not None]
+        rows.append({
+            "target": target, "arm": arm, "seeds": len(cs), "sources": sorted({c["source"] for c in cs}),
+            "distance": mean_std([c["distance"] for c in cs])[0],
+            "final_val_acc": val, "final_val_acc_sd": val_sd, "gain": gain, "gain_sd": gain_sd,
+            "retrain_test_acc": test, "retrain_test_acc_sd": test_sd, "retrain_gain": rgain,
+            "retrain_gain_sd": rgain_sd,
+            "speedup_epochs": median_or_never([c["speedup_epochs"] for c in searched]) if searched else None,
+            "speedup_s": median_or_never([c["speedup_s"] for c in searched]) if searched else None,
+            "reached": sum(bool(c["reached"]) for c in searched), "searched": bool(searched),
+            "transfer": _sign(gain if searched else rgain) if arm != "scratch" else None,
+            "entropy_first": mean_std([c["entropy_first"] for c in cs])[0],
+            "entropy_last": mean_std([c["entropy_last"] for c in cs])[0],
+        })
+    return rows
+
+
+def _sign(gain: float | None) -> str | None:
+    if gain is None:
+        return None
+    return "positive" if gain > 0 else "negative" if gain < 0 else "none"
+
+
+def per_arm(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Across targets: the spread of speed-ups (never reached kept apart), positive transfers."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["arm"]].append(r)
+    out = []
+    for arm, rs in groups.items():
+        searched = [r for r in rs if r["searched"]]
+        out.append({
+            "arm": arm, "targets": len(rs),
+            "speedup_epochs": spread([r["speedup_epochs"] for r in searched]) if searched else None,
+            "speedup_s": spread([r["speedup_s"] for r in searched]) if searched else None,
+            "positive": sum(r["transfer"] == "positive" for r in rs),
+            "negative": sum(r["transfer"] == "negative" for r in rs),
+            "median_gain": median_or_never([r["gain"] for r in rs if r["gain"] is not None]),
+            "median_retrain_gain": median_or_never([r["retrain_gain"] for r in rs if r["retrain_gain"] is not None]),
+            "median_retrain_test_acc": median_or_never([r["retrain_test_acc"] for r in rs
+                                                        if r["retrain_test_acc"] is not None]),
+            "entropy_first": median_or_never([r["entropy_first"] for r in rs if r["entropy_first"] is not None]),
+            "entropy_last": median_or_never([r["entropy_last"] for r in rs if r["entropy_last"] is not None]),
+        })
+    return out
+
+
+def distance_vs_gain(runs: Sequence[dict[str, Any]], scratch: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
+    """Every measured source/target pair (single-source arms and the race trials that ran all
+    their epochs): OT distance against the gain in final val accuracy over scratch (same seed),
+    averaged per pair; Spearman's rho < 0 means nearer sources gain more."""
+    gains: dict[tuple[str, str], list[float]] = defaultdict(list)
+    distance: dict[tuple[str, str], float] = {}
+    for run in runs:
+        base = scratch.get((run["target"], run["seed"]))
+        s_acc = _curve(base) if base else []
+        if not s_acc:
+            continue
+        measured = []
+        if run["arm"] in ("ot", "random", "farthest") and run.get("distance") is not None:
+            acc = _curve(run)
+            if acc:
+                measured.append((run["source"], run["distance"], acc[-1]))
+        for t in run.get("trials", []) if run["arm"] == "race" else []:
+            if t.get("distance") is not None and t.get("curve") and t.get("finished"):
+                measured.append((t["source"], t["distance"], t["curve"][-1]))
+        for source, d, final in measured:
+            gains[(run["target"], source)].append(final - s_acc[-1])
+            distance[(run["target"], source)] = d
+    pairs = [{"target": t, "source": s, "distance": distance[(t, s)], "gain": sum(g) / len(g), "runs": len(g)}
+             for (t, s), g in sorted(gains.items())]
+    return {"pairs": pairs, **spearman([p["distance"] for p in pairs], [p["gain"] for p in pairs])}
+
+
+def scratch_convergence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Did scratch converge within the budget? The gain of its last epoch and the epoch at
+    which it first reached its final accuracy, per target (seed means)."""
+    out: dict[str, Any] = {}
+    by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        if r["arm"] == "scratch":
+            by_target[r["target"]].append(r)
+    for target, rs in by_target.items():
+        last_gain, reach = [], []
+        for r in rs:
+            acc = _curve(r)
+            if len(acc) >= 2:
+                last_gain.append(acc[-1] - acc[-2])
+            if acc:
+                reach.append(first_reach(acc, acc[-1]))
+        out[target] = {"last_epoch_gain": mean_std(last_gain)[0], "reaches_final_at": reach,
+                       "epochs": len(_curve(rs[0])) if rs else 0}
+    return out
+
+
+def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0) -> dict[str, Any]:
+    scratch = {(r["target"], r["seed"]): r for r in runs if r["arm"] == "scratch"}
+    comparisons = [compare(r, scratch[(r["target"], r["seed"])], tolerance) for r in runs
+                   if (r["target"], r["seed"]) in scratch]
+    rows = per_target(comparisons)
+    return {"comparisons": comparisons, "per_target": rows, "per_arm": per_arm(rows),
+            "distance_vs_gain": distance_vs_gain(runs, scratch), "scratch": scratch_convergence(runs),
+            "max_entropy": LN8}

@@ -1,0 +1,126 @@
+"""The arms of the transfer benchmark: where each search on a target starts from.
+
+Every arm is registered with how it runs and how it picks its start from the target's zoo
+(the pool without the target's own entries): ``scratch``; ``ot``, the nearest source by OT
+distance; ``race``, the Tune race of the nearest sources (its trials pick their own);
+``multi``, the multi-dataset supernet that never saw the target; ``random``, a seeded random
+source; ``farthest``, the OT-farthest source (the negative control); and ``zero-shot``, the
+nearest source's own architecture, derived with no search on the target.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from raynas.errors import RaynasError
+from raynas.registry import Registry
+from raynas.transfer.sources import SelectionContext
+
+SEARCH, RACE, ZERO_SHOT = "search", "race", "zero-shot"  # how an arm runs
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One arm's start on one target and seed: what its Tune trial receives (names and numbers)."""
+
+    target: str
+    arm: str
+    seed: int
+    source: str  # a zoo entry, "scratch", or "race" (the race's trials choose)
+    distance: float | None = None  # OT distance of the source's dataset to the target
+    rank: int | None = None  # the source's OT rank (1 = nearest)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}/{self.arm}/seed{self.seed}"
+
+
+@dataclass
+class TargetZoo:
+    """What the arms may choose from on one target: its selection context and the OT ranking
+    of the single-dataset sources that never saw it (nearest first)."""
+
+    ctx: SelectionContext
+    ranking: list[dict[str, Any]]  # {"source", "dataset", "distance", "rank"}
+    multi: list[str]  # multi-dataset supernets that never saw the target
+
+    @property
+    def names(self) -> list[str]:
+        return [r["source"] for r in self.ranking] + self.multi
+
+
+@dataclass(frozen=True)
+class Arm:
+    runs: str  # SEARCH, RACE or ZERO_SHOT
+    pick: Callable[[TargetZoo, int], tuple[str, dict[str, Any] | None]]  # (source, its ranking row)
+
+
+ARMS: Registry[Arm] = Registry("benchmark arm")
+
+
+def _ranked(zoo: TargetZoo, arm: str) -> list[dict[str, Any]]:
+    if not zoo.ranking:
+        raise RaynasError(f"arm '{arm}': the zoo of '{zoo.ctx.target.name}' has no single-dataset source",
+                          "give the benchmark at least two --sources")
+    return zoo.ranking
+
+
+def _nearest(zoo: TargetZoo, seed: int, arm: str = "ot"):
+    row = _ranked(zoo, arm)[0]
+    return row["source"], row
+
+
+def _farthest(zoo: TargetZoo, seed: int):
+    row = _ranked(zoo, "farthest")[-1]
+    return row["source"], row
+
+
+def _random(zoo: TargetZoo, seed: int):
+    rows = sorted(_ranked(zoo, "random"), key=lambda r: r["source"])
+    row = random.Random(seed).choice(rows)
+    return row["source"], row
+
+
+def _multi(zoo: TargetZoo, seed: int):
+    if not zoo.multi:
+        raise RaynasError(f"arm 'multi': no multi-dataset supernet left out '{zoo.ctx.target.name}'",
+                          "give the benchmark at least three --sources, or drop the multi arm (--arms)")
+    return sorted(zoo.multi)[0], None
+
+
+ARMS.add("scratch", Arm(SEARCH, lambda zoo, seed: ("scratch", None)))
+ARMS.add("ot", Arm(SEARCH, _nearest))
+ARMS.add("race", Arm(RACE, lambda zoo, seed: ("race", None)))
+ARMS.add("multi", Arm(SEARCH, _multi))
+ARMS.add("random", Arm(SEARCH, _random))
+ARMS.add("farthest", Arm(SEARCH, _farthest))
+ARMS.add("zero-shot", Arm(ZERO_SHOT, lambda zoo, seed: _nearest(zoo, seed, "zero-shot")))
+
+
+def target_zoo(ctx: SelectionContext) -> TargetZoo:
+    """Rank the target's zoo once (the distances do not depend on the seed)."""
+    from raynas.ot.encoders import create_encoder
+    from raynas.transfer.ranking import NoSource, rank_zoo
+
+    singles, multis = ctx.candidates("single"), ctx.candidates("multi")
+    rows: list[dict[str, Any]] = []
+    if singles:
+        encoder = create_encoder(ctx.config.encoder, storage=ctx.embedding_storage, home=ctx.store.home, zoo=ctx.zoo)
+        try:
+            ranked = rank_zoo(ctx.target.name, singles, ctx.store, ctx.embeddings, encoder,
+                              method=ctx.config.distance)
+            rows = ranked.rows()
+        except NoSource:
+            rows = []
+    return TargetZoo(ctx, rows, [m.name for m in multis])
+
+
+def pick(zoo: TargetZoo, arm: str, seed: int) -> Pick:
+    source, row = ARMS.get(arm).pick(zoo, seed)
+    return Pick(zoo.ctx.target.name, arm, seed, source, row["distance"] if row else None,
+                row["rank"] if row else None)

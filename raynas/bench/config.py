@@ -1,0 +1,86 @@
+"""What ``raynas bench transfer`` runs: targets, arms, seeds and the budgets of every phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from raynas.config import check_fields, from_json, option, to_json
+from raynas.errors import RaynasError
+from raynas.search.config import SearchConfig
+from raynas.search.retrain import RetrainConfig
+
+ALL_ARMS = ("scratch", "ot", "race", "multi", "random", "farthest", "zero-shot")
+
+
+@dataclass(frozen=True)
+class TransferBenchConfig:
+    sources: tuple[str, ...] = option((), help="datasets of the zoo's sources (default: the built-in suite); each "
+                                               "target's zoo is these without the target")
+    targets: tuple[str, ...] = option((), help="target datasets (default: every source, leave-one-out); any stored "
+                                               "dataset can be a target")
+    arms: tuple[str, ...] = option(ALL_ARMS, help="arms to run (scratch always runs: every speed-up is over it)")
+    seeds: int = option(2, low=1, high=100, help="seeds per target and arm")
+    preset: str = option("tiny", help="size preset of searches and sources (tiny, cpu or gpu)")
+    epochs: int = option(8, low=1, high=10_000, help="search epochs of every arm on every target")
+    steps: int | None = option(12, low=1, flag="--max-steps", help="steps per search epoch (none: whole epochs)")
+    arch_lr: float = option(3e-2, above=0, high=10, help="Adam LR of the alphas in every search (high enough "
+                                                          "for short CPU searches to move them)")
+    source_epochs: int = option(8, low=1, high=10_000, help="pretraining epochs of each zoo source")
+    source_steps: int | None = option(16, low=1, help="steps per pretraining epoch")
+    multi_folds: int = option(3, low=1, high=100, help="multi-dataset supernets, each leaving out one fold of "
+                                                        "the targets")
+    race: int = option(3, low=1, high=16, help="sources the race arm races (nearest by OT)")
+    retrain_epochs: int = option(3, low=1, high=10_000, help="retraining epochs of every arm's genotype")
+    retrain_steps: int | None = option(30, low=1, help="steps per retraining epoch")
+    retrain_channels: int = option(8, low=2, high=256, help="initial channels of the retrained network")
+    retrain_cells: int = option(5, low=3, high=64, help="cells of the retrained network")
+    tolerance: float = option(0.0, low=0, high=1, help="an arm reaches scratch's final val accuracy when within "
+                                                        "this much of it")
+    cpus_per_trial: float = option(1.0, above=0, high=1024, help="CPUs of each arm's Tune trial")
+    gpus_per_trial: float = option(0.0, low=0, high=64, help="GPUs of each arm's Tune trial")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+
+    def __post_init__(self):
+        for name in ("sources", "targets", "arms"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_fields(self)
+        unknown = [a for a in self.arms if a not in ALL_ARMS]
+        if unknown:
+            raise RaynasError(f"unknown arm(s) {', '.join(unknown)}", f"choose from {', '.join(ALL_ARMS)}")
+        if "scratch" not in self.arms:  # every speed-up and gain is measured against it
+            object.__setattr__(self, "arms", ("scratch", *self.arms))
+        if len(set(self.arms)) != len(self.arms):
+            raise RaynasError(f"an arm is named twice in {','.join(self.arms)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TransferBenchConfig":
+        return from_json(cls, d, "transfer benchmark config")
+
+    def replace(self, **changes: Any) -> "TransferBenchConfig":
+        return replace(self, **changes)
+
+    def search(self, dataset: str, seed: int = 0, transfer: str = "scratch") -> SearchConfig:
+        """The search every arm runs on ``dataset`` (only the warm start differs between arms)."""
+        return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.epochs, seed=seed, transfer=transfer,
+                            a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
+
+    def source_search(self, dataset: str) -> SearchConfig:
+        """How each zoo source is pretrained: from scratch, longer than a target's search."""
+        return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.source_epochs, transfer="scratch",
+                            a_lr=self.arch_lr, max_steps_per_epoch=self.source_steps, device=self.device)
+
+    def retrain(self, dataset: str, seed: int, image_size: int | None = None) -> RetrainConfig:
+        """The one retrain budget of every arm (image size: the search's, when None)."""
+        return RetrainConfig(dataset=dataset, epochs=self.retrain_epochs, image_size=image_size,
+                             channels=self.retrain_channels, cells=self.retrain_cells, seed=seed, device=self.device,
+                             max_steps_per_epoch=self.retrain_steps)
+
+
+# `--quick`: a few targets, one seed, short budgets (about ten minutes on two cores)
+QUICK = dict(sources=("digits", "mnist5k", "mnist5k-rot", "glyph-digits", "glyph-upper", "textures"),
+             targets=("glyph-digits", "mnist5k-rot"), seeds=1, epochs=6, steps=10, source_epochs=4, source_steps=12,
+             multi_folds=2, retrain_epochs=2, retrain_steps=20)

@@ -1,0 +1,103 @@
+"""The benchmark's zoo: one source per dataset, pretrained once and shared by every target,
+plus multi-dataset supernets that each leave out one fold of the targets.
+
+Leave-one-out needs no copy of the zoo per target: a target is never offered an entry trained
+on it (:meth:`raynas.transfer.sources.SelectionContext.candidates` excludes entries by name and
+by content hash), so the zoo a target sees is the pool without its own entry, and the multi
+supernet it sees is the one of the fold that left it out. :func:`check_no_leak` checks every
+source an arm starts from all the same, and the results list each target's zoo.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raynas.bench.config import TransferBenchConfig
+from raynas.errors import RaynasError
+from raynas.storage import atomic_write_text
+from raynas.workspace import Workspace
+from raynas.zoo.manifest import ZooManifest
+
+MULTI_PREFIX = "bench-multi-"
+POOL_FILE = "pool.json"
+
+
+def folds(targets: tuple[str, ...], k: int) -> list[tuple[str, ...]]:
+    """Targets dealt round-robin into ``min(k, len(targets))`` folds."""
+    k = max(1, min(k, len(targets)))
+    return [tuple(targets[i::k]) for i in range(k)]
+
+
+def multi_plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...]) -> dict[str, tuple]:
+    """Multi-dataset supernet name -> its datasets: the sources without one fold of targets each."""
+    plan = {}
+    for i, fold in enumerate(folds(targets, config.multi_folds), 1):
+        datasets = tuple(d for d in sources if d not in fold)
+        if len(datasets) >= 2:
+            plan[f"{MULTI_PREFIX}{i}"] = datasets
+    return plan
+
+
+@dataclass
+class Pool:
+    sources: tuple[str, ...]
+    multi: dict[str, tuple[str, ...]]
+    build_s: float  # wall time of the pretraining this pool needed, summed over the runs that built it
+    built_now: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sources": list(self.sources), "multi": {k: list(v) for k, v in self.multi.items()},
+                "build_s": round(self.build_s, 1), "built_now": self.built_now}
+
+
+def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...],
+               workspace: Workspace, out: Path, verbose: bool = True) -> Pool:
+    """Pretrain what the pool lacks (entries current for this config are kept), in parallel Ray tasks."""
+    from raynas.zoo.build import plan_jobs, run_jobs
+
+    multi = multi_plan(config, sources, targets)
+    jobs, _ = plan_jobs(list(sources), config.source_search(sources[0]), workspace, rebuild=False)
+    for name, datasets in multi.items():
+        more, _ = plan_jobs(list(datasets), config.source_search(name), workspace, multi=name, rebuild=False)
+        jobs += more
+    previous = _read_pool_file(out)
+    t0 = time.perf_counter()
+    if jobs:
+        if verbose:
+            print(f"pretraining {len(jobs)} zoo source(s): {', '.join(j.name for j in jobs)} ({config.source_epochs} "
+                  f"epoch(s) of {config.source_steps or 'all'} steps each)", file=sys.stderr, flush=True)
+
+        def done(row: dict[str, Any]) -> None:
+            if verbose:
+                print(f"  pretrained {row['name']} in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+
+        run_jobs(jobs, parallel=True, on_done=done, verbose=False)
+    elif verbose:
+        print("the zoo's sources are pretrained already (kept)", file=sys.stderr, flush=True)
+    pool = Pool(sources, multi, previous.get("build_s", 0.0) + (time.perf_counter() - t0 if jobs else 0.0),
+                [j.name for j in jobs])
+    atomic_write_text(out / POOL_FILE, json.dumps(pool.to_json(), indent=2))
+    return pool
+
+
+def _read_pool_file(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / POOL_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def trained_on(manifest: ZooManifest, target: str, content_hash: str) -> bool:
+    return any(s.name == target or s.content_hash == content_hash for s in manifest.sources)
+
+
+def check_no_leak(target: str, content_hash: str, manifest: ZooManifest | None) -> None:
+    """Refuse a source that saw the target: its result would measure memory, not transfer."""
+    if manifest is not None and trained_on(manifest, target, content_hash):
+        raise RaynasError(f"leave-one-out broken: zoo entry '{manifest.name}' was trained on the target '{target}'",
+                          "this is a bug in the benchmark's source selection; report it")

@@ -1,0 +1,171 @@
+"""What the transfer benchmark leaves in ``--out``: ``results.json`` (every run and every
+number), ``results.md`` (the tables), ``curves.png`` (val accuracy per epoch, per target and
+arm), ``speedup.png`` (speed-up per arm across targets) and ``distance_gain.png`` (OT distance
+against the gain over scratch, per source/target pair)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from raynas.bench.speedup import format_speedup
+from raynas.figures import pyplot, save_figure
+from raynas.storage import atomic_write_text
+
+
+def _pct(v: float | None, sd: float | None = None, signed: bool = False) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}"
+    return text + (f" ± {100 * sd:.1f}" if sd else "")
+
+
+def _num(v: float | None, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def markdown(answer: dict[str, Any]) -> str:
+    cfg, timings = answer["config"], answer["timings"]
+    lines = [
+        "# Transfer benchmark",
+        "",
+        f"{len(answer['targets'])} target(s), {len(cfg['arms'])} arm(s), {cfg['seeds']} seed(s); preset "
+        f"`{cfg['preset']}`, {cfg['epochs']} search epoch(s) of {cfg['steps'] or 'all'} steps, arch LR "
+        f"{cfg['arch_lr']:g}; zoo sources pretrained {cfg['source_epochs']} epoch(s) of {cfg['source_steps'] or 'all'} "
+        f"steps; retrain {cfg['retrain_epochs']} epoch(s) of {cfg['retrain_steps'] or 'all'} steps "
+        f"({cfg['retrain_cells']} cells, {cfg['retrain_channels']} channels).",
+        f"Time: zoo build {timings['zoo_build_s']:.0f} s (amortised over all targets), arms "
+        f"{timings['arms_s']:.0f} s, total {timings['total_s']:.0f} s. Written {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        "Speed-up = epochs scratch needs to first reach its own final val accuracy / epochs the arm needs to "
+        "reach it (the race counts every trial's epochs); `never reached` is not a number. Gain = the arm's "
+        "final val accuracy minus scratch's at the same budget (points, mean ± sd over seeds). Zero-shot searches "
+        "nothing: only its retrained test accuracy compares.",
+        "",
+        "## Across targets",
+        "",
+        "| arm | speed-up (epochs): median [q1, q3] | never reached | speed-up (s): median | positive transfer | "
+        "median gain (val) | median retrained test acc | median retrain gain | H(alpha) first -> last |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in answer["per_arm"]:
+        se, ss = a["speedup_epochs"], a["speedup_s"]
+        quartiles = f" [{se['q1']:.2f}, {se['q3']:.2f}]" if se and se["median"] is not None and "q1" in se else ""
+        speedup = format_speedup(se["median"]) + quartiles if se else "no search"
+        never = f"{se['never']}/{se['n']}" if se else "-"
+        positive = "-" if a["arm"] == "scratch" else f"{a['positive']}/{a['targets']}"
+        lines.append(f"| {a['arm']} | {speedup} | {never} | {format_speedup(ss['median']) if ss else '-'} | "
+                     f"{positive} | {_pct(a['median_gain'], signed=True)} | {_pct(a['median_retrain_test_acc'])} | "
+                     f"{_pct(a['median_retrain_gain'], signed=True)} | {_num(a['entropy_first'])} -> "
+                     f"{_num(a['entropy_last'])} |")
+    d = answer["distance_vs_gain"]
+    rho = "-" if d["rho"] is None else f"{d['rho']:+.2f} (p = {d['p']:.2g})"
+    scratch = answer["scratch"].values()
+    settled = sum(1 for s in scratch if s.get("last_epoch_gain") is not None and s["last_epoch_gain"] <= 0.01)
+    lines += ["", f"OT distance vs gain over {d['n']} source/target pair(s): Spearman rho {rho} "
+                  "(negative: nearer sources gain more).", "",
+              f"Scratch had settled (its last epoch changed val accuracy by at most 1 point) on {settled} of "
+              f"{len(scratch)} target(s); where it was still climbing, its final accuracy is a low bar and the "
+              "speed-ups flatter the warm starts.", "", "## Per target", ""]
+    by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in answer["per_target"]:
+        by_target[r["target"]].append(r)
+    for target, rows in by_target.items():
+        sc = answer["scratch"].get(target, {})
+        lines += [f"### {target}", "",
+                  f"scratch reaches its final val accuracy at epoch(s) {sc.get('reaches_final_at')} of "
+                  f"{sc.get('epochs')}; its last epoch changed it by {_pct(sc.get('last_epoch_gain'), signed=True)} "
+                  "points.", "",
+                  "| arm | source (OT distance) | final val acc | gain | speed-up (epochs) | speed-up (s) | "
+                  "retrained test acc | transfer | H(alpha) first -> last |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            src = ", ".join(r["sources"]) + (f" ({r['distance']:.3g})" if r["distance"] is not None else "")
+            su = lambda v: format_speedup(v) if r["searched"] else "no search"  # noqa: E731
+            lines.append(f"| {r['arm']} | {src} | {_pct(r['final_val_acc'], r['final_val_acc_sd'])} | "
+                         f"{'-' if r['arm'] == 'scratch' else _pct(r['gain'], r['gain_sd'], signed=True)} | "
+                         f"{'1.00x' if r['arm'] == 'scratch' else su(r['speedup_epochs'])} | "
+                         f"{'1.00x' if r['arm'] == 'scratch' else su(r['speedup_s'])} | "
+                         f"{_pct(r['retrain_test_acc'], r['retrain_test_acc_sd'])} | {r['transfer'] or '-'} | "
+                         f"{_num(r['entropy_first'])} -> {_num(r['entropy_last'])} |")
+        lines.append("")
+    lines += ["Uniform alphas have entropy ln 8 = 2.079 nats; the further H(alpha) falls, the more the search "
+              "has decided.", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(answer: dict[str, Any], out: Path) -> Path:
+    plt = pyplot()
+    targets = answer["targets"]
+    cols = min(3, len(targets))
+    rows = math.ceil(len(targets) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
+    for run in answer["runs"]:
+        acc = [h["val_acc"] for h in run["history"]]
+        if acc:
+            curves[(run["target"], run["arm"])].append(acc)
+    for ax, target in zip(axes.flat, targets):
+        for (t, arm), cs in sorted(curves.items()):
+            if t != target:
+                continue
+            n = min(len(c) for c in cs)
+            mean = [sum(c[i] for c in cs) / len(cs) for i in range(n)]
+            ax.plot(range(1, n + 1), mean, marker="o", ms=3, label=arm, lw=2.5 if arm == "scratch" else 1.2,
+                    color="black" if arm == "scratch" else None)
+        ax.set_title(target, fontsize=10)
+        ax.set_xlabel("search epoch")
+        ax.set_ylabel("val accuracy")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(targets):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_speedups(answer: dict[str, Any], out: Path) -> Path:
+    plt = pyplot()
+    arms = [a["arm"] for a in answer["per_arm"] if a["arm"] != "scratch" and a["speedup_epochs"]]
+    fig, ax = plt.subplots(figsize=(1.2 * max(len(arms), 3) + 2, 3.5))
+    for i, arm in enumerate(arms):
+        values = [r["speedup_epochs"] for r in answer["per_target"] if r["arm"] == arm]
+        reached = [v for v in values if v is not None]
+        ax.scatter([i] * len(reached), reached, color="tab:blue", alpha=0.7)
+        never = len(values) - len(reached)
+        if never:
+            ax.scatter([i] * never, [0] * never, marker="x", color="tab:red", label="never reached" if i == 0 else None)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_ylabel("speed-up over scratch (epochs)")
+    ax.set_title("per target; x at 0 = never reached scratch's final accuracy", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_distance_gain(answer: dict[str, Any], out: Path) -> Path:
+    plt = pyplot()
+    pairs = answer["distance_vs_gain"]["pairs"]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.scatter([p["distance"] for p in pairs], [100 * p["gain"] for p in pairs], alpha=0.7)
+    ax.axhline(0, color="black", lw=0.8, ls="--")
+    ax.set_xlabel("OT distance of the source to the target")
+    ax.set_ylabel("gain over scratch (val acc points)")
+    rho = answer["distance_vs_gain"]["rho"]
+    ax.set_title(f"Spearman rho = {rho:+.2f}" if rho is not None else "too few pairs for a correlation", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def write_report(out: Path, answer: dict[str, Any]) -> None:
+    answer["files"] = {"results": str(out / "results.json"), "markdown": str(out / "results.md"),
+                       "curves": str(out / "curves.png"), "speedup": str(out / "speedup.png"),
+                       "distance_gain": str(out / "distance_gain.png")}
+    plot_curves(answer, out / "curves.png")
+    plot_speedups(answer, out / "speedup.png")
+    plot_distance_gain(answer, out / "distance_gain.png")
+    atomic_write_text(out / "results.md", markdown(answer))
+    atomic_write_text(out / "results.json", json.dumps(answer, indent=2, default=str))

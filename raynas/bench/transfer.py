@@ -1,0 +1,248 @@
+"""The transfer benchmark end to end: :func:`run_transfer_bench` is what ``raynas bench
+transfer`` (and its Ray job) parse their options into and call.
+
+    pool (pretrain the sources once) -> pick each arm's start per target and seed
+    -> the search arms as one Tune experiment (parallel trials) -> a Tune race per target and seed
+    -> speed-ups, gains, OT distance vs gain -> results.json, results.md, plots
+
+Everything it has done survives an interruption: the pool keeps its current entries, the Tune
+experiment and the races are restored (finished trials are not run again), so running the
+same command with the same ``--out`` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raynas.bench.analysis import analyse
+from raynas.bench.arms import ARMS, RACE, Pick, pick, target_zoo
+from raynas.bench.config import TransferBenchConfig
+from raynas.bench.pool import Pool, build_pool, check_no_leak
+from raynas.bench.trial import BenchJob, arm_experiment, arm_trial
+from raynas.errors import RaynasError
+from raynas.storage import atomic_write_text
+from raynas.workspace import Workspace
+
+BENCH_FILE, RESULTS_FILE, EXPERIMENT = "bench.json", "results.json", "bench-arms"
+
+
+@dataclass
+class BenchResult:
+    out: Path
+    answer: dict[str, Any]  # what results.json holds
+
+
+def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out: str | Path, *,
+                       storage: str | None = None, verbose: bool = True, address: str | None = None) -> BenchResult:
+    """Run (or continue) the benchmark of ``config`` in ``out``; see the module docstring."""
+    from raynas.data import DatasetStore
+    from raynas.ray_session import ensure_ray
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    store = DatasetStore(home)
+    sources, targets = _datasets(config, store)
+    _claim(out, config)
+    ensure_ray(address)
+    workspace = Workspace.open(home, storage or str((out / "store").resolve()))
+    say = _printer(verbose)
+    say(f"transfer benchmark: {len(targets)} target(s) x {len(config.arms)} arm(s) x {config.seeds} seed(s); "
+        f"zoo of {len(sources)} source(s); results in {out}")
+    pool = build_pool(config, sources, targets, workspace, out, verbose)
+    picks, zoos = plan(config, targets, workspace)
+    atomic_write_text(out / "plan.json", json.dumps({"picks": [p.to_json() for p in picks], "zoos": zoos}, indent=2))
+    t_arms = time.perf_counter()
+    runs = run_search_arms(config, [p for p in picks if ARMS.get(p.arm).runs != RACE], workspace, out, say)
+    runs += run_race_arms(config, [p for p in picks if ARMS.get(p.arm).runs == RACE], workspace, out, say)
+    for run in runs:  # what each search really started from, as its warm-start record says
+        if run["target"] in run.get("source_datasets", "").split(","):
+            raise RaynasError(f"leave-one-out broken: the {run['arm']} arm on '{run['target']}' started from "
+                              f"'{run['source']}', which was trained on the target", "report this bug")
+    order = {arm: i for i, arm in enumerate(config.arms)}
+    runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"]))
+    analysis = analyse(runs, config.tolerance)
+    answer = {"config": config.to_json(), "out": str(out), "sources": list(sources), "targets": list(targets),
+              "pool": pool.to_json(), "zoos": zoos, "runs": runs, **analysis,
+              "timings": {"arms_s": time.perf_counter() - t_arms, "total_s": time.perf_counter() - t0,
+                          "zoo_build_s": pool.build_s}, "machine": machine()}
+    from raynas.bench.report import write_report
+
+    write_report(out, answer)
+    return BenchResult(out, answer)
+
+
+def _printer(verbose: bool):
+    """Progress lines stamped with the clock time (a continued run's restored callbacks keep it right)."""
+    def say(message: str) -> None:
+        if verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    return say
+
+
+def _datasets(config: TransferBenchConfig, store) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Sources and targets, checked to exist before anything is trained."""
+    from raynas.data.builtin import BUILTINS
+
+    if not config.sources or any(d in BUILTINS for d in (*config.sources, *config.targets)):
+        store.ensure_builtins()
+    sources = config.sources or tuple(BUILTINS)
+    targets = config.targets or sources
+    for name in (*sources, *targets):
+        store.info(name)
+    if len(sources) < 2:
+        raise RaynasError(f"--sources {','.join(sources)}: a leave-one-out zoo needs at least two sources",
+                          "give more --sources")
+    return tuple(sources), tuple(targets)
+
+
+def _claim(out: Path, config: TransferBenchConfig) -> None:
+    """``out`` holds this benchmark only: another configuration there is refused, not mixed in."""
+    path = out / BENCH_FILE
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except ValueError:
+            raise RaynasError(f"{path} is damaged", "remove it (or pass another --out)") from None
+        if before != config.to_json():
+            changed = sorted(k for k in set(before) | set(config.to_json())
+                             if before.get(k) != config.to_json().get(k))
+            raise RaynasError(f"{out} holds a benchmark with other settings ({', '.join(changed)} differ)",
+                              "pass the same options to continue it, or another --out for a new one")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RaynasError(f"{out} exists and is not a benchmark folder", "pass an empty or new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(config.to_json(), indent=2))
+
+
+def plan(config: TransferBenchConfig, targets: tuple[str, ...], workspace: Workspace
+         ) -> tuple[list[Pick], dict[str, Any]]:
+    """Each arm's start on each target and seed, and the zoo each target saw (its leave-one-out zoo)."""
+    from raynas.search.algorithms import create_algorithm
+    from raynas.search.loop import resolve_space
+    from raynas.transfer.sources import SelectionContext
+
+    picks, zoos = [], {}
+    for target in targets:
+        search = config.search(target)
+        info = workspace.store.info(target)
+        space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
+        zoo = target_zoo(SelectionContext(search, info, space, workspace.store, workspace.zoo, workspace.embeddings,
+                                          workspace.embedding_storage))
+        for name in zoo.names:
+            check_no_leak(target, info.content_hash, workspace.zoo.manifest(name))
+        zoos[target] = {"ranking": zoo.ranking, "multi": zoo.multi}
+        for seed in range(config.seeds):
+            picks += [pick(zoo, arm, seed) for arm in config.arms]
+    return picks, zoos
+
+
+def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Workspace, out: Path,
+                    say) -> list[dict[str, Any]]:
+    """The search and zero-shot arms as one Tune experiment: a trial each, in parallel."""
+    from ray import tune
+
+    from raynas.bench.progress import BenchProgress
+    from raynas.race.race import _quiet_tune, tune_storage
+
+    if not picks:
+        return []
+    _quiet_tune()
+    home, storage = workspace.locations()
+    job = BenchJob(config.to_json(), home, storage)
+    trainable = tune.with_resources(tune.with_parameters(arm_trial, job=job),
+                                    {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
+    tstore = tune_storage(workspace)
+    path = tstore.path(EXPERIMENT)
+    callbacks = [BenchProgress(config.epochs, say)]
+    if tune.Tuner.can_restore(path, storage_filesystem=tstore.fs):
+        say(f"continuing the arms' Tune experiment ({path}): finished trials are kept")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=tstore.fs)
+    else:
+        say(f"running {len(picks)} arm trial(s) in Tune ({config.cpus_per_trial:g} CPU each)")
+        tuner = tune.Tuner(
+            trainable, param_space={"pick": tune.grid_search([p.to_json() for p in picks])},
+            tune_config=tune.TuneConfig(reuse_actors=True,
+                                        trial_name_creator=lambda t: t.config["pick"]["arm"] + "_" + t.trial_id[-5:],
+                                        trial_dirname_creator=lambda t: t.trial_id),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=tstore.root, storage_filesystem=tstore.fs,
+                                      failure_config=tune.FailureConfig(max_failures=2),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                      callbacks=callbacks, verbose=0))
+    results = tuner.fit()
+    runs, missing = [], []
+    for r in results:
+        p, m = r.config["pick"], r.metrics or {}
+        if r.error is not None or "history" not in m:
+            why = m.get("error") or (str(r.error).strip().splitlines()[-1] if r.error else "did not finish")
+            missing.append(f"{p['target']}/{p['arm']}/seed{p['seed']}: {why}")
+            continue
+        runs.append({**p, "status": "diverged" if m.get("diverged") else "finished",
+                     "history": json.loads(m["history"]), "retrain_test_acc": m.get("retrain_test_acc"),
+                     "genotype": json.loads(m["genotype"]) if m.get("genotype") else None,
+                     "source_datasets": m.get("source_datasets", ""), "time_s": m.get("time_total_s")})
+    if missing:
+        raise RaynasError(f"{len(missing)} arm trial(s) did not finish: {'; '.join(missing[:3])}",
+                          "run the same command again to continue (finished trials are kept)")
+    return runs
+
+
+def run_race_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Workspace, out: Path,
+                  say) -> list[dict[str, Any]]:
+    """The race arm: a Tune race of the nearest sources per target and seed (ASHA stops the
+    trailing ones), each in a run directory of its own, continued if it was interrupted."""
+    from dataclasses import replace
+
+    from raynas.experiment import ExperimentConfig
+    from raynas.race.config import RaceConfig
+    from raynas.race.race import resume_race, run_race
+
+    runs = []
+    for p in picks:
+        run_dir = out / "races" / f"{p.target}-seed{p.seed}"
+        result_file = run_dir / "result.json"
+        if result_file.is_file():
+            answer = json.loads(result_file.read_text())
+        else:
+            base = arm_experiment(config, {**p.to_json(), "source": "auto"})
+            experiment = replace(base, race=RaceConfig(race=config.race, multi=False, baseline=False,
+                                                       cpus_per_trial=config.cpus_per_trial,
+                                                       gpus_per_trial=config.gpus_per_trial))
+            say(f"race on {p.target} (seed {p.seed}): the {config.race} nearest sources")
+            if (run_dir / "race.json").is_file():
+                answer = resume_race(run_dir, workspace, verbose=False, tensorboard=False).answer
+            else:
+                answer = run_race(ExperimentConfig.from_json(experiment.to_json()), workspace, run_dir=run_dir,
+                                  verbose=False, tensorboard=False).answer
+        board = answer["leaderboard"]
+        winner = answer["winner"]
+        say(f"race on {p.target} (seed {p.seed}) won by {winner['source']}: val "
+            f"{100 * (winner['final_val_acc'] or 0):.1f}%")
+        runs.append({**p.to_json(), "source": winner["source"], "distance": winner.get("distance"),
+                     "status": "finished", "history": answer["history"],
+                     "retrain_test_acc": (answer.get("retrain") or {}).get("test_acc"),
+                     "genotype": answer["genotype"], "source_datasets": ",".join(
+                         answer.get("transfer", {}).get("source_datasets", [])),
+                     "time_s": answer["timings"]["total_s"],
+                     "trials": [{"source": t["source"], "distance": t["distance"], "epochs": t["epochs"],
+                                 "curve": t["val_acc_curve"], "time_s": t["time_s"],
+                                 "finished": t["status"] == "finished"} for t in board]})
+    return runs
+
+
+def machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    import torch
+
+    from raynas.threads import available_cpus
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpus": available_cpus(), "os_cpus": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform(terse=True)}

@@ -1,0 +1,75 @@
+"""``raynas bench transfer``: the transfer benchmark (warm starts against scratch, leave-one-out)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from raynas.bench.config import QUICK, TransferBenchConfig
+from raynas.cli.context import add_shared_options
+from raynas.cli.options import given
+from raynas.cli.output import print_json, print_table
+from raynas.config import read_config_file
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("bench", help="benchmarks of the method")
+    kinds = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    t = kinds.add_parser("transfer", parents=[parent], help="warm-started search against search from scratch, "
+                                                            "leave-one-out over a suite of datasets",
+                         description="For each target: a zoo without it, then scratch, ot, race, multi, random, "
+                                     "farthest and zero-shot arms at one search budget, as Ray Tune trials; "
+                                     "speed-ups, gains, retrained test accuracy and OT distance vs gain. Running "
+                                     "it again with the same --out continues an interrupted run.")
+    from raynas.cli.options import add_config_flags
+
+    add_config_flags(t, TransferBenchConfig, "bench")
+    t.add_argument("--quick", action="store_true",
+                   help="a few targets, one seed, short budgets: about ten minutes on two cores (flags given "
+                        "override it)")
+    t.add_argument("--config", metavar="FILE", default=None, help="YAML or JSON file of benchmark fields; flags "
+                                                                 "given override it")
+    t.add_argument("--out", metavar="DIR", default=None,
+                   help="results folder (default: <home>/bench/transfer, or transfer-quick with --quick)")
+    add_shared_options(t)
+    t.set_defaults(run=run_transfer_cmd)
+
+
+def config_from_args(args: argparse.Namespace) -> TransferBenchConfig:
+    values = dict(QUICK) if args.quick else {}
+    if args.config:
+        values.update(read_config_file(args.config))
+    values.update(given(args, "bench"))
+    return TransferBenchConfig.from_json(values)
+
+
+def run_transfer_cmd(args: argparse.Namespace) -> None:
+    from raynas.bench.transfer import run_transfer_bench
+    from raynas.home import Home
+
+    config = config_from_args(args)
+    out = Path(args.out) if args.out else Home.resolve(args.home).root / "bench" / (
+        "transfer-quick" if args.quick else "transfer")
+    result = run_transfer_bench(config, args.home, out, storage=args.storage, verbose=not args.json,
+                                address=args.address)
+    answer = result.answer
+    if args.json:
+        print_json({k: answer[k] for k in ("out", "targets", "per_arm", "distance_vs_gain", "timings", "files")})
+        return
+    from raynas.bench.speedup import format_speedup
+
+    rows = []
+    for a in answer["per_arm"]:
+        se = a["speedup_epochs"]
+        rows.append([a["arm"], format_speedup(se["median"]) if se else "no search",
+                     f"{se['never']}/{se['n']}" if se else "-",
+                     "-" if a["arm"] == "scratch" else f"{a['positive']}/{a['targets']}",
+                     "-" if a["median_gain"] is None else f"{100 * a['median_gain']:+.1f}",
+                     "-" if a["median_retrain_test_acc"] is None else f"{100 * a['median_retrain_test_acc']:.1f}"])
+    print_table("transfer benchmark, across targets", ["arm", "median speed-up", "never reached",
+                                                       "positive transfer", "median gain (val pts)",
+                                                       "median retrained test %"], rows)
+    d = answer["distance_vs_gain"]
+    rho = "-" if d["rho"] is None else f"{d['rho']:+.2f} (p {d['p']:.2g}, {d['n']} pairs)"
+    print(f"OT distance vs gain, Spearman rho: {rho}\ntables: {answer['files']['markdown']}\n"
+          f"results: {answer['files']['results']}")

@@ -1,0 +1,110 @@
+"""The benchmark's arithmetic: speed-ups over scratch, never reached, medians and correlations."""
+
+import math
+
+import pytest
+
+from raynas.bench.analysis import analyse, race_cost
+from raynas.bench.speedup import first_reach, format_speedup, median_or_never, spearman, speed_up, spread
+
+
+@pytest.mark.parametrize("values, goal, tolerance, expected", [
+    ([0.1, 0.5, 0.9], 0.5, 0.0, 2),
+    ([0.1, 0.5, 0.9], 0.9, 0.0, 3),
+    ([0.1, 0.5, 0.9], 0.95, 0.0, None),
+    ([0.1, 0.48, 0.9], 0.5, 0.02, 2),
+    ([float("nan"), 0.6], 0.5, 0.0, 2),
+    ([], 0.5, 0.0, None),
+])
+def test_first_reach(values, goal, tolerance, expected):
+    assert first_reach(values, goal, tolerance) == expected
+
+
+def test_speed_up_counts_epochs_and_seconds_to_scratchs_final_accuracy():
+    # scratch first reaches its final 0.8 at epoch 3 (it then plateaus), in 3 + 3 + 3 = 9 s
+    su = speed_up([0.3, 0.6, 0.8, 0.8], [3, 3, 3, 3], [0.7, 0.85, 0.9, 0.9], [2, 2, 2, 2])
+    assert (su.goal, su.scratch_epochs, su.arm_epochs) == (0.8, 3, 2)
+    assert su.epochs == pytest.approx(1.5)
+    assert su.seconds == pytest.approx(9 / 4)
+    assert su.reached and su.to_json()["speedup_epochs"] == pytest.approx(1.5)
+
+
+def test_an_arm_that_never_reaches_has_no_speed_up():
+    su = speed_up([0.3, 0.6, 0.8], [1, 1, 1], [0.5, 0.6, 0.7], [1, 1, 1])
+    assert not su.reached and su.epochs is None and su.seconds is None
+    assert format_speedup(su.epochs) == "never reached"
+    assert su.to_json()["speedup_epochs"] is None
+
+
+def test_scratch_against_itself_is_one():
+    su = speed_up([0.2, 0.5, 0.4], [1, 1, 1], [0.2, 0.5, 0.4], [1, 1, 1])
+    assert su.scratch_epochs == 2 and su.epochs == 1.0  # its final 0.4 was first reached at epoch 2
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([1.0, 2.0, 3.0], 2.0),
+    ([1.0, 2.0, 3.0, 4.0], 2.5),
+    ([None, 2.0, 3.0], 2.0),  # never reached ranks lowest
+    ([None, None, 3.0], None),  # the median is never reached: no number
+    ([None, 4.0], None),  # between never and a number: no number either
+    ([], None),
+])
+def test_median_or_never(values, expected):
+    assert median_or_never(values) == expected
+
+
+def test_spread_keeps_never_reached_apart():
+    s = spread([None, 1.0, 2.0, 3.0, 5.0])
+    assert s["n"] == 5 and s["never"] == 1 and s["median"] == 2.0
+    assert (s["min"], s["max"]) == (1.0, 5.0) and s["q1"] <= s["q3"]
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [8, 6, 4, 2])["rho"] == pytest.approx(-1.0)
+    assert spearman([1, 2], [1, 2])["rho"] is None  # too few pairs
+    assert spearman([1, 1, 1], [1, 2, 3])["rho"] is None  # constant input
+
+
+def test_race_cost_counts_every_trial_up_to_the_winners_epoch():
+    run = {"trials": [{"epochs": 4, "time_s": 8.0}, {"epochs": 1, "time_s": 2.0}, {"epochs": 4, "time_s": 4.0}]}
+    assert race_cost(run, 2) == (2 + 1 + 2, pytest.approx(4.0 + 2.0 + 2.0))
+    assert race_cost(run, None) == (None, None)
+
+
+def _run(target, arm, seed, acc, source="scratch", distance=None, **extra):
+    return {"target": target, "arm": arm, "seed": seed, "source": source, "distance": distance, "status": "finished",
+            "history": [{"val_acc": a, "epoch_s": 1.0, "alpha_entropy": 2.07 - 0.1 * i} for i, a in enumerate(acc)],
+            "retrain_test_acc": extra.pop("test", 0.5), **extra}
+
+
+def test_analysis_over_targets_arms_and_seeds():
+    runs = [
+        _run("a", "scratch", 0, [0.2, 0.4, 0.6, 0.6], test=0.5), _run("a", "scratch", 1, [0.2, 0.5, 0.6, 0.6]),
+        _run("a", "ot", 0, [0.6, 0.7, 0.7, 0.7], "s1", 1.0, test=0.6),
+        _run("a", "ot", 1, [0.5, 0.6, 0.7, 0.7], "s1", 1.0, test=0.6),
+        _run("a", "farthest", 0, [0.1, 0.2, 0.3, 0.4], "s2", 5.0), _run("a", "farthest", 1, [0.1, 0.2, 0.3, 0.4],
+                                                                         "s2", 5.0),
+        _run("a", "zero-shot", 0, [], "s1", 1.0, test=0.55), _run("a", "zero-shot", 1, [], "s1", 1.0, test=0.45),
+        _run("b", "scratch", 0, [0.5, 0.5], test=0.5), _run("b", "ot", 0, [0.4, 0.45], "s3", 2.0),
+        _run("b", "farthest", 0, [0.6, 0.6], "s4", 3.0),
+    ]
+    out = analyse(runs)
+    rows = {(r["target"], r["arm"]): r for r in out["per_target"]}
+    # seed 0: scratch needs 3 epochs, ot 1 (3x); seed 1: 3 and 2 (1.5x); the median of the seeds
+    assert rows[("a", "ot")]["speedup_epochs"] == pytest.approx(2.25)
+    assert rows[("a", "ot")]["gain"] == pytest.approx(0.1) and rows[("a", "ot")]["transfer"] == "positive"
+    assert rows[("a", "ot")]["retrain_gain"] == pytest.approx(0.6 - 0.5)
+    assert rows[("a", "farthest")]["speedup_epochs"] is None and rows[("a", "farthest")]["reached"] == 0
+    assert rows[("a", "farthest")]["transfer"] == "negative"
+    assert not rows[("a", "zero-shot")]["searched"] and rows[("a", "zero-shot")]["speedup_epochs"] is None
+    assert rows[("a", "zero-shot")]["retrain_test_acc"] == pytest.approx(0.5)
+    assert rows[("a", "scratch")]["entropy_last"] == pytest.approx(2.07 - 0.3)
+    arms = {a["arm"]: a for a in out["per_arm"]}
+    assert arms["ot"]["positive"] == 1 and arms["ot"]["negative"] == 1
+    assert arms["ot"]["speedup_epochs"]["never"] == 1  # on b, ot never reaches scratch's 0.5
+    # farthest: never on a; on b scratch's final 0.5 at epoch 1, farthest at 1: the median falls between
+    assert arms["farthest"]["speedup_epochs"]["median"] is None and arms["farthest"]["speedup_epochs"]["never"] == 1
+    pairs = out["distance_vs_gain"]["pairs"]
+    assert {(p["target"], p["source"]) for p in pairs} == {("a", "s1"), ("a", "s2"), ("b", "s3"), ("b", "s4")}
+    assert out["distance_vs_gain"]["n"] == 4 and math.isfinite(out["distance_vs_gain"]["rho"])
+    assert out["scratch"]["a"]["reaches_final_at"] == [3, 3]

@@ -1,0 +1,82 @@
+"""The transfer benchmark end to end at tiny size: every arm, the files, a continued run, bad options."""
+
+import json
+
+import pytest
+
+from raynas.bench.config import TransferBenchConfig
+from raynas.bench.transfer import run_transfer_bench
+from raynas.cli import main
+from raynas.errors import RaynasError
+
+TINY = TransferBenchConfig(sources=("digits", "glyph-digits", "glyph-upper"), targets=("glyph-digits",), seeds=1,
+                           epochs=2, steps=2, source_epochs=1, source_steps=2, multi_folds=1, race=2,
+                           retrain_epochs=1, retrain_steps=2, retrain_cells=3, retrain_channels=4)
+
+
+@pytest.fixture(scope="module")
+def bench(suite_home, tmp_path_factory):
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, namespace="raynas-test",
+                 object_store_memory=256 << 20, log_to_driver=False)
+    out = tmp_path_factory.mktemp("bench") / "out"
+    return out, run_transfer_bench(TINY, suite_home, out, verbose=False)
+
+
+def test_every_arm_runs_and_the_answers_are_consistent(bench):
+    out, result = bench
+    a = result.answer
+    assert {r["arm"] for r in a["runs"]} == set(TINY.arms)
+    by_arm = {r["arm"]: r for r in a["runs"]}
+    for arm, run in by_arm.items():
+        assert 0.0 <= run["retrain_test_acc"] <= 1.0
+        assert "glyph-digits" not in run["source_datasets"].split(",")  # leave-one-out held
+        assert len(run["history"]) == (0 if arm == "zero-shot" else TINY.epochs)
+    assert by_arm["ot"]["source"] == a["zoos"]["glyph-digits"]["ranking"][0]["source"]
+    assert by_arm["farthest"]["source"] == a["zoos"]["glyph-digits"]["ranking"][-1]["source"]
+    assert by_arm["multi"]["source"] == "bench-multi-1"
+    assert len(by_arm["race"]["trials"]) == 2  # the race of the two nearest sources
+    assert by_arm["race"]["source"] in {t["source"] for t in by_arm["race"]["trials"]}
+    rows = {r["arm"]: r for r in a["per_target"]}
+    assert rows["scratch"]["speedup_epochs"] == 1.0 and rows["scratch"]["gain"] == 0.0
+    assert rows["ot"]["gain"] == pytest.approx(by_arm["ot"]["history"][-1]["val_acc"]
+                                               - by_arm["scratch"]["history"][-1]["val_acc"])
+    assert not rows["zero-shot"]["searched"]
+    assert a["pool"]["multi"] == {"bench-multi-1": ["digits", "glyph-upper"]}
+    assert a["timings"]["zoo_build_s"] > 0
+    for name in ("results.json", "results.md", "curves.png", "speedup.png", "distance_gain.png", "bench.json",
+                 "plan.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "results.json").read_text())["config"] == TINY.to_json()
+    md = (out / "results.md").read_text()
+    assert "| ot |" in md and "### glyph-digits" in md and "Spearman" in md
+
+
+def test_running_it_again_continues_without_training(bench, suite_home):
+    out, first = bench
+    again = run_transfer_bench(TINY, suite_home, out, verbose=False)
+    assert again.answer["pool"]["built_now"] == []
+    assert [r["history"] for r in again.answer["runs"]] == [r["history"] for r in first.answer["runs"]]
+    assert again.answer["timings"]["arms_s"] < first.answer["timings"]["arms_s"]
+
+
+def test_other_settings_in_the_same_folder_are_refused(bench, suite_home):
+    out, _ = bench
+    with pytest.raises(RaynasError, match="holds a benchmark with other settings.*epochs"):
+        run_transfer_bench(TINY.replace(epochs=3), suite_home, out, verbose=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arms", "ot,bogus"], "unknown arm(s) bogus"),
+    (["--seeds", "0"], "seeds (--seeds) must be >= 1"),
+    (["--arch-lr", "nan"], "must be a finite number"),
+    (["--targets", "nope"], "nope"),
+    (["--sources", "digits"], "needs at least two sources"),
+])
+def test_bad_options_are_clear_errors(suite_home, tmp_path, capsys, argv, message):
+    assert main(["bench", "transfer", "--home", str(suite_home), "--out", str(tmp_path / "o"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
