@@ -58,7 +58,7 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     atomic_write_text(out / "plan.json", json.dumps({"picks": [p.to_json() for p in picks], "zoos": zoos}, indent=2))
     t_arms = time.perf_counter()
     runs = run_search_arms(config, [p for p in picks if ARMS.get(p.arm).runs != RACE], workspace, out, say)
-    runs += run_race_arms(config, [p for p in picks if ARMS.get(p.arm).runs == RACE], workspace, out, say)
+    runs += run_race_arms(config, [p for p in picks if ARMS.get(p.arm).runs == RACE], workspace, out, say, verbose)
     for run in runs:  # what each search really started from, as its warm-start record says
         if run["target"] in run.get("source_datasets", "").split(","):
             raise RaynasError(f"leave-one-out broken: the {run['arm']} arm on '{run['target']}' started from "
@@ -193,12 +193,11 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
 
 
 def run_race_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Workspace, out: Path,
-                  say) -> list[dict[str, Any]]:
+                  say, verbose: bool = False) -> list[dict[str, Any]]:
     """The race arm: a Tune race of the nearest sources per target and seed (ASHA stops the
     trailing ones), each in a run directory of its own, continued if it was interrupted."""
     from dataclasses import replace
 
-    from raynas.experiment import ExperimentConfig
     from raynas.race.config import RaceConfig
     from raynas.race.race import resume_race, run_race
 
@@ -215,10 +214,9 @@ def run_race_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Wor
                                                        gpus_per_trial=config.gpus_per_trial))
             say(f"race on {p.target} (seed {p.seed}): the {config.race} nearest sources")
             if (run_dir / "race.json").is_file():
-                answer = resume_race(run_dir, workspace, verbose=False, tensorboard=False).answer
+                answer = resume_race(run_dir, workspace, verbose=verbose, tensorboard=False).answer
             else:
-                answer = run_race(ExperimentConfig.from_json(experiment.to_json()), workspace, run_dir=run_dir,
-                                  verbose=False, tensorboard=False).answer
+                answer = run_race(experiment, workspace, run_dir=run_dir, verbose=verbose, tensorboard=False).answer
         board = answer["leaderboard"]
         winner = answer["winner"]
         say(f"race on {p.target} (seed {p.seed}) won by {winner['source']}: val "
@@ -239,10 +237,11 @@ def machine() -> dict[str, Any]:
     import os
     import platform
 
+    import ray
     import torch
 
     from raynas.threads import available_cpus
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpus": available_cpus(), "os_cpus": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(terse=True)}
+            "torch": torch.__version__, "ray": ray.__version__, "system": platform.system()}
