@@ -4,30 +4,37 @@ import json
 
 import pytest
 
-from raynas.bench.config import TransferBenchConfig
+from raynas.bench.config import QUICK, TransferBenchConfig
 from raynas.bench.transfer import run_transfer_bench
 from raynas.cli import main
 from raynas.errors import RaynasError
 
-TINY = TransferBenchConfig(sources=("digits", "glyph-digits", "glyph-upper"), targets=("glyph-digits",), seeds=1,
-                           epochs=2, steps=2, source_epochs=1, source_steps=2, multi_folds=1, race=2,
-                           retrain_epochs=1, retrain_steps=2, retrain_cells=3, retrain_channels=4)
+# `--quick` cut down to tiny size by flags, which override it
+TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-digits", "epochs": 2, "max-steps": 2,
+              "source-epochs": 1, "source-steps": 2, "multi-folds": 1, "race": 2, "retrain-epochs": 1,
+              "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4}
+TINY = TransferBenchConfig(**{
+    **QUICK, "sources": ("digits", "glyph-digits", "glyph-upper"), "targets": ("glyph-digits",), "epochs": 2,
+    "steps": 2, "source_epochs": 1, "source_steps": 2, "multi_folds": 1, "race": 2, "retrain_epochs": 1,
+    "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4})
 
 
 @pytest.fixture(scope="module")
 def bench(suite_home, tmp_path_factory):
+    """`raynas bench transfer --quick` at tiny size, through the command line."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, namespace="raynas-test",
                  object_store_memory=256 << 20, log_to_driver=False)
     out = tmp_path_factory.mktemp("bench") / "out"
-    return out, run_transfer_bench(TINY, suite_home, out, verbose=False)
+    flags = [a for k, v in TINY_FLAGS.items() for a in (f"--{k}", str(v))]
+    assert main(["bench", "transfer", "--quick", *flags, "--home", str(suite_home), "--out", str(out), "--json"]) == 0
+    return out, json.loads((out / "results.json").read_text())
 
 
 def test_every_arm_runs_and_the_answers_are_consistent(bench):
-    out, result = bench
-    a = result.answer
+    out, a = bench
     assert {r["arm"] for r in a["runs"]} == set(TINY.arms)
     by_arm = {r["arm"]: r for r in a["runs"]}
     for arm, run in by_arm.items():
@@ -56,10 +63,10 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
 
 def test_running_it_again_continues_without_training(bench, suite_home):
     out, first = bench
-    again = run_transfer_bench(TINY, suite_home, out, verbose=False)
+    again = run_transfer_bench(TINY, suite_home, out, verbose=False)  # the config --quick and the flags made
     assert again.answer["pool"]["built_now"] == []
-    assert [r["history"] for r in again.answer["runs"]] == [r["history"] for r in first.answer["runs"]]
-    assert again.answer["timings"]["arms_s"] < first.answer["timings"]["arms_s"]
+    assert [r["history"] for r in again.answer["runs"]] == [r["history"] for r in first["runs"]]
+    assert again.answer["timings"]["arms_s"] < first["timings"]["arms_s"]
 
 
 def test_other_settings_in_the_same_folder_are_refused(bench, suite_home):
