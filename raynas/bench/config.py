@@ -23,7 +23,7 @@ class TransferBenchConfig:
     seeds: int = option(2, low=1, high=100, help="seeds per target and arm")
     preset: str = option("tiny", help="size preset of searches and sources (tiny, cpu or gpu)")
     epochs: int = option(8, low=1, high=10_000, help="search epochs of every arm on every target")
-    steps: int | None = option(12, low=1, flag="--max-steps", help="steps per search epoch (none: whole epochs)")
+    steps: int | None = option(12, low=1, flag="--max-steps", help="steps per search epoch (null in a config file: whole epochs)")
     arch_lr: float = option(3e-2, above=0, high=10, help="Adam LR of the alphas in every search (high enough "
                                                           "for short CPU searches to move them)")
     source_epochs: int = option(8, low=1, high=10_000, help="pretraining epochs of each zoo source")

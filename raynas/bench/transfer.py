@@ -49,7 +49,7 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     sources, targets = _datasets(config, store)
     _claim(out, config)
     ensure_ray(address)
-    workspace = Workspace.open(home, storage or str((out / "store").resolve()))
+    workspace = Workspace.open(home, pool_storage(out, storage))
     say = _printer(verbose)
     say(f"transfer benchmark: {len(targets)} target(s) x {len(config.arms)} arm(s) x {config.seeds} seed(s); "
         f"zoo of {len(sources)} source(s); results in {out}")
@@ -74,6 +74,17 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
 
     write_report(out, answer)
     return BenchResult(out, answer)
+
+
+def pool_storage(out: Path, storage: str | None) -> str:
+    """Where the benchmark's zoo, embeddings and Tune results live: under ``out``, or under
+    ``<storage>/bench/<out's name>`` on a cluster's shared storage; never the user's own zoo,
+    which the benchmark's short pretrainings would otherwise replace."""
+    if storage:
+        from raynas.storage import Storage
+
+        return Storage(storage).child("bench", out.name).uri
+    return str((out / "store").resolve())
 
 
 def _printer(verbose: bool):

@@ -87,3 +87,12 @@ def test_bad_options_are_clear_errors(suite_home, tmp_path, capsys, argv, messag
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_the_benchmark_never_writes_into_the_users_zoo(tmp_path):
+    from raynas.bench.transfer import pool_storage
+
+    out = tmp_path / "bench-out"
+    assert pool_storage(out, None) == str((out / "store").resolve())
+    assert pool_storage(out, str(tmp_path / "shared")) == f"{tmp_path / 'shared'}/bench/bench-out"
+    assert pool_storage(out, "s3://bucket/raynas?region=x").startswith("s3://bucket/raynas/bench/bench-out?")
