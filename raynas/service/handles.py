@@ -42,6 +42,10 @@ class _ActorHandle:
 
         try:
             return ray.get(getattr(self.actor, method).remote(*args), timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as exc:  # the actor's own error, without Ray's wrapping and traceback
+            if isinstance(exc.cause, RaynasError):
+                raise exc.cause from None
+            raise
         except ray.exceptions.GetTimeoutError:
             raise RaynasError(f"{type(self).__name__} for {self.location}: '{method}' got no answer in "
                               f"{CALL_TIMEOUT_S:.0f} s (the actor is stuck or cannot be scheduled)",

@@ -119,3 +119,19 @@ def test_embedding_actor_stores_serves_and_ranks(ray_session, tmp_path, suite_ho
     assert _eventually(lambda: ray.get(embeddings.actor.ping.remote(), timeout=60) == names)  # reloaded
     assert embeddings.get("textures", encoder.version) is not None
     ray.kill(embeddings.actor, no_restart=True)
+
+
+def test_an_actors_error_reaches_the_caller_as_its_own_clear_error(ray_session, tmp_path):
+    import ray
+
+    storage = Storage(tmp_path / "zoo")
+    Zoo(storage).publish(_manifest(), _weights())
+    zoo = open_zoo(storage)
+    assert isinstance(zoo, ActorZoo)
+    other_space = {"in_channels": 3, "channels": 4, "cells": 3, "nodes": 3}
+    with pytest.raises(RaynasError) as caught:
+        zoo.check_replaceable("src", "single", other_space)
+    text = str(caught.value)
+    assert text.startswith("zoo entry 'src' already holds") and "ray::" not in text and "File " not in text
+    assert caught.value.fix and "raynas zoo remove src" in caught.value.fix
+    ray.kill(zoo.actor, no_restart=True)
