@@ -158,11 +158,11 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
     from ray import tune
 
     from raynas.bench.progress import BenchProgress
-    from raynas.race.race import _quiet_tune, tune_storage
+    from raynas.race.race import quiet_tune, tune_storage
 
     if not picks:
         return []
-    _quiet_tune()
+    quiet_tune()
     home, storage = workspace.locations()
     job = BenchJob(config.to_json(), home, storage)
     trainable = tune.with_resources(tune.with_parameters(arm_trial, job=job),

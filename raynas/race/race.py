@@ -142,7 +142,7 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
     from raynas.ray_session import ensure_ray
 
     t0 = time.perf_counter()
-    _quiet_tune()
+    quiet_tune()
     space = check_experiment(config, workspace)
     if config.search.multi:
         raise RaynasError("a race searches one target dataset", "pretrain multi-dataset supernets with "
@@ -182,7 +182,7 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     from raynas.ray_session import ensure_ray
 
     t0 = time.perf_counter()
-    _quiet_tune()
+    quiet_tune()
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     race = read_race_file(run_dir)
@@ -206,7 +206,7 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
                      race["samples"], t0, verbose)
 
 
-def _quiet_tune() -> None:
+def quiet_tune() -> None:
     """Tune's console output off: the race prints its own progress (RaceProgress), and stdout
     must stay clean for ``--json``. Tune also warns when short epochs force frequent
     experiment snapshots (keeping only the last checkpoints does that); a race has few trials,
