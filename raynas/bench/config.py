@@ -26,6 +26,10 @@ class TransferBenchConfig:
     steps: int | None = option(12, low=1, flag="--max-steps", help="steps per search epoch (null in a config file: whole epochs)")
     arch_lr: float = option(3e-2, above=0, high=10, help="Adam LR of the alphas in every search (high enough "
                                                           "for short CPU searches to move them)")
+    transfer_mode: str = option("weights+alphas", help="what every warm start copies: weights+alphas, weights or "
+                                                       "alphas (ablations)")
+    alpha_temperature: float = option(1.0, above=0, high=100, help="divide every warm start's alphas by this (> 1 "
+                                                                   "softens them towards uniform)")
     source_epochs: int = option(8, low=1, high=10_000, help="pretraining epochs of each zoo source")
     source_steps: int | None = option(16, low=1, help="steps per pretraining epoch")
     multi_folds: int = option(3, low=1, high=100, help="multi-dataset supernets, each leaving out one fold of "
@@ -66,6 +70,7 @@ class TransferBenchConfig:
     def search(self, dataset: str, seed: int = 0, transfer: str = "scratch") -> SearchConfig:
         """The search every arm runs on ``dataset`` (only the warm start differs between arms)."""
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.epochs, seed=seed, transfer=transfer,
+                            transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature,
                             a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
 
     def source_search(self, dataset: str) -> SearchConfig:

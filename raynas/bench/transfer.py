@@ -42,7 +42,9 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     """Run (or continue) the benchmark of ``config`` in ``out``; see the module docstring."""
     from raynas.data import DatasetStore
     from raynas.ray_session import ensure_ray
+    from raynas.transfer.mapping import TRANSFER_MODES
 
+    TRANSFER_MODES.get(config.transfer_mode)  # a typo fails here, not in every trial
     t0 = time.perf_counter()
     out = Path(out)
     store = DatasetStore(home)

@@ -21,6 +21,7 @@ def test_folds_and_multi_supernets_leave_their_targets_out():
     plan_ = multi_plan(TINY, SOURCES, ("digits", "glyph-digits", "glyph-upper"))
     assert plan_ == {"bench-multi-1": ("glyph-digits", "textures"), "bench-multi-2": ("digits", "glyph-upper",
                                                                                       "textures")}
+    assert multi_plan(TINY.replace(arms=("ot", "random")), SOURCES, SOURCES[:3]) == {}  # no multi arm: none built
 
 
 @pytest.fixture(scope="module")

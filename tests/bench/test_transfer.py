@@ -81,6 +81,8 @@ def test_other_settings_in_the_same_folder_are_refused(bench, suite_home):
     (["--arch-lr", "nan"], "must be a finite number"),
     (["--targets", "nope"], "nope"),
     (["--sources", "digits"], "needs at least two sources"),
+    (["--transfer-mode", "weight"], "unknown transfer mode 'weight'"),
+    (["--alpha-temperature", "0"], "alpha_temperature (--alpha-temperature) must be > 0"),
 ])
 def test_bad_options_are_clear_errors(suite_home, tmp_path, capsys, argv, message):
     assert main(["bench", "transfer", "--home", str(suite_home), "--out", str(tmp_path / "o"), *argv]) == 1
