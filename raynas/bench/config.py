@@ -23,6 +23,9 @@ class TransferBenchConfig:
     seeds: int = option(2, low=1, high=100, help="seeds per target and arm")
     preset: str = option("tiny", help="size preset of searches and sources (tiny, cpu or gpu)")
     epochs: int = option(8, low=1, high=10_000, help="search epochs of every arm on every target")
+    warm_epochs: int | None = option(None, low=1, high=10_000, help="search epochs of the warm-started arms "
+                                     "(default: --epochs); fewer is how a warm start is meant to be used, and "
+                                     "each run anneals its LR over its own budget")
     steps: int | None = option(12, low=1, flag="--max-steps", help="steps per search epoch (null in a config file: whole epochs)")
     arch_lr: float = option(3e-2, above=0, high=10, help="Adam LR of the alphas in every search (high enough "
                                                           "for short CPU searches to move them)")
@@ -68,10 +71,16 @@ class TransferBenchConfig:
         return replace(self, **changes)
 
     def search(self, dataset: str, seed: int = 0, transfer: str = "scratch") -> SearchConfig:
-        """The search every arm runs on ``dataset`` (only the warm start differs between arms)."""
-        return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.epochs, seed=seed, transfer=transfer,
+        """The search every arm runs on ``dataset``: the warm start differs between arms, and so
+        does the budget when ``warm_epochs`` is set."""
+        return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.arm_epochs(transfer), seed=seed,
+                            transfer=transfer,
                             transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature,
                             a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
+
+    def arm_epochs(self, transfer: str) -> int:
+        """Search epochs of an arm that starts from ``transfer`` (scratch: always ``epochs``)."""
+        return self.epochs if transfer == "scratch" or self.warm_epochs is None else self.warm_epochs
 
     def source_search(self, dataset: str) -> SearchConfig:
         """How each zoo source is pretrained: from scratch, longer than a target's search."""

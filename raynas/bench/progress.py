@@ -10,8 +10,8 @@ from ray.tune import Callback
 class BenchProgress(Callback):
     """A line when an arm's trial starts, per epoch, and when it ends (with its retrained accuracy)."""
 
-    def __init__(self, epochs: int, say: Callable[[str], None]):
-        self.epochs, self.say = epochs, say
+    def __init__(self, epochs: Callable[[str], int], say: Callable[[str], None]):
+        self.epochs, self.say = epochs, say  # epochs: an arm's budget from its start ("scratch" or a source)
 
     @staticmethod
     def _label(trial) -> str:
@@ -26,7 +26,8 @@ class BenchProgress(Callback):
         if "retrain_test_acc" in result:
             self.say(f"{self._label(trial)}: retrained, test {100 * result['retrain_test_acc']:.1f}%")
         elif result.get("val_acc") is not None:
-            self.say(f"{self._label(trial)}: epoch {result.get('epoch')}/{self.epochs} val "
+            total = self.epochs(trial.config.get("pick", {}).get("source", "scratch"))
+            self.say(f"{self._label(trial)}: epoch {result.get('epoch')}/{total} val "
                      f"{100 * result['val_acc']:.1f}% H(alpha) {result.get('alpha_entropy', float('nan')):.3f}")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:

@@ -30,11 +30,15 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 
 def markdown(answer: dict[str, Any]) -> str:
     cfg, timings = answer["config"], answer["timings"]
+    warm = cfg.get("warm_epochs")
+    budget = ("the same budget" if warm is None else
+              f"its own budget ({warm} epoch(s) for warm starts, {cfg['epochs']} for scratch)")
     lines = [
         "# Transfer benchmark",
         "",
         f"{len(answer['targets'])} target(s), {len(cfg['arms'])} arm(s), {cfg['seeds']} seed(s); preset "
-        f"`{cfg['preset']}`, {cfg['epochs']} search epoch(s) of {cfg['steps'] or 'all'} steps, arch LR "
+        f"`{cfg['preset']}`, {cfg['epochs']} search epoch(s) of {cfg['steps'] or 'all'} steps"
+        f"{'' if warm is None else f' ({warm} for the warm-started arms)'}, arch LR "
         f"{cfg['arch_lr']:g}; zoo sources pretrained {cfg['source_epochs']} epoch(s) of {cfg['source_steps'] or 'all'} "
         f"steps; retrain {cfg['retrain_epochs']} epoch(s) of {cfg['retrain_steps'] or 'all'} steps "
         f"({cfg['retrain_cells']} cells, {cfg['retrain_channels']} channels).",
@@ -43,7 +47,7 @@ def markdown(answer: dict[str, Any]) -> str:
         "",
         "Speed-up = epochs scratch needs to first reach its own final val accuracy / epochs the arm needs to "
         "reach it (the race counts every trial's epochs); `never reached` is not a number. Gain = the arm's "
-        "final val accuracy minus scratch's at the same budget (points, mean ± sd over seeds). Zero-shot searches "
+        f"final val accuracy minus scratch's, each at {budget} (points, mean ± sd over seeds). Zero-shot searches "
         "nothing: only its retrained test accuracy compares.",
         "",
         "## Across targets",

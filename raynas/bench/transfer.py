@@ -171,7 +171,7 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
                                     {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
     tstore = tune_storage(workspace)
     path = tstore.path(EXPERIMENT)
-    callbacks = [BenchProgress(config.epochs, say)]
+    callbacks = [BenchProgress(config.arm_epochs, say)]
     if tune.Tuner.can_restore(path, storage_filesystem=tstore.fs):
         say(f"continuing the arms' Tune experiment ({path}): finished trials are kept")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,

@@ -10,13 +10,14 @@ from raynas.cli import main
 from raynas.errors import RaynasError
 
 # `--quick` cut down to tiny size by flags, which override it
-TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-digits", "epochs": 2, "max-steps": 2,
+TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-digits", "epochs": 2, "warm-epochs": 1,
+              "max-steps": 2,
               "source-epochs": 1, "source-steps": 2, "multi-folds": 1, "race": 2, "retrain-epochs": 1,
               "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4}
 TINY = TransferBenchConfig(**{
     **QUICK, "sources": ("digits", "glyph-digits", "glyph-upper"), "targets": ("glyph-digits",), "epochs": 2,
-    "steps": 2, "source_epochs": 1, "source_steps": 2, "multi_folds": 1, "race": 2, "retrain_epochs": 1,
-    "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4})
+    "warm_epochs": 1, "steps": 2, "source_epochs": 1, "source_steps": 2, "multi_folds": 1, "race": 2,
+    "retrain_epochs": 1, "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4})
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     for arm, run in by_arm.items():
         assert 0.0 <= run["retrain_test_acc"] <= 1.0
         assert "glyph-digits" not in run["source_datasets"].split(",")  # leave-one-out held
-        assert len(run["history"]) == (0 if arm == "zero-shot" else TINY.epochs)
+        assert len(run["history"]) == {"zero-shot": 0, "scratch": 2}.get(arm, 1)  # warm starts: --warm-epochs
     assert by_arm["ot"]["source"] == a["zoos"]["glyph-digits"]["ranking"][0]["source"]
     assert by_arm["farthest"]["source"] == a["zoos"]["glyph-digits"]["ranking"][-1]["source"]
     assert by_arm["multi"]["source"] == "bench-multi-1"
