@@ -153,24 +153,35 @@ def distance_vs_gain(runs: Sequence[dict[str, Any]], scratch: dict[tuple[str, in
     return {"pairs": pairs, **spearman([p["distance"] for p in pairs], [p["gain"] for p in pairs])}
 
 
+def late_gain(acc: Sequence[float]) -> float | None:
+    """What the last quarter of the epochs (at least one) added: near zero once a curve has
+    settled. One epoch's change alone can hide a curve still climbing behind a noisy dip."""
+    if len(acc) < 2:
+        return None
+    k = max(1, len(acc) // 4)
+    return acc[-1] - acc[-1 - k]
+
+
 def scratch_convergence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Did scratch converge within the budget? The gain of its last epoch and the epoch at
-    which it first reached its final accuracy, per target (seed means)."""
+    """Did scratch converge within the budget? The gain of its last epoch and of its last
+    quarter of epochs, and the epoch at which it first reached its final accuracy, per target
+    (seed means)."""
     out: dict[str, Any] = {}
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         if r["arm"] == "scratch":
             by_target[r["target"]].append(r)
     for target, rs in by_target.items():
-        last_gain, reach = [], []
+        last_gain, late, reach = [], [], []
         for r in rs:
             acc = _curve(r)
             if len(acc) >= 2:
                 last_gain.append(acc[-1] - acc[-2])
+                late.append(late_gain(acc))
             if acc:
                 reach.append(first_reach(acc, acc[-1]))
-        out[target] = {"last_epoch_gain": mean_std(last_gain)[0], "reaches_final_at": reach,
-                       "epochs": len(_curve(rs[0])) if rs else 0}
+        out[target] = {"last_epoch_gain": mean_std(last_gain)[0], "late_gain": mean_std(late)[0],
+                       "reaches_final_at": reach, "epochs": len(_curve(rs[0])) if rs else 0}
     return out
 
 

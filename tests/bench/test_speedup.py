@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from raynas.bench.analysis import analyse, race_cost
+from raynas.bench.analysis import analyse, late_gain, race_cost
 from raynas.bench.speedup import first_reach, format_speedup, median_or_never, spearman, speed_up, spread
 
 
@@ -108,3 +108,15 @@ def test_analysis_over_targets_arms_and_seeds():
     assert {(p["target"], p["source"]) for p in pairs} == {("a", "s1"), ("a", "s2"), ("b", "s3"), ("b", "s4")}
     assert out["distance_vs_gain"]["n"] == 4 and math.isfinite(out["distance_vs_gain"]["rho"])
     assert out["scratch"]["a"]["reaches_final_at"] == [3, 3]
+    assert out["scratch"]["a"]["late_gain"] == pytest.approx(0.0)  # its last quarter (1 epoch of 4) added nothing
+
+
+@pytest.mark.parametrize("acc, expected", [
+    ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.68], 0.08),  # a dip in the last epoch hides a climbing curve
+    ([0.1, 0.8, 0.81, 0.8], -0.01),
+    ([0.5, 0.6], 0.1),
+    ([0.5], None),
+])
+def test_late_gain_looks_at_the_last_quarter_of_the_epochs(acc, expected):
+    got = late_gain(acc)
+    assert got == expected if expected is None else got == pytest.approx(expected)
