@@ -81,8 +81,10 @@ def _farthest(zoo: TargetZoo, seed: int):
 
 
 def _random(zoo: TargetZoo, seed: int):
+    # seeded by target and seed: a seed alone would pick the same position of every target's
+    # (similar) zoo, one source for most targets, and the control would stop being random
     rows = sorted(_ranked(zoo, "random"), key=lambda r: r["source"])
-    row = random.Random(seed).choice(rows)
+    row = random.Random(f"{zoo.ctx.target.name}/seed{seed}").choice(rows)
     return row["source"], row
 
 

@@ -22,24 +22,26 @@ class TransferBenchConfig:
     arms: tuple[str, ...] = option(ALL_ARMS, help="arms to run (scratch always runs: every speed-up is over it)")
     seeds: int = option(2, low=1, high=100, help="seeds per target and arm")
     preset: str = option("tiny", help="size preset of searches and sources (tiny, cpu or gpu)")
-    epochs: int = option(8, low=1, high=10_000, help="search epochs of every arm on every target")
+    epochs: int = option(16, low=1, high=10_000, help="search epochs of every arm on every target (long "
+                                                       "enough for scratch to settle on most targets)")
     warm_epochs: int | None = option(None, low=1, high=10_000, help="search epochs of the warm-started arms "
                                      "(default: --epochs); fewer is how a warm start is meant to be used, and "
                                      "each run anneals its LR over its own budget")
-    steps: int | None = option(12, low=1, flag="--max-steps", help="steps per search epoch (null in a config file: whole epochs)")
+    steps: int | None = option(24, low=1, flag="--max-steps", help="steps per search epoch (null in a config file: whole epochs)")
     arch_lr: float = option(3e-2, above=0, high=10, help="Adam LR of the alphas in every search (high enough "
                                                           "for short CPU searches to move them)")
     transfer_mode: str = option("weights+alphas", help="what every warm start copies: weights+alphas, weights or "
                                                        "alphas (ablations)")
     alpha_temperature: float = option(1.0, above=0, high=100, help="divide every warm start's alphas by this (> 1 "
                                                                    "softens them towards uniform)")
-    source_epochs: int = option(8, low=1, high=10_000, help="pretraining epochs of each zoo source")
-    source_steps: int | None = option(16, low=1, help="steps per pretraining epoch")
+    source_epochs: int = option(32, low=1, high=10_000, help="pretraining epochs of each zoo source (a weak "
+                                                              "source cannot show what transfer does)")
+    source_steps: int | None = option(24, low=1, help="steps per pretraining epoch")
     multi_folds: int = option(3, low=1, high=100, help="multi-dataset supernets, each leaving out one fold of "
                                                         "the targets")
     race: int = option(3, low=1, high=16, help="sources the race arm races (nearest by OT)")
-    retrain_epochs: int = option(3, low=1, high=10_000, help="retraining epochs of every arm's genotype")
-    retrain_steps: int | None = option(30, low=1, help="steps per retraining epoch")
+    retrain_epochs: int = option(10, low=1, high=10_000, help="retraining epochs of every arm's genotype")
+    retrain_steps: int | None = option(100, low=1, help="steps per retraining epoch")
     retrain_channels: int = option(8, low=2, high=256, help="initial channels of the retrained network")
     retrain_cells: int = option(5, low=3, high=64, help="cells of the retrained network")
     tolerance: float = option(0.0, low=0, high=1, help="an arm reaches scratch's final val accuracy when within "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from raynas.bench.arms import ARMS, pick, target_zoo
+from raynas.bench.arms import ARMS, TargetZoo, pick, target_zoo
 from raynas.bench.config import TransferBenchConfig
 from raynas.bench.pool import check_no_leak, folds, multi_plan
 from raynas.bench.transfer import plan
@@ -80,3 +80,20 @@ def test_random_picks_are_seeded(pool):
                                       pool.embedding_storage))
     assert [pick(zoo, "random", s).source for s in range(4)] == [pick(zoo, "random", s).source for s in range(4)]
     assert len({pick(zoo, "random", s).source for s in range(12)}) > 1
+
+
+def test_random_picks_vary_across_targets_of_one_seed():
+    from types import SimpleNamespace
+
+    from raynas.bench.arms import _random
+
+    names = [f"src{i}" for i in range(10)]
+
+    def zoo(target):
+        ctx = SimpleNamespace(target=SimpleNamespace(name=target))
+        ranking = [{"source": n, "dataset": n, "distance": float(i), "rank": i + 1} for i, n in enumerate(names)]
+        return TargetZoo(ctx, ranking, [])
+
+    picks = [_random(zoo(f"target{t}"), 0)[0] for t in range(10)]
+    assert len(set(picks)) >= 4  # one seed must not map every target to the same position
+    assert picks == [_random(zoo(f"target{t}"), 0)[0] for t in range(10)]  # and stays seeded
