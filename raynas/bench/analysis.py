@@ -16,6 +16,8 @@ from typing import Any, Sequence
 from raynas.bench.speedup import first_reach, mean_std, median_or_never, speed_up, spearman, spread
 
 LN8 = math.log(8)
+SETTLED = 0.01  # scratch has settled when its last quarter of epochs added at most 1 point
+GOAL_SPEEDUP, STRETCH_SPEEDUP, GOAL_POSITIVE = 3.0, 5.0, 0.9  # the paper's lower bound, and past it
 
 
 def _curve(run: dict[str, Any], key: str = "val_acc") -> list[float]:
@@ -185,11 +187,38 @@ def scratch_convergence(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def settled_targets(convergence: dict[str, Any]) -> list[str]:
+    """Targets on which scratch had settled: only there is its final accuracy a fair bar."""
+    return [t for t, s in convergence.items() if s.get("late_gain") is not None and s["late_gain"] <= SETTLED]
+
+
+def goals(arms: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each searching arm against the paper's lower bound (median speed-up of at least 3x,
+    positive transfer on at least 90% of targets, retrained test accuracy no worse than
+    scratch's in median) and the stretch goal (a median of 5x)."""
+    out = []
+    for a in arms:
+        if a["arm"] == "scratch" or not a["speedup_epochs"]:
+            continue
+        median, retrain = a["speedup_epochs"]["median"], a["median_retrain_gain"]
+        share = a["positive"] / a["targets"] if a["targets"] else 0.0
+        row = {"arm": a["arm"], "median_speedup": median,
+               "speedup_met": median is not None and median >= GOAL_SPEEDUP,
+               "stretch_met": median is not None and median >= STRETCH_SPEEDUP, "positive_share": share,
+               "positive_met": share >= GOAL_POSITIVE, "median_retrain_gain": retrain,
+               "retrain_met": retrain is not None and retrain >= 0}
+        row["lower_bound_met"] = row["speedup_met"] and row["positive_met"] and row["retrain_met"]
+        out.append(row)
+    return out
+
+
 def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0) -> dict[str, Any]:
     scratch = {(r["target"], r["seed"]): r for r in runs if r["arm"] == "scratch"}
     comparisons = [compare(r, scratch[(r["target"], r["seed"])], tolerance) for r in runs
                    if (r["target"], r["seed"]) in scratch]
     rows = per_target(comparisons)
-    return {"comparisons": comparisons, "per_target": rows, "per_arm": per_arm(rows),
-            "distance_vs_gain": distance_vs_gain(runs, scratch), "scratch": scratch_convergence(runs),
-            "max_entropy": LN8}
+    arms, convergence = per_arm(rows), scratch_convergence(runs)
+    settled = settled_targets(convergence)
+    return {"comparisons": comparisons, "per_target": rows, "per_arm": arms, "goals": goals(arms),
+            "settled_targets": settled, "per_arm_settled": per_arm([r for r in rows if r["target"] in settled]),
+            "distance_vs_gain": distance_vs_gain(runs, scratch), "scratch": convergence, "max_entropy": LN8}

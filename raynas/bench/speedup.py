@@ -62,26 +62,33 @@ def speed_up(scratch_acc: Sequence[float], scratch_epoch_s: Sequence[float], arm
                    arm_s=None if got is None else float(sum(arm_epoch_s[:got])))
 
 
-def median_or_never(values: Sequence[float | None]) -> float | None:
-    """The median, counting "never reached" (None) below every number; None when the median
-    falls on (or between) never-reached values."""
+def quantile_or_never(values: Sequence[float | None], q: float) -> float | None:
+    """The ``q`` quantile (linear between ranks), counting "never reached" (None) below every
+    number; None when it falls on (or next to) a never-reached value."""
     if not values:
         return None
     ordered = sorted(values, key=lambda v: (v is not None, v if v is not None else 0.0))
-    n = len(ordered)
-    lo, hi = ordered[(n - 1) // 2], ordered[n // 2]
-    if lo is None or hi is None:
+    pos = q * (len(ordered) - 1)
+    lo, frac = int(math.floor(pos)), pos - math.floor(pos)
+    low, high = ordered[lo], ordered[min(lo + 1, len(ordered) - 1)]
+    if low is None or (frac > 0 and high is None):
         return None
-    return (lo + hi) / 2
+    return low if frac == 0 else low + frac * (high - low)
+
+
+def median_or_never(values: Sequence[float | None]) -> float | None:
+    """The median, never-reached values counted below every number."""
+    return quantile_or_never(values, 0.5)
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any]:
-    """Median, quartiles and range of the numbers, and how many never reached."""
+    """Median and quartiles (never reached ranked below every number, so quartiles and median
+    agree), how many never reached, and the range of the numbers."""
     nums = sorted(v for v in values if v is not None)
-    out: dict[str, Any] = {"n": len(values), "never": len(values) - len(nums), "median": median_or_never(values)}
+    out: dict[str, Any] = {"n": len(values), "never": len(values) - len(nums), "median": median_or_never(values),
+                           "q1": quantile_or_never(values, 0.25), "q3": quantile_or_never(values, 0.75)}
     if nums:
-        q = statistics.quantiles(nums, n=4, method="inclusive") if len(nums) > 1 else [nums[0]] * 3
-        out.update(min=nums[0], q1=q[0], q3=q[2], max=nums[-1])
+        out.update(min=nums[0], max=nums[-1])
     return out
 
 

@@ -56,7 +56,10 @@ def test_median_or_never(values, expected):
 def test_spread_keeps_never_reached_apart():
     s = spread([None, 1.0, 2.0, 3.0, 5.0])
     assert s["n"] == 5 and s["never"] == 1 and s["median"] == 2.0
-    assert (s["min"], s["max"]) == (1.0, 5.0) and s["q1"] <= s["q3"]
+    assert (s["min"], s["max"]) == (1.0, 5.0) and (s["q1"], s["q3"]) == (1.0, 3.0)
+    s = spread([5.0, None, 4.0, None, 1.0])  # quartiles rank never reached as the median does
+    assert (s["q1"], s["median"], s["q3"]) == (None, 1.0, 4.0)
+    assert spread([1.0, 2.0])["q1"] == pytest.approx(1.25)
 
 
 def test_spearman():
@@ -120,3 +123,21 @@ def test_analysis_over_targets_arms_and_seeds():
 def test_late_gain_looks_at_the_last_quarter_of_the_epochs(acc, expected):
     got = late_gain(acc)
     assert got == expected if expected is None else got == pytest.approx(expected)
+
+
+def test_settled_targets_and_the_goals():
+    runs = [
+        _run("flat", "scratch", 0, [0.5, 0.8, 0.8, 0.8], test=0.5), _run("flat", "ot", 0, [0.8, 0.8, 0.8, 0.8],
+                                                                          "s1", 1.0, test=0.7),
+        _run("climbing", "scratch", 0, [0.2, 0.3, 0.4, 0.6], test=0.5),
+        _run("climbing", "ot", 0, [0.6, 0.6, 0.6, 0.7], "s1", 1.0, test=0.4),
+    ]
+    out = analyse(runs)
+    assert out["settled_targets"] == ["flat"]  # scratch's last quarter still added 20 points on "climbing"
+    assert [a["targets"] for a in out["per_arm_settled"]] == [1, 1]
+    [ot] = out["goals"]
+    # speed-ups: 2/1 on flat, 4/1 on climbing: median 3x; positive on climbing only (flat: equal)
+    assert ot["median_speedup"] == pytest.approx(3.0) and ot["speedup_met"] and not ot["stretch_met"]
+    assert ot["positive_share"] == 0.5 and not ot["positive_met"]
+    assert ot["median_retrain_gain"] == pytest.approx(0.05) and ot["retrain_met"]  # +20 and -10 points
+    assert not ot["lower_bound_met"]
