@@ -1,10 +1,12 @@
 """What the transfer benchmark leaves in ``--out``: ``results.json`` (every run and every
 number), ``results.md`` (the tables), ``curves.png`` (val accuracy per epoch, per target and
-arm), ``speedup.png`` (speed-up per arm across targets) and ``distance_gain.png`` (OT distance
-against the gain over scratch, per source/target pair)."""
+arm), ``curves_time.png`` (the same per wall-clock second), ``speedup.png`` (speed-up per arm
+across targets) and ``distance_gain.png`` (OT distance against the gain over scratch, per
+source/target pair)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -155,6 +157,42 @@ def plot_curves(answer: dict[str, Any], out: Path) -> Path:
     return save_figure(fig, out)
 
 
+def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
+    """Val accuracy against the wall-clock seconds each run was charged (a race: every trial's
+    seconds up to that epoch of its winner), one line per run and seed."""
+    from raynas.bench.analysis import race_cost
+
+    plt = pyplot()
+    targets = answer["targets"]
+    cols = min(3, len(targets))
+    rows = math.ceil(len(targets) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    colors = {arm: f"C{i}" for i, arm in enumerate(a for a in answer["config"]["arms"] if a != "scratch")}
+    for ax, target in zip(axes.flat, targets):
+        labelled = set()
+        for run in answer["runs"]:
+            acc = [h["val_acc"] for h in run["history"]]
+            if run["target"] != target or not acc:
+                continue
+            if run["arm"] == "race":
+                seconds = [race_cost(run, e)[1] for e in range(1, len(acc) + 1)]
+            else:
+                seconds = list(itertools.accumulate(h.get("epoch_s") or 0.0 for h in run["history"]))
+            scratch = run["arm"] == "scratch"
+            ax.plot(seconds, acc, lw=2.0 if scratch else 1.0, color="black" if scratch else colors.get(run["arm"]),
+                    label=None if run["arm"] in labelled else run["arm"])
+            labelled.add(run["arm"])
+        ax.set_title(target, fontsize=10)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("val accuracy")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(targets):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
 def plot_speedups(answer: dict[str, Any], out: Path) -> Path:
     plt = pyplot()
     arms = [a["arm"] for a in answer["per_arm"] if a["arm"] != "scratch" and a["speedup_epochs"]]
@@ -190,9 +228,10 @@ def plot_distance_gain(answer: dict[str, Any], out: Path) -> Path:
 
 def write_report(out: Path, answer: dict[str, Any]) -> None:
     answer["files"] = {"results": str(out / "results.json"), "markdown": str(out / "results.md"),
-                       "curves": str(out / "curves.png"), "speedup": str(out / "speedup.png"),
-                       "distance_gain": str(out / "distance_gain.png")}
+                       "curves": str(out / "curves.png"), "curves_in_time": str(out / "curves_time.png"),
+                       "speedup": str(out / "speedup.png"), "distance_gain": str(out / "distance_gain.png")}
     plot_curves(answer, out / "curves.png")
+    plot_curves_in_time(answer, out / "curves_time.png")
     plot_speedups(answer, out / "speedup.png")
     plot_distance_gain(answer, out / "distance_gain.png")
     atomic_write_text(out / "results.md", markdown(answer))

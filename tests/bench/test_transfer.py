@@ -54,8 +54,8 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert not rows["zero-shot"]["searched"]
     assert a["pool"]["multi"] == {"bench-multi-1": ["digits", "glyph-upper"]}
     assert a["timings"]["zoo_build_s"] > 0
-    for name in ("results.json", "results.md", "curves.png", "speedup.png", "distance_gain.png", "bench.json",
-                 "plan.json"):
+    for name in ("results.json", "results.md", "curves.png", "curves_time.png", "speedup.png", "distance_gain.png",
+                 "bench.json", "plan.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "results.json").read_text())["config"] == TINY.to_json()
     md = (out / "results.md").read_text()
