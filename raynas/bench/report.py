@@ -12,7 +12,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from raynas.bench.speedup import format_speedup
 from raynas.figures import pyplot, save_figure
@@ -127,27 +127,16 @@ def markdown(answer: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(answer: dict[str, Any], out: Path) -> Path:
+def _per_target_grid(targets: list[str], out: Path, xlabel: str, draw: Callable[[Any, str], None]) -> Path:
+    """One val-accuracy panel per target, three to a row; ``draw(ax, target)`` fills each."""
     plt = pyplot()
-    targets = answer["targets"]
     cols = min(3, len(targets))
     rows = math.ceil(len(targets) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
-    curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
-    for run in answer["runs"]:
-        acc = [h["val_acc"] for h in run["history"]]
-        if acc:
-            curves[(run["target"], run["arm"])].append(acc)
     for ax, target in zip(axes.flat, targets):
-        for (t, arm), cs in sorted(curves.items()):
-            if t != target:
-                continue
-            n = min(len(c) for c in cs)
-            mean = [sum(c[i] for c in cs) / len(cs) for i in range(n)]
-            ax.plot(range(1, n + 1), mean, marker="o", ms=3, label=arm, lw=2.5 if arm == "scratch" else 1.2,
-                    color="black" if arm == "scratch" else None)
+        draw(ax, target)
         ax.set_title(target, fontsize=10)
-        ax.set_xlabel("search epoch")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("val accuracy")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(targets):]:
@@ -157,18 +146,34 @@ def plot_curves(answer: dict[str, Any], out: Path) -> Path:
     return save_figure(fig, out)
 
 
+def plot_curves(answer: dict[str, Any], out: Path) -> Path:
+    """Val accuracy per search epoch, the mean over seeds of each arm."""
+    curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
+    for run in answer["runs"]:
+        acc = [h["val_acc"] for h in run["history"]]
+        if acc:
+            curves[(run["target"], run["arm"])].append(acc)
+
+    def draw(ax: Any, target: str) -> None:
+        for (t, arm), cs in sorted(curves.items()):
+            if t != target:
+                continue
+            n = min(len(c) for c in cs)
+            mean = [sum(c[i] for c in cs) / len(cs) for i in range(n)]
+            ax.plot(range(1, n + 1), mean, marker="o", ms=3, label=arm, lw=2.5 if arm == "scratch" else 1.2,
+                    color="black" if arm == "scratch" else None)
+
+    return _per_target_grid(answer["targets"], out, "search epoch", draw)
+
+
 def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
     """Val accuracy against the wall-clock seconds each run was charged (a race: every trial's
     seconds up to that epoch of its winner), one line per run and seed."""
     from raynas.bench.analysis import race_cost
 
-    plt = pyplot()
-    targets = answer["targets"]
-    cols = min(3, len(targets))
-    rows = math.ceil(len(targets) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     colors = {arm: f"C{i}" for i, arm in enumerate(a for a in answer["config"]["arms"] if a != "scratch")}
-    for ax, target in zip(axes.flat, targets):
+
+    def draw(ax: Any, target: str) -> None:
         labelled = set()
         for run in answer["runs"]:
             acc = [h["val_acc"] for h in run["history"]]
@@ -182,15 +187,8 @@ def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
             ax.plot(seconds, acc, lw=2.0 if scratch else 1.0, color="black" if scratch else colors.get(run["arm"]),
                     label=None if run["arm"] in labelled else run["arm"])
             labelled.add(run["arm"])
-        ax.set_title(target, fontsize=10)
-        ax.set_xlabel("seconds")
-        ax.set_ylabel("val accuracy")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(targets):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, out)
+
+    return _per_target_grid(answer["targets"], out, "seconds", draw)
 
 
 def plot_speedups(answer: dict[str, Any], out: Path) -> Path:
