@@ -27,6 +27,8 @@ class TransferBenchConfig:
     warm_epochs: int | None = option(None, low=1, high=10_000, help="search epochs of the warm-started arms "
                                      "(default: --epochs); fewer is how a warm start is meant to be used, and "
                                      "each run anneals its LR over its own budget")
+    warm_lr: float | None = option(None, above=0, high=10, help="SGD LR of the warm-started arms' weights (default: "
+                                   "the search's 0.025); fine-tuning pretrained weights often wants a lower one")
     steps: int | None = option(24, low=1, flag="--max-steps", help="steps per search epoch (null in a config file: whole epochs)")
     arch_lr: float = option(3e-2, above=0, high=10, help="Adam LR of the alphas in every search (high enough "
                                                           "for short CPU searches to move them)")
@@ -74,9 +76,12 @@ class TransferBenchConfig:
 
     def search(self, dataset: str, seed: int = 0, transfer: str = "scratch") -> SearchConfig:
         """The search every arm runs on ``dataset``: the warm start differs between arms, and so
-        does the budget when ``warm_epochs`` is set."""
+        do the budget and the weights' LR when ``warm_epochs`` or ``warm_lr`` is set."""
+        lr = {}
+        if transfer != "scratch" and self.warm_lr is not None:  # annealed to the usual floor, or below a lower LR
+            lr = {"w_lr": self.warm_lr, "w_lr_min": min(self.warm_lr, SearchConfig.w_lr_min)}
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.arm_epochs(transfer), seed=seed,
-                            transfer=transfer,
+                            transfer=transfer, **lr,
                             transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature,
                             a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
 

@@ -53,7 +53,7 @@ def _arm_table(arms: list[dict[str, Any]]) -> list[str]:
 
 def markdown(answer: dict[str, Any]) -> str:
     cfg, timings = answer["config"], answer["timings"]
-    warm = cfg.get("warm_epochs")
+    warm, warm_lr = cfg.get("warm_epochs"), cfg.get("warm_lr")
     budget = ("the same budget" if warm is None else
               f"its own budget ({warm} epoch(s) for warm starts, {cfg['epochs']} for scratch)")
     lines = [
@@ -61,7 +61,8 @@ def markdown(answer: dict[str, Any]) -> str:
         "",
         f"{len(answer['targets'])} target(s), {len(cfg['arms'])} arm(s), {cfg['seeds']} seed(s); preset "
         f"`{cfg['preset']}`, {cfg['epochs']} search epoch(s) of {cfg['steps'] or 'all'} steps"
-        f"{'' if warm is None else f' ({warm} for the warm-started arms)'}, arch LR "
+        f"{'' if warm is None else f' ({warm} for the warm-started arms)'}"
+        f"{'' if warm_lr is None else f', weight LR {warm_lr:g} for the warm-started arms'}, arch LR "
         f"{cfg['arch_lr']:g}; zoo sources pretrained {cfg['source_epochs']} epoch(s) of {cfg['source_steps'] or 'all'} "
         f"steps; retrain {cfg['retrain_epochs']} epoch(s) of {cfg['retrain_steps'] or 'all'} steps "
         f"({cfg['retrain_cells']} cells, {cfg['retrain_channels']} channels).",

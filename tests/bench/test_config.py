@@ -19,9 +19,19 @@ def test_without_warm_epochs_every_arm_searches_the_same_budget():
     assert {config.search("digits", transfer=t).epochs for t in ("scratch", "ot", "digits")} == {6}
 
 
+@pytest.mark.parametrize("warm_lr, start, lrs", [(None, "ot", (0.025, 0.001)), (0.005, "scratch", (0.025, 0.001)),
+                                                 (0.005, "glyph-upper", (0.005, 0.001)),
+                                                 (0.0005, "auto", (0.0005, 0.0005))])
+def test_warm_lr_sets_only_the_warm_starts_weight_lr(warm_lr, start, lrs):
+    search = TransferBenchConfig(warm_lr=warm_lr).search("digits", transfer=start)
+    assert (search.w_lr, search.w_lr_min) == lrs
+
+
 def test_the_config_round_trips_and_refuses_bad_budgets():
-    config = TransferBenchConfig(warm_epochs=3, arms=("ot",))
+    config = TransferBenchConfig(warm_epochs=3, warm_lr=0.01, arms=("ot",))
     assert TransferBenchConfig.from_json(config.to_json()) == config
     assert config.arms == ("scratch", "ot")  # every speed-up is over scratch
     with pytest.raises(RaynasError, match="warm_epochs"):
         TransferBenchConfig(warm_epochs=0)
+    with pytest.raises(RaynasError, match="warm_lr"):
+        TransferBenchConfig(warm_lr=0)
