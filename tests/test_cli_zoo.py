@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from raynas.cli import main
@@ -136,6 +137,28 @@ def test_search_transfer_modes(zoo_args, mode, copied):
 def test_search_transfer_random_is_seeded(zoo_args):
     picks = {_warm_start(zoo_args, transfer="random", seed=3)["source"] for _ in range(2)}
     assert len(picks) == 1 and picks <= set(SOURCES)
+
+
+def test_search_transfer_probe_takes_the_source_its_linear_probe_scores_best(zoo_args):
+    from raynas.ot.encoders import create_encoder
+    from raynas.transfer.probe import PROBE_SEED, probe_accuracy
+
+    t = _warm_start(zoo_args, transfer="probe")
+    scores = t["ranking"]
+    assert t["strategy"] == "probe" and t["source"] == scores[0]["source"] and t["method"] == "linear probe"
+    assert {s["source"] for s in scores} == set(SOURCES)  # every source, never the target
+    assert [s["accuracy"] for s in scores] == sorted((s["accuracy"] for s in scores), reverse=True)
+    # the best score is what a probe on that source's features gives, by hand
+    from raynas.ot.sampling import stratified_indices
+
+    ws = _workspace(zoo_args)
+    ds = ws.store.load(TARGET)
+    (xt, yt), (xv, yv) = ds.split("train"), ds.split("val")
+    kt, kv = stratified_indices(yt, 1000, PROBE_SEED), stratified_indices(yv, 1000, PROBE_SEED)
+    f = create_encoder("supernet", storage=None, zoo=ws.zoo, source=scores[0]["source"]).encode(
+        np.concatenate([xt[kt], xv[kv]]))
+    assert probe_accuracy(f[:len(kt)], yt[kt], f[len(kt):], yv[kv]) == pytest.approx(scores[0]["accuracy"])
+    assert scores[0]["accuracy"] > 1.5 / ds.info.num_classes  # well above chance
 
 
 def test_search_transfer_errors(capsys, zoo_args):

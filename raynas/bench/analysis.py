@@ -4,7 +4,8 @@ their spread across targets, and whether OT distance predicts the gain.
 Each run is a dict: target, arm, seed, source, distance, status, ``history`` (the search's
 epochs: val_acc, epoch_s, alpha_entropy...), ``retrain_test_acc``; a race run also has
 ``trials`` (each trial's source, distance, val curve, epochs and time), since the race pays
-for every trial it ran: its cost to reach a goal counts every trial's epochs up to then.
+for every trial it ran: its cost to reach a goal counts every trial's epochs up to then. A run
+with ``selection_s`` (the probe arm) is charged those seconds too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 from raynas.bench.speedup import first_reach, mean_std, median_or_never, speed_up, spearman, spread
 
 LN8 = math.log(8)
+SINGLE_SOURCE_ARMS = ("ot", "probe", "random", "farthest")  # one measured source/target pair per run
 SETTLED = 0.01  # scratch has settled when its last quarter of epochs added at most 1 point
 GOAL_SPEEDUP, STRETCH_SPEEDUP, GOAL_POSITIVE = 3.0, 5.0, 0.9  # the paper's lower bound, and past it
 
@@ -38,6 +40,18 @@ def race_cost(run: dict[str, Any], reach_epoch: int | None) -> tuple[int | None,
     return int(epochs), seconds
 
 
+def selection_cost(run: dict[str, Any], reach_epoch: int | None, reach_s: float | None
+                   ) -> tuple[float | None, float | None]:
+    """Epochs and seconds of an arm that spent ``selection_s`` choosing its source: the seconds
+    are added, and converted to epochs at the arm's own mean epoch time."""
+    if reach_epoch is None or reach_s is None:
+        return None, None
+    extra = float(run.get("selection_s") or 0.0)
+    epoch_s = _curve(run, "epoch_s")
+    per_epoch = sum(epoch_s) / len(epoch_s) if epoch_s and sum(epoch_s) > 0 else None
+    return reach_epoch + (extra / per_epoch if per_epoch else 0.0), reach_s + extra
+
+
 def compare(run: dict[str, Any], scratch: dict[str, Any], tolerance: float) -> dict[str, Any]:
     """One run against scratch on the same target and seed."""
     s_acc, a_acc = _curve(scratch), _curve(run)
@@ -54,6 +68,10 @@ def compare(run: dict[str, Any], scratch: dict[str, Any], tolerance: float) -> d
     su = speed_up(s_acc, _curve(scratch, "epoch_s"), a_acc, _curve(run, "epoch_s"), tolerance)
     if run["arm"] == "race":  # the race pays for all its trials
         epochs, seconds = race_cost(run, su.arm_epochs)
+        speedup_epochs = None if epochs is None else su.scratch_epochs / epochs
+        speedup_s = None if not seconds else su.scratch_s / seconds
+    elif run.get("selection_s"):  # a probe pays for looking at the sources before it searched
+        epochs, seconds = selection_cost(run, su.arm_epochs, su.arm_s)
         speedup_epochs = None if epochs is None else su.scratch_epochs / epochs
         speedup_s = None if not seconds else su.scratch_s / seconds
     else:
@@ -140,7 +158,7 @@ def distance_vs_gain(runs: Sequence[dict[str, Any]], scratch: dict[tuple[str, in
         if not s_acc:
             continue
         measured = []
-        if run["arm"] in ("ot", "random", "farthest") and run.get("distance") is not None:
+        if run["arm"] in SINGLE_SOURCE_ARMS and run.get("distance") is not None:
             acc = _curve(run)
             if acc:
                 measured.append((run["source"], run["distance"], acc[-1]))

@@ -2,7 +2,9 @@
 
 Every arm is registered with how it runs and how it picks its start from the target's zoo
 (the pool without the target's own entries): ``scratch``; ``ot``, the nearest source by OT
-distance; ``race``, the Tune race of the nearest sources (its trials pick their own);
+distance; ``probe``, the source whose frozen features a linear probe on the target separates
+best (charged for the probe's seconds); ``race``, the Tune race of the nearest sources (its
+trials pick their own);
 ``multi``, the multi-dataset supernet that never saw the target; ``random``, a seeded random
 source; ``farthest``, the OT-farthest source (the negative control); and ``zero-shot``, the
 nearest source's own architecture, derived with no search on the target.
@@ -11,7 +13,8 @@ nearest source's own architecture, derived with no search on the target.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from raynas.errors import RaynasError
@@ -31,6 +34,7 @@ class Pick:
     source: str  # a zoo entry, "scratch", or "race" (the race's trials choose)
     distance: float | None = None  # OT distance of the source's dataset to the target
     rank: int | None = None  # the source's OT rank (1 = nearest)
+    selection_s: float = 0.0  # what choosing the source cost beyond the OT ranking (the probe), charged to the arm
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +52,8 @@ class TargetZoo:
     ctx: SelectionContext
     ranking: list[dict[str, Any]]  # {"source", "dataset", "distance", "rank"}
     multi: list[str]  # multi-dataset supernets that never saw the target
+    probe: list[dict[str, Any]] = field(default_factory=list)  # probe scores of the single sources, best first
+    probe_s: float = 0.0  # what probing them all took
 
     @property
     def names(self) -> list[str]:
@@ -88,6 +94,15 @@ def _random(zoo: TargetZoo, seed: int):
     return row["source"], row
 
 
+def _probe(zoo: TargetZoo, seed: int):
+    if not zoo.probe:
+        raise RaynasError(f"arm 'probe': the zoo of '{zoo.ctx.target.name}' was not probed",
+                          "this is a bug in the benchmark's plan; report it")
+    best = zoo.probe[0]["source"]
+    ot_row = next(r for r in _ranked(zoo, "probe") if r["source"] == best)
+    return best, {**ot_row, "selection_s": zoo.probe_s}
+
+
 def _multi(zoo: TargetZoo, seed: int):
     if not zoo.multi:
         raise RaynasError(f"arm 'multi': no multi-dataset supernet left out '{zoo.ctx.target.name}'",
@@ -97,6 +112,7 @@ def _multi(zoo: TargetZoo, seed: int):
 
 ARMS.add("scratch", Arm(SEARCH, lambda zoo, seed: ("scratch", None)))
 ARMS.add("ot", Arm(SEARCH, _nearest))
+ARMS.add("probe", Arm(SEARCH, _probe))
 ARMS.add("race", Arm(RACE, lambda zoo, seed: ("race", None)))
 ARMS.add("multi", Arm(SEARCH, _multi))
 ARMS.add("random", Arm(SEARCH, _random))
@@ -104,9 +120,11 @@ ARMS.add("farthest", Arm(SEARCH, _farthest))
 ARMS.add("zero-shot", Arm(ZERO_SHOT, lambda zoo, seed: _nearest(zoo, seed, "zero-shot")))
 
 
-def target_zoo(ctx: SelectionContext) -> TargetZoo:
-    """Rank the target's zoo once (the distances do not depend on the seed)."""
+def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
+    """Rank the target's zoo once (distances and probe scores do not depend on the seed);
+    ``probe``: also probe every single source (only when the probe arm runs)."""
     from raynas.ot.encoders import create_encoder
+    from raynas.transfer.probe import probe_zoo
     from raynas.transfer.ranking import NoSource, rank_zoo
 
     singles, multis = ctx.candidates("single"), ctx.candidates("multi")
@@ -119,10 +137,16 @@ def target_zoo(ctx: SelectionContext) -> TargetZoo:
             rows = ranked.rows()
         except NoSource:
             rows = []
-    return TargetZoo(ctx, rows, [m.name for m in multis])
+    scores, probe_s = [], 0.0
+    if probe and rows:
+        t0 = time.perf_counter()
+        scores = [p.to_json() for p in probe_zoo(ctx.store.load(ctx.target.name), singles, ctx.zoo)]
+        probe_s = time.perf_counter() - t0
+    return TargetZoo(ctx, rows, [m.name for m in multis], scores, probe_s)
 
 
 def pick(zoo: TargetZoo, arm: str, seed: int) -> Pick:
     source, row = ARMS.get(arm).pick(zoo, seed)
-    return Pick(zoo.ctx.target.name, arm, seed, source, row["distance"] if row else None,
-                row["rank"] if row else None)
+    row = row or {}
+    return Pick(zoo.ctx.target.name, arm, seed, source, row.get("distance"), row.get("rank"),
+                row.get("selection_s", 0.0))

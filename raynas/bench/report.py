@@ -70,7 +70,8 @@ def markdown(answer: dict[str, Any]) -> str:
         f"{timings['arms_s']:.0f} s, total {timings['total_s']:.0f} s. Written {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         "Speed-up = epochs scratch needs to first reach its own final val accuracy / epochs the arm needs to "
-        "reach it (the race counts every trial's epochs); `never reached` is not a number. Gain = the arm's "
+        "reach it (the race counts every trial's epochs, the probe its probing seconds at its own epoch time); "
+        "`never reached` is not a number. Gain = the arm's "
         f"final val accuracy minus scratch's, each at {budget} (points, mean ± sd over seeds). Zero-shot searches "
         "nothing: only its retrained test accuracy compares.",
         "",
@@ -169,7 +170,7 @@ def plot_curves(answer: dict[str, Any], out: Path) -> Path:
 
 def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
     """Val accuracy against the wall-clock seconds each run was charged (a race: every trial's
-    seconds up to that epoch of its winner), one line per run and seed."""
+    seconds up to that epoch of its winner; a probe: its probing first), one line per run and seed."""
     from raynas.bench.analysis import race_cost
 
     colors = {arm: f"C{i}" for i, arm in enumerate(a for a in answer["config"]["arms"] if a != "scratch")}
@@ -183,7 +184,9 @@ def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
             if run["arm"] == "race":
                 seconds = [race_cost(run, e)[1] for e in range(1, len(acc) + 1)]
             else:
-                seconds = list(itertools.accumulate(h.get("epoch_s") or 0.0 for h in run["history"]))
+                start = float(run.get("selection_s") or 0.0)  # a probe starts after probing
+                epoch_s = (h.get("epoch_s") or 0.0 for h in run["history"])
+                seconds = list(itertools.accumulate(epoch_s, initial=start))[1:]
             scratch = run["arm"] == "scratch"
             ax.plot(seconds, acc, lw=2.0 if scratch else 1.0, color="black" if scratch else colors.get(run["arm"]),
                     label=None if run["arm"] in labelled else run["arm"])

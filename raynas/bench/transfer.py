@@ -145,10 +145,11 @@ def plan(config: TransferBenchConfig, targets: tuple[str, ...], workspace: Works
         info = workspace.store.info(target)
         space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
         zoo = target_zoo(SelectionContext(search, info, space, workspace.store, workspace.zoo, workspace.embeddings,
-                                          workspace.embedding_storage))
+                                          workspace.embedding_storage), probe="probe" in config.arms)
         for name in zoo.names:
             check_no_leak(target, info.content_hash, workspace.zoo.manifest(name))
-        zoos[target] = {"ranking": zoo.ranking, "multi": zoo.multi}
+        zoos[target] = {"ranking": zoo.ranking, "multi": zoo.multi,
+                        **({"probe": zoo.probe, "probe_s": zoo.probe_s} if zoo.probe else {})}
         for seed in range(config.seeds):
             picks += [pick(zoo, arm, seed) for arm in config.arms]
     return picks, zoos

@@ -23,7 +23,7 @@ class SearchConfig:
                                                          "darts/darts2, 30% for pcdarts/drnas)")
     seed: int = option(0, low=0, high=2**32 - 1, help="seed of initialisation, batches and augmentation")
     # warm start (raynas.transfer): where the supernet's initial weights and alphas come from
-    transfer: str = option("auto", help="initial supernet: auto (race the nearest zoo sources), ot, multi, random, "
+    transfer: str = option("auto", help="initial supernet: auto (race the nearest zoo sources), ot, probe, multi, random, "
                                         "scratch, or a zoo entry's name")
     transfer_mode: str = option("weights+alphas", help="what a warm start copies: weights+alphas, weights or alphas")
     alpha_temperature: float = option(1.0, above=0, high=100, help="divide transferred alphas by this; > 1 softens "

@@ -1,7 +1,8 @@
 """Choosing the zoo entry a search warm-starts from (``--transfer``).
 
 Strategies live in a registry: ``scratch`` (no source), ``ot`` (the nearest single-dataset
-supernet by OT dataset distance), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
+supernet by OT dataset distance), ``probe`` (the single-dataset supernet whose frozen
+features a linear probe on the target separates best), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
 random source, the baseline that isolates the value of OT) and ``auto`` (ot, else multi,
 else scratch). Any other value names a zoo entry. Only entries whose cell space fits the
 target are candidates, and never one trained on the target itself.
@@ -97,6 +98,20 @@ def nearest_by_ot(ctx: SelectionContext) -> SourceChoice:
     best = ranked.ranking[0]
     note = f"no embedding for {', '.join(ranked.missing)}" if ranked.missing else ""
     return SourceChoice("ot", ranked.entries[best.name], best.distance, best.method, ranked.rows()[:5], note)
+
+
+@TRANSFERS.register("probe")
+def best_by_probe(ctx: SelectionContext) -> SourceChoice:
+    """Probe every fitting single-dataset entry on the target (:mod:`raynas.transfer.probe`); take the best."""
+    from raynas.transfer.probe import probe_zoo
+
+    entries = ctx.candidates("single")
+    if not entries:
+        raise _empty_zoo("probe", ctx)
+    scores = probe_zoo(ctx.store.load(ctx.target.name), entries, ctx.zoo)
+    by_name = {m.name: m for m in entries}
+    return SourceChoice("probe", by_name[scores[0].source], method="linear probe",
+                        ranking=[s.to_json() for s in scores[:5]])
 
 
 @TRANSFERS.register("multi")

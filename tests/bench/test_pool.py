@@ -3,7 +3,7 @@
 import pytest
 
 from raynas.bench.arms import ARMS, TargetZoo, pick, target_zoo
-from raynas.bench.config import TransferBenchConfig
+from raynas.bench.config import ALL_ARMS, TransferBenchConfig
 from raynas.bench.pool import check_no_leak, folds, multi_plan
 from raynas.bench.transfer import plan
 from raynas.errors import RaynasError
@@ -11,7 +11,7 @@ from raynas.workspace import Workspace
 from raynas.zoo.build import plan_jobs, run_jobs
 
 SOURCES = ("digits", "glyph-digits", "glyph-upper", "textures")
-TINY = TransferBenchConfig(sources=SOURCES, seeds=2, epochs=1, steps=2, source_epochs=1, source_steps=2,
+TINY = TransferBenchConfig(sources=SOURCES, arms=ALL_ARMS, seeds=2, epochs=1, steps=2, source_epochs=1, source_steps=2,
                            multi_folds=2)
 
 
@@ -46,6 +46,7 @@ def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
         for name in seen:
             assert target not in [s.name for s in pool.zoo.manifest(name).sources]
         assert len(zoo["ranking"]) == len(SOURCES) - 1
+        assert sorted(s["source"] for s in zoo["probe"]) == sorted(r["source"] for r in zoo["ranking"])
     for p in picks:
         if p.source not in ("scratch", "race"):
             assert p.target not in [s.name for s in pool.zoo.manifest(p.source).sources], p
@@ -55,6 +56,8 @@ def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
             assert p.source == ranked[p.target][0] and p.rank == 1
         if p.arm == "farthest":
             assert p.source == ranked[p.target][-1]
+        if p.arm == "probe":
+            assert p.source == zoos[p.target]["probe"][0]["source"] and p.selection_s > 0
         if p.arm == "multi":
             assert p.source.startswith("bench-multi-")
 

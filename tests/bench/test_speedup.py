@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from raynas.bench.analysis import analyse, late_gain, race_cost
+from raynas.bench.analysis import analyse, compare, late_gain, race_cost, selection_cost
 from raynas.bench.speedup import first_reach, format_speedup, median_or_never, spearman, speed_up, spread
 
 
@@ -72,6 +72,19 @@ def test_race_cost_counts_every_trial_up_to_the_winners_epoch():
     run = {"trials": [{"epochs": 4, "time_s": 8.0}, {"epochs": 1, "time_s": 2.0}, {"epochs": 4, "time_s": 4.0}]}
     assert race_cost(run, 2) == (2 + 1 + 2, pytest.approx(4.0 + 2.0 + 2.0))
     assert race_cost(run, None) == (None, None)
+
+
+def test_a_probe_is_charged_its_seconds_at_its_own_epoch_time():
+    scratch = _run("a", "scratch", 0, [0.2, 0.4, 0.6, 0.6])  # reaches 0.6 at epoch 3, 1 s per epoch
+    probe = _run("a", "probe", 0, [0.5, 0.6, 0.6, 0.6], "s1", 1.0, selection_s=2.0)
+    for h in probe["history"]:
+        h["epoch_s"] = 4.0  # the probe's epochs take 4 s, so its 2 s of probing are half an epoch
+    assert selection_cost(probe, 2, 8.0) == (pytest.approx(2.5), pytest.approx(10.0))
+    assert selection_cost(probe, None, None) == (None, None)
+    c = compare(probe, scratch, 0.0)
+    assert c["speedup_epochs"] == pytest.approx(3 / 2.5) and c["speedup_s"] == pytest.approx(3.0 / 10.0)
+    free = compare({**probe, "selection_s": 0.0}, scratch, 0.0)
+    assert free["speedup_epochs"] == pytest.approx(3 / 2)
 
 
 def _run(target, arm, seed, acc, source="scratch", distance=None, **extra):

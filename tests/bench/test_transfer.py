@@ -4,18 +4,20 @@ import json
 
 import pytest
 
-from raynas.bench.config import QUICK, TransferBenchConfig
+from raynas.bench.config import ALL_ARMS, QUICK, TransferBenchConfig
 from raynas.bench.transfer import run_transfer_bench
 from raynas.cli import main
 from raynas.errors import RaynasError
 
 # `--quick` cut down to tiny size by flags, which override it
-TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-digits", "epochs": 2, "warm-epochs": 1,
+TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-digits", "arms": ",".join(ALL_ARMS),
+              "epochs": 2, "warm-epochs": 1,
               "max-steps": 2,
               "source-epochs": 1, "source-steps": 2, "multi-folds": 1, "race": 2, "retrain-epochs": 1,
               "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4}
 TINY = TransferBenchConfig(**{
-    **QUICK, "sources": ("digits", "glyph-digits", "glyph-upper"), "targets": ("glyph-digits",), "epochs": 2,
+    **QUICK, "sources": ("digits", "glyph-digits", "glyph-upper"), "targets": ("glyph-digits",), "arms": ALL_ARMS,
+    "epochs": 2,
     "warm_epochs": 1, "steps": 2, "source_epochs": 1, "source_steps": 2, "multi_folds": 1, "race": 2,
     "retrain_epochs": 1, "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4})
 
@@ -45,6 +47,9 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert by_arm["ot"]["source"] == a["zoos"]["glyph-digits"]["ranking"][0]["source"]
     assert by_arm["farthest"]["source"] == a["zoos"]["glyph-digits"]["ranking"][-1]["source"]
     assert by_arm["multi"]["source"] == "bench-multi-1"
+    probed = a["zoos"]["glyph-digits"]["probe"]
+    assert by_arm["probe"]["source"] == probed[0]["source"] and len(probed) == 2
+    assert by_arm["probe"]["selection_s"] == a["zoos"]["glyph-digits"]["probe_s"] > 0  # charged to the arm
     assert len(by_arm["race"]["trials"]) == 2  # the race of the two nearest sources
     assert by_arm["race"]["source"] in {t["source"] for t in by_arm["race"]["trials"]}
     rows = {r["arm"]: r for r in a["per_target"]}
