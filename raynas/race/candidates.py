@@ -2,7 +2,7 @@
 
 ``--transfer auto`` races the ``--race K`` zoo sources nearest to the target by OT distance,
 the newest multi-dataset supernet that never saw the target, and (``--baseline``) a search
-from scratch. Any other ``--transfer`` picks one source as a single search does (ot, multi,
+from scratch. Any other ``--transfer`` picks one source as a single search does (ot, probe, multi,
 random, scratch or a zoo entry's name), plus the scratch baseline if asked. Candidates are
 chosen in the driver; trials receive only the entry's name and these facts.
 """
@@ -24,7 +24,7 @@ SCRATCH = "scratch"
 @dataclass(frozen=True)
 class Candidate:
     key: str  # what a trial's config carries: a zoo entry's name, or "scratch"
-    strategy: str  # how it was chosen: ot, multi, random, named, scratch
+    strategy: str  # how it was chosen: ot, probe, multi, random, named, scratch
     distance: float | None = None  # OT distance of its source dataset to the target
     method: str | None = None
     rank: int | None = None  # 1 = nearest
