@@ -97,10 +97,12 @@ class ExperimentResult:
 def check_experiment(config: ExperimentConfig, workspace: Workspace) -> SpaceConfig:
     """Everything that would make the experiment fail after training, checked before it trains:
     the search config, the retrain config, the encoder and zoo entry publishing would use."""
+    from raynas.transfer.head import HEAD_INITS
     from raynas.transfer.mapping import TRANSFER_MODES
 
     space = check_config(config.search, workspace.store)
     TRANSFER_MODES.get(config.search.transfer_mode)
+    HEAD_INITS.get(config.search.head)
     rcfg = config.retrain_config(space)
     if rcfg is not None:
         workspace.store.info(rcfg.dataset)
@@ -224,6 +226,9 @@ def describe_transfer(t: dict[str, Any]) -> str:
     def names(keys: list[str]) -> str:
         return "none" if not keys else ", ".join(keys) if len(keys) <= 3 else f"{len(keys)} tensors"
 
+    head = t.get("head") or {}
+    fitted = (f"; head fitted by a linear probe on {head['images']} train images ({100 * head['train_acc']:.1f}% "
+              f"on them, {head['seconds']:.1f} s)" if head.get("method") == "probe" else "")
     return (f"{how}, {t['mode']}, alpha temperature {t['alpha_temperature']:g}; {tensors.get('copied', 0)} tensors "
             f"copied, adapted: {names(tensors.get('adapted', []))}, re-initialised (other shape): "
-            f"{names(tensors.get('reinitialised', []))}")
+            f"{names(tensors.get('reinitialised', []))}{fitted}")

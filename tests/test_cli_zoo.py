@@ -127,6 +127,31 @@ def _warm_start(zoo_args, **changes):
     return warm_start(config, ws.store, ws.zoo, ws.embeddings, ws.embedding_storage)[1]
 
 
+def test_search_head_probe_fits_the_classifier_to_the_target_before_the_search(capsys, zoo_args):
+    """mnist5k has mnist5k-rot's 10 classes, so `copy` keeps its head; `probe` refits it."""
+    import torch
+
+    from raynas.search.config import SearchConfig
+    from raynas.search.loop import create_search_data
+    from raynas.transfer.warm_start import warm_start
+
+    ws = _workspace(zoo_args)
+    val_acc = {}
+    for head in ("copy", "probe"):
+        config = SearchConfig(dataset=TARGET, preset="tiny", transfer="mnist5k", head=head)
+        model, record = warm_start(config, ws.store, ws.zoo, ws.embeddings, ws.embedding_storage)
+        data = create_search_data(config, ws.store, model.space.image_size, model.space.in_channels,
+                                  torch.device("cpu"))
+        val_acc[head] = data.evaluate(model)["val_acc"]
+    assert record["head"]["method"] == "probe" and record["head"]["images"] == 1000 and record["head"]["seconds"] > 0
+    assert record["head"]["train_acc"] > 0.3  # 10 classes: chance is 0.1
+    assert val_acc["probe"] > max(val_acc["copy"] + 0.1, 0.25)  # a head start before the first step
+    d = run_json(capsys, "search", TARGET, "--transfer", "mnist5k", "--head", "probe", *QUICK, *zoo_args)
+    assert d["transfer"]["head"]["method"] == "probe" and d["winner"]["status"] == "finished"
+    code, _, err = run(capsys, "search", TARGET, "--transfer", "mnist5k", "--head", "lp", *QUICK, *zoo_args)
+    assert code == 1 and "unknown head initialisation 'lp'" in err and "copy, probe" in err
+
+
 @pytest.mark.parametrize("mode, copied", [("weights", lambda n: n > 100), ("alphas", lambda n: n == 2)])
 def test_search_transfer_modes(zoo_args, mode, copied):
     t = _warm_start(zoo_args, transfer="glyph-digits", transfer_mode=mode, alpha_temperature=2.0)

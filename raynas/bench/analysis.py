@@ -5,7 +5,7 @@ Each run is a dict: target, arm, seed, source, distance, status, ``history`` (th
 epochs: val_acc, epoch_s, alpha_entropy...), ``retrain_test_acc``; a race run also has
 ``trials`` (each trial's source, distance, val curve, epochs and time), since the race pays
 for every trial it ran: its cost to reach a goal counts every trial's epochs up to then. A run
-with ``selection_s`` (the probe arm) is charged those seconds too.
+with ``selection_s`` (probing the sources, fitting the head) is charged those seconds too.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def race_cost(run: dict[str, Any], reach_epoch: int | None) -> tuple[int | None,
 
 def selection_cost(run: dict[str, Any], reach_epoch: int | None, reach_s: float | None
                    ) -> tuple[float | None, float | None]:
-    """Epochs and seconds of an arm that spent ``selection_s`` choosing its source: the seconds
-    are added, and converted to epochs at the arm's own mean epoch time."""
+    """Epochs and seconds of an arm that spent ``selection_s`` before its search (choosing its
+    source, fitting its head): the seconds are added, and converted to epochs at the arm's own
+    mean epoch time."""
     if reach_epoch is None or reach_s is None:
         return None, None
     extra = float(run.get("selection_s") or 0.0)
@@ -70,7 +71,7 @@ def compare(run: dict[str, Any], scratch: dict[str, Any], tolerance: float) -> d
         epochs, seconds = race_cost(run, su.arm_epochs)
         speedup_epochs = None if epochs is None else su.scratch_epochs / epochs
         speedup_s = None if not seconds else su.scratch_s / seconds
-    elif run.get("selection_s"):  # a probe pays for looking at the sources before it searched
+    elif run.get("selection_s"):  # an arm pays for what it did before it searched
         epochs, seconds = selection_cost(run, su.arm_epochs, su.arm_s)
         speedup_epochs = None if epochs is None else su.scratch_epochs / epochs
         speedup_s = None if not seconds else su.scratch_s / seconds

@@ -38,6 +38,8 @@ class TransferBenchConfig:
                                                        "alphas (ablations)")
     alpha_temperature: float = option(1.0, above=0, high=100, help="divide every warm start's alphas by this (> 1 "
                                                                    "softens them towards uniform)")
+    head: str = option("copy", help="classifier of every warm start: copy (the source's when the class count "
+                                    "matches, else fresh) or probe (fitted to the target first, LP-FT; charged)")
     source_epochs: int = option(32, low=1, high=10_000, help="pretraining epochs of each zoo source (a weak "
                                                               "source cannot show what transfer does)")
     source_steps: int | None = option(24, low=1, help="steps per pretraining epoch")
@@ -84,7 +86,7 @@ class TransferBenchConfig:
             lr = {"w_lr": self.warm_lr, "w_lr_min": min(self.warm_lr, SearchConfig.w_lr_min)}
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.arm_epochs(transfer), seed=seed,
                             transfer=transfer, **lr,
-                            transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature,
+                            transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature, head=self.head,
                             a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
 
     def arm_epochs(self, transfer: str) -> int:

@@ -184,7 +184,7 @@ def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
             if run["arm"] == "race":
                 seconds = [race_cost(run, e)[1] for e in range(1, len(acc) + 1)]
             else:
-                start = float(run.get("selection_s") or 0.0)  # a probe starts after probing
+                start = float(run.get("selection_s") or 0.0)  # after probing, fitting a head
                 epoch_s = (h.get("epoch_s") or 0.0 for h in run["history"])
                 seconds = list(itertools.accumulate(epoch_s, initial=start))[1:]
             scratch = run["arm"] == "scratch"

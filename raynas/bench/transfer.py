@@ -42,9 +42,11 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     """Run (or continue) the benchmark of ``config`` in ``out``; see the module docstring."""
     from raynas.data import DatasetStore
     from raynas.ray_session import ensure_ray
+    from raynas.transfer.head import HEAD_INITS
     from raynas.transfer.mapping import TRANSFER_MODES
 
     TRANSFER_MODES.get(config.transfer_mode)  # a typo fails here, not in every trial
+    HEAD_INITS.get(config.head)
     t0 = time.perf_counter()
     out = Path(out)
     store = DatasetStore(home)
@@ -196,7 +198,9 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
             why = m.get("error") or (str(r.error).strip().splitlines()[-1] if r.error else "did not finish")
             missing.append(f"{p['target']}/{p['arm']}/seed{p['seed']}: {why}")
             continue
-        runs.append({**p, "status": "diverged" if m.get("diverged") else "finished",
+        # fitting the head before the search (--head probe) is charged like probing the sources
+        charged = float(p.get("selection_s") or 0.0) + float(m.get("head_s") or 0.0)
+        runs.append({**p, "selection_s": charged, "status": "diverged" if m.get("diverged") else "finished",
                      "history": json.loads(m["history"]), "retrain_test_acc": m.get("retrain_test_acc"),
                      "genotype": json.loads(m["genotype"]) if m.get("genotype") else None,
                      "source_datasets": m.get("source_datasets", ""), "time_s": m.get("time_total_s")})

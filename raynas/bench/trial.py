@@ -88,5 +88,5 @@ def _run_arm(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Worksp
         record = out.search.transfer or {}
         tune.report({"epoch": len(out.search.history), "retrain_test_acc": out.retrain["test_acc"],
                      "retrain_s": out.retrain["total_s"], "genotype": json.dumps(out.search.genotype.to_json()),
-                     "history": json.dumps(out.search.history),
+                     "history": json.dumps(out.search.history), "head_s": (record.get("head") or {}).get("seconds", 0.0),
                      "source_datasets": ",".join(record.get("source_datasets", []))})

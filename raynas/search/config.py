@@ -28,6 +28,8 @@ class SearchConfig:
     transfer_mode: str = option("weights+alphas", help="what a warm start copies: weights+alphas, weights or alphas")
     alpha_temperature: float = option(1.0, above=0, high=100, help="divide transferred alphas by this; > 1 softens "
                                                                    "them towards uniform")
+    head: str = option("copy", help="classifier of a warm start: copy (the source's when the class count matches, "
+                                     "else fresh) or probe (fitted to the target's train images first: LP-FT)")
     distance: str = option("cascade", help="OT method that ranks zoo sources: cascade, otdd, hot or sliced")
     encoder: str = option("pixels", help="feature encoder of the OT embeddings")
     # multi-dataset pretraining: one supernet over these datasets (a head each); ``dataset``

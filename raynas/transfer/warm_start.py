@@ -9,6 +9,7 @@ from raynas.search.algorithms import create_algorithm
 from raynas.search.config import SearchConfig
 from raynas.search.loop import resolve_space
 from raynas.space.supernet import Supernet, create_supernet
+from raynas.transfer.head import HEAD_INITS, init_head
 from raynas.transfer.mapping import TRANSFER_MODES, transfer_state
 from raynas.transfer.sources import SelectionContext, choose_source
 
@@ -17,6 +18,7 @@ def warm_start(config: SearchConfig, store: DatasetStore, zoo, embeddings=None,
                embedding_storage=None) -> tuple[Supernet | None, dict[str, Any]]:
     """The initial supernet of a search (None: from scratch) and the record of how it was made."""
     TRANSFER_MODES.get(config.transfer_mode)
+    HEAD_INITS.get(config.head)
     if config.transfer == "scratch":
         return None, {"strategy": "scratch"}
     info = store.info(config.dataset)
@@ -28,4 +30,5 @@ def warm_start(config: SearchConfig, store: DatasetStore, zoo, embeddings=None,
     weights, _ = zoo.load_weights(choice.entry.name, choice.entry.version)
     model = create_supernet(space, seed=config.seed)
     record["tensors"] = transfer_state(weights, model, config.transfer_mode, config.alpha_temperature).to_json()
+    record["head"] = init_head(config.head, model, config, store)
     return model, record

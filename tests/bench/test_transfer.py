@@ -14,12 +14,12 @@ TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-di
               "epochs": 2, "warm-epochs": 1,
               "max-steps": 2,
               "source-epochs": 1, "source-steps": 2, "multi-folds": 1, "race": 2, "retrain-epochs": 1,
-              "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4}
+              "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4, "head": "probe"}
 TINY = TransferBenchConfig(**{
     **QUICK, "sources": ("digits", "glyph-digits", "glyph-upper"), "targets": ("glyph-digits",), "arms": ALL_ARMS,
     "epochs": 2,
     "warm_epochs": 1, "steps": 2, "source_epochs": 1, "source_steps": 2, "multi_folds": 1, "race": 2,
-    "retrain_epochs": 1, "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4})
+    "retrain_epochs": 1, "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4, "head": "probe"})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,9 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert by_arm["multi"]["source"] == "bench-multi-1"
     probed = a["zoos"]["glyph-digits"]["probe"]
     assert by_arm["probe"]["source"] == probed[0]["source"] and len(probed) == 2
-    assert by_arm["probe"]["selection_s"] == a["zoos"]["glyph-digits"]["probe_s"] > 0  # charged to the arm
+    # charged to the arm: probing the sources, and (--head probe) fitting the head of every warm start
+    assert by_arm["probe"]["selection_s"] > a["zoos"]["glyph-digits"]["probe_s"] > 0
+    assert by_arm["ot"]["selection_s"] > 0 and by_arm["scratch"]["selection_s"] == 0
     assert len(by_arm["race"]["trials"]) == 2  # the race of the two nearest sources
     assert by_arm["race"]["source"] in {t["source"] for t in by_arm["race"]["trials"]}
     rows = {r["arm"]: r for r in a["per_target"]}
@@ -89,6 +91,7 @@ def test_other_settings_in_the_same_folder_are_refused(bench, suite_home):
     (["--sources", "digits"], "needs at least two sources"),
     (["--transfer-mode", "weight"], "unknown transfer mode 'weight'"),
     (["--alpha-temperature", "0"], "alpha_temperature (--alpha-temperature) must be > 0"),
+    (["--head", "linear"], "unknown head initialisation 'linear'"),
 ])
 def test_bad_options_are_clear_errors(suite_home, tmp_path, capsys, argv, message):
     assert main(["bench", "transfer", "--home", str(suite_home), "--out", str(tmp_path / "o"), *argv]) == 1
