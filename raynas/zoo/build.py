@@ -85,7 +85,11 @@ def is_current(config: SearchConfig, workspace: Workspace) -> bool:
         return False
     if manifest.search is None:
         return False
-    same = {k: v for k, v in manifest.search.items() if k not in IGNORED_FIELDS} == {
+    try:  # through the config class: a field added since the entry was built counts at its default
+        stored = SearchConfig.from_json(manifest.search).to_json()
+    except RaynasError:  # written by another version with fields this one does not know
+        return False
+    same = {k: v for k, v in stored.items() if k not in IGNORED_FIELDS} == {
         k: v for k, v in config.to_json().items() if k not in IGNORED_FIELDS}
     hashes = [workspace.store.info(d).content_hash for d in (config.multi or (config.dataset,))]
     return same and [s.content_hash for s in manifest.sources] == hashes

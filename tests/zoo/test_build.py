@@ -30,6 +30,26 @@ def test_a_rerun_pretrains_only_what_is_missing(suite_home, tmp_path):
     assert [j.name for j in other] == ["digits"] and current == []  # another config: pretrained again
 
 
+@pytest.mark.parametrize("edit, current", [
+    (lambda search: search.pop("head"), True),  # built before the field existed: it counts at its default
+    (lambda search: search.update(head="probe"), False),
+    (lambda search: search.update(future_field=1), False),  # written by a newer version: pretrained again
+])
+def test_an_entry_is_current_by_its_settings_with_missing_fields_at_their_defaults(suite_home, tmp_path, edit,
+                                                                                    current):
+    import json
+
+    ws = Workspace.open(suite_home, str(tmp_path))
+    jobs, _ = plan_jobs(["digits"], SearchConfig(dataset="x", **QUICK), ws)
+    run_jobs(jobs, parallel=False, verbose=False)
+    [path] = (tmp_path / "zoo" / "digits").glob("*/manifest.json")
+    manifest = json.loads(path.read_text())
+    edit(manifest["search"])
+    path.write_text(json.dumps(manifest))
+    again, kept = plan_jobs(["digits"], SearchConfig(dataset="x", **QUICK), ws, rebuild=False)
+    assert (kept == ["digits"]) is current and len(again) == (0 if current else 1)
+
+
 def test_a_failing_parallel_job_is_reported_after_the_others_finish(ray_session, suite_home, tmp_path):
     ws = Workspace.open(suite_home, str(tmp_path))
     [good], _ = plan_jobs(["digits"], SearchConfig(dataset="x", **QUICK), ws)
