@@ -8,7 +8,7 @@ as a linear probe of the transferred features on the target, and fine-tuning eve
 there (LP-FT, Kumar et al. 2022) avoids that.
 
 * ``copy``: whatever the mapping left (the source's head when the shapes match, else fresh).
-* ``probe``: a logistic regression on the supernet's pooled features of a stratified sample
+* ``probe``: a logistic regression on the supernet's pooled features of a shuffled sample
   of the target's train split, written into the classifier.
 """
 
