@@ -48,6 +48,9 @@ class TransferBenchConfig:
     race: int = option(3, low=1, high=16, help="sources the race arm races (nearest by OT)")
     retrain_epochs: int = option(10, low=1, high=10_000, help="retraining epochs of every arm's genotype")
     retrain_steps: int | None = option(100, low=1, help="steps per retraining epoch")
+    retrain_min_steps: int | None = option(None, low=1, high=10_000_000,
+                                           help="retrain every genotype at least this many steps in all (small "
+                                                "targets repeat epochs), so the budget holds across targets")
     retrain_channels: int = option(8, low=2, high=256, help="initial channels of the retrained network")
     retrain_cells: int = option(5, low=3, high=64, help="cells of the retrained network")
     tolerance: float = option(0.0, low=0, high=1, help="an arm reaches scratch's final val accuracy when within "
@@ -102,7 +105,7 @@ class TransferBenchConfig:
         """The one retrain budget of every arm (image size: the search's, when None)."""
         return RetrainConfig(dataset=dataset, epochs=self.retrain_epochs, image_size=image_size,
                              channels=self.retrain_channels, cells=self.retrain_cells, seed=seed, device=self.device,
-                             max_steps_per_epoch=self.retrain_steps)
+                             max_steps_per_epoch=self.retrain_steps, min_steps=self.retrain_min_steps)
 
 
 # `--quick`: a few targets, one seed, short budgets (about ten minutes on two cores)

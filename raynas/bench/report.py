@@ -53,7 +53,7 @@ def _arm_table(arms: list[dict[str, Any]]) -> list[str]:
 
 def markdown(answer: dict[str, Any]) -> str:
     cfg, timings = answer["config"], answer["timings"]
-    warm, warm_lr = cfg.get("warm_epochs"), cfg.get("warm_lr")
+    warm, warm_lr, min_steps = cfg.get("warm_epochs"), cfg.get("warm_lr"), cfg.get("retrain_min_steps")
     budget = ("the same budget" if warm is None else
               f"its own budget ({warm} epoch(s) for warm starts, {cfg['epochs']} for scratch)")
     lines = [
@@ -64,7 +64,8 @@ def markdown(answer: dict[str, Any]) -> str:
         f"{'' if warm is None else f' ({warm} for the warm-started arms)'}"
         f"{'' if warm_lr is None else f', weight LR {warm_lr:g} for the warm-started arms'}, arch LR "
         f"{cfg['arch_lr']:g}; zoo sources pretrained {cfg['source_epochs']} epoch(s) of {cfg['source_steps'] or 'all'} "
-        f"steps; retrain {cfg['retrain_epochs']} epoch(s) of {cfg['retrain_steps'] or 'all'} steps "
+        f"steps; retrain {cfg['retrain_epochs']} epoch(s) of {cfg['retrain_steps'] or 'all'} steps"
+        f"{'' if not min_steps else f', at least {min_steps} in all'} "
         f"({cfg['retrain_cells']} cells, {cfg['retrain_channels']} channels).",
         f"Time: zoo build {timings['zoo_build_s']:.0f} s (amortised over all targets), arms "
         f"{timings['arms_s']:.0f} s, total {timings['total_s']:.0f} s. Written {time.strftime('%Y-%m-%d %H:%M')}.",

@@ -123,9 +123,11 @@ def _claim(out: Path, config: TransferBenchConfig) -> None:
             before = json.loads(path.read_text())
         except ValueError:
             raise RaynasError(f"{path} is damaged", "remove it (or pass another --out)") from None
-        if before != config.to_json():
-            changed = sorted(k for k in set(before) | set(config.to_json())
-                             if before.get(k) != config.to_json().get(k))
+        now = config.to_json()
+        # a setting added after this folder was started ran at its default there
+        before = {**{k: v for k, v in TransferBenchConfig().to_json().items() if k not in before}, **before}
+        if before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise RaynasError(f"{out} holds a benchmark with other settings ({', '.join(changed)} differ)",
                               "pass the same options to continue it, or another --out for a new one")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):

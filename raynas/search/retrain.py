@@ -45,6 +45,9 @@ class RetrainConfig:
     augment: bool = option(True, cli=False)
     max_steps_per_epoch: int | None = option(None, low=1, flag="--max-steps",
                                              help="cap the steps per epoch (equal retrain budgets in benchmarks)")
+    min_steps: int | None = option(None, low=1, high=10_000_000,
+                                   help="train at least this many steps in all: a small dataset repeats epochs "
+                                        "until it has (equal retrain budgets across datasets)")
     seed: int = option(0, low=0, high=2**32 - 1, help="seed")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     threads: int | None = option(None, low=1, high=1024, help="torch threads (default: the CPUs this process has)")
@@ -60,6 +63,16 @@ class RetrainConfig:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RetrainConfig":
         return from_json(cls, d, "retrain config")
+
+
+def retrain_epochs(config: RetrainConfig, batches: int) -> int:
+    """Epochs to train: ``config.epochs``, or more when ``min_steps`` asks for more steps than
+    that many epochs of ``batches`` (capped at ``max_steps_per_epoch``) hold. An epoch count alone
+    is no equal budget: at batch 64, 10 epochs are 30 steps on 150 images and 590 on 3,750."""
+    per_epoch = max(1, min(batches, config.max_steps_per_epoch or batches))
+    if config.min_steps is None:
+        return config.epochs
+    return max(config.epochs, math.ceil(config.min_steps / per_epoch))
 
 
 def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | None = None,
@@ -82,11 +95,12 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
                             config.auxiliary).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs, eta_min=config.lr_min)
+    epochs = retrain_epochs(config, len(train))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs, eta_min=config.lr_min)
     history, start = [], time.perf_counter()
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         t0 = time.perf_counter()
-        model.drop_path_prob = config.drop_path * epoch / config.epochs
+        model.drop_path_prob = config.drop_path * epoch / epochs
         model.train()
         train.set_epoch(epoch)
         loss_sum = correct = seen = 0
@@ -113,7 +127,7 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
                         "test_loss": test_loss, "test_acc": test_acc, "epoch_s": time.perf_counter() - t0})
         if verbose:
             h = history[-1]
-            print(f"retrain {epoch + 1:>3}/{config.epochs}  train {h['train_loss']:.3f} / "
+            print(f"retrain {epoch + 1:>3}/{epochs}  train {h['train_loss']:.3f} / "
                   f"{100 * h['train_acc']:5.1f}%  test {h['test_loss']:.3f} / {100 * h['test_acc']:5.1f}%  "
                   f"{h['epoch_s']:.1f} s", file=sys.stderr, flush=True)
     result = {"config": config.to_json(), "genotype": genotype.to_json(), "test_acc": history[-1]["test_acc"],

@@ -83,6 +83,17 @@ def test_other_settings_in_the_same_folder_are_refused(bench, suite_home):
         run_transfer_bench(TINY.replace(epochs=3), suite_home, out, verbose=False)
 
 
+def test_a_folder_started_before_a_setting_existed_continues(bench, suite_home):
+    out, first = bench
+    saved = json.loads((out / "bench.json").read_text())
+    del saved["retrain_min_steps"]  # as written before the setting existed: it ran at its default
+    (out / "bench.json").write_text(json.dumps(saved))
+    again = run_transfer_bench(TINY, suite_home, out, verbose=False)
+    assert [r["history"] for r in again.answer["runs"]] == [r["history"] for r in first["runs"]]
+    with pytest.raises(RaynasError, match="other settings.*retrain_min_steps"):
+        run_transfer_bench(TINY.replace(retrain_min_steps=50), suite_home, out, verbose=False)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--arms", "ot,bogus"], "unknown arm(s) bogus"),
     (["--seeds", "0"], "seeds (--seeds) must be >= 1"),
@@ -92,6 +103,7 @@ def test_other_settings_in_the_same_folder_are_refused(bench, suite_home):
     (["--transfer-mode", "weight"], "unknown transfer mode 'weight'"),
     (["--alpha-temperature", "0"], "alpha_temperature (--alpha-temperature) must be > 0"),
     (["--head", "linear"], "unknown head initialisation 'linear'"),
+    (["--retrain-min-steps", "0"], "retrain_min_steps (--retrain-min-steps) must be >= 1"),
 ])
 def test_bad_options_are_clear_errors(suite_home, tmp_path, capsys, argv, message):
     assert main(["bench", "transfer", "--home", str(suite_home), "--out", str(tmp_path / "o"), *argv]) == 1

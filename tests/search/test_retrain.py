@@ -5,7 +5,7 @@ import pytest
 from raynas.cli import main
 from raynas.data import DatasetStore
 from raynas.errors import RaynasError
-from raynas.search.retrain import RetrainConfig, retrain
+from raynas.search.retrain import RetrainConfig, retrain, retrain_epochs
 from raynas.space.genotype import Genotype
 
 GENOTYPE = Genotype(normal=(("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2)),
@@ -20,11 +20,33 @@ def test_retrain_reports_test_accuracy(suite_home, tmp_path):
     assert json.loads((tmp_path / "retrain.json").read_text())["genotype"] == GENOTYPE.to_json()
 
 
+@pytest.mark.parametrize("epochs, max_steps, min_steps, batches, expected", [
+    (10, None, None, 3, 10),  # no step budget: the epochs
+    (10, None, 1000, 3, 334),  # a small set repeats epochs until it has trained 1000 steps
+    (10, 100, 1000, 59, 17),  # ceil(1000 / 59)
+    (10, 20, 1000, 59, 50),  # the cap per epoch counts
+    (10, 100, 50, 59, 10),  # never fewer than the epochs asked for
+])
+def test_retrain_epochs_meet_the_step_budget(epochs, max_steps, min_steps, batches, expected):
+    cfg = RetrainConfig(dataset="digits", epochs=epochs, max_steps_per_epoch=max_steps, min_steps=min_steps)
+    assert retrain_epochs(cfg, batches) == expected
+
+
+def test_retrain_trains_at_least_min_steps(suite_home):
+    # lfw-faces: 150 train+val images, 5 batches of 32 an epoch
+    cfg = RetrainConfig(dataset="lfw-faces", epochs=1, image_size=8, channels=4, cells=3, batch_size=32,
+                        min_steps=12)
+    result = retrain(GENOTYPE, cfg, DatasetStore(suite_home), verbose=False)
+    assert len(result["history"]) == 3 and result["config"]["min_steps"] == 12
+
+
 def test_retrain_config_validation():
     with pytest.raises(RaynasError):
         RetrainConfig(dataset="digits", drop_path=1.0)
     with pytest.raises(RaynasError):
         RetrainConfig(dataset="digits", image_size=10)
+    with pytest.raises(RaynasError, match="min_steps"):
+        RetrainConfig(dataset="digits", min_steps=0)
 
 
 def test_cli_search_then_retrain(suite_home, capsys):
