@@ -121,11 +121,15 @@ def _claim(out: Path, config: TransferBenchConfig) -> None:
     if path.is_file():
         try:
             before = json.loads(path.read_text())
+            if not isinstance(before, dict):
+                raise ValueError(before)
         except ValueError:
             raise RaynasError(f"{path} is damaged", "remove it (or pass another --out)") from None
         now = config.to_json()
-        # a setting added after this folder was started ran at its default there
-        before = {**{k: v for k, v in TransferBenchConfig().to_json().items() if k not in before}, **before}
+        try:  # through the config class: a setting added since this folder was started ran at its default
+            before = TransferBenchConfig.from_json(before).to_json()
+        except RaynasError:  # settings this version does not know: reported as differences below
+            pass
         if before != now:
             changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise RaynasError(f"{out} holds a benchmark with other settings ({', '.join(changed)} differ)",

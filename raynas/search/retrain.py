@@ -69,9 +69,9 @@ def retrain_epochs(config: RetrainConfig, batches: int) -> int:
     """Epochs to train: ``config.epochs``, or more when ``min_steps`` asks for more steps than
     that many epochs of ``batches`` (capped at ``max_steps_per_epoch``) hold. An epoch count alone
     is no equal budget: at batch 64, 10 epochs are 30 steps on 150 images and 590 on 3,750."""
-    per_epoch = max(1, min(batches, config.max_steps_per_epoch or batches))
     if config.min_steps is None:
         return config.epochs
+    per_epoch = max(1, min(batches, config.max_steps_per_epoch or batches))
     return max(config.epochs, math.ceil(config.min_steps / per_epoch))
 
 
