@@ -137,6 +137,7 @@ def per_arm(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "speedup_s": spread([r["speedup_s"] for r in searched]) if searched else None,
             "positive": sum(r["transfer"] == "positive" for r in rs),
             "negative": sum(r["transfer"] == "negative" for r in rs),
+            "tied": sum(r["transfer"] == "none" for r in rs),  # equal to scratch: neither positive nor negative
             "median_gain": median_or_never([r["gain"] for r in rs if r["gain"] is not None]),
             "median_retrain_gain": median_or_never([r["retrain_gain"] for r in rs if r["retrain_gain"] is not None]),
             "median_retrain_test_acc": median_or_never([r["retrain_test_acc"] for r in rs

@@ -34,6 +34,13 @@ def _quartile(v: float | None) -> str:
     return "never" if v is None else f"{v:.2f}"
 
 
+def _transfers(arm: dict[str, Any]) -> str:
+    """Positive transfers out of the targets, with the ties named: a tie is not a loss, but it
+    does not count as positive either."""
+    ties = arm.get("tied", 0)  # results written before ties were counted have none
+    return f"{arm['positive']}/{arm['targets']}" + (f" ({ties} tied)" if ties else "")
+
+
 def _arm_table(arms: list[dict[str, Any]]) -> list[str]:
     lines = ["| arm | speed-up (epochs): median [q1, q3] | never reached | speed-up (s): median | positive transfer | "
              "median gain (val) | median retrained test acc | median retrain gain | H(alpha) first -> last |",
@@ -43,7 +50,7 @@ def _arm_table(arms: list[dict[str, Any]]) -> list[str]:
         quartiles = f" [{_quartile(se.get('q1'))}, {_quartile(se.get('q3'))}]" if se else ""
         speedup = format_speedup(se["median"]) + quartiles if se else "no search"
         never = f"{se['never']}/{se['n']}" if se else "-"
-        positive = "-" if a["arm"] == "scratch" else f"{a['positive']}/{a['targets']}"
+        positive = "-" if a["arm"] == "scratch" else _transfers(a)
         lines.append(f"| {a['arm']} | {speedup} | {never} | {format_speedup(ss['median']) if ss else '-'} | "
                      f"{positive} | {_pct(a['median_gain'], signed=True)} | {_pct(a['median_retrain_test_acc'])} | "
                      f"{_pct(a['median_retrain_gain'], signed=True)} | {_num(a['entropy_first'])} -> "

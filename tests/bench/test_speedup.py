@@ -116,7 +116,7 @@ def test_analysis_over_targets_arms_and_seeds():
     assert rows[("a", "zero-shot")]["retrain_test_acc"] == pytest.approx(0.5)
     assert rows[("a", "scratch")]["entropy_last"] == pytest.approx(2.07 - 0.3)
     arms = {a["arm"]: a for a in out["per_arm"]}
-    assert arms["ot"]["positive"] == 1 and arms["ot"]["negative"] == 1
+    assert arms["ot"]["positive"] == 1 and arms["ot"]["negative"] == 1 and arms["ot"]["tied"] == 0
     assert arms["ot"]["speedup_epochs"]["never"] == 1  # on b, ot never reaches scratch's 0.5
     # farthest: never on a; on b scratch's final 0.5 at epoch 1, farthest at 1: the median falls between
     assert arms["farthest"]["speedup_epochs"]["median"] is None and arms["farthest"]["speedup_epochs"]["never"] == 1
@@ -154,3 +154,16 @@ def test_settled_targets_and_the_goals():
     assert ot["positive_share"] == 0.5 and not ot["positive_met"]
     assert ot["median_retrain_gain"] == pytest.approx(0.05) and ot["retrain_met"]  # +20 and -10 points
     assert not ot["lower_bound_met"]
+
+
+def test_ties_are_counted_apart_and_shown():
+    """Equal to scratch is neither a positive nor a negative transfer; the report names the ties."""
+    from raynas.bench.report import _arm_table
+
+    runs = [_run("a", "scratch", 0, [0.5, 0.8]), _run("a", "ot", 0, [0.7, 0.8], "s1", 1.0),
+            _run("b", "scratch", 0, [0.5, 0.6]), _run("b", "ot", 0, [0.6, 0.7], "s1", 1.0)]
+    ot = {a["arm"]: a for a in analyse(runs)["per_arm"]}["ot"]
+    assert (ot["positive"], ot["negative"], ot["tied"]) == (1, 0, 1)
+    row = next(line for line in _arm_table([ot]) if line.startswith("| ot |"))
+    assert "| 1/2 (1 tied) |" in row
+    assert "tied" not in "".join(_arm_table([{**ot, "tied": 0}]))
