@@ -38,6 +38,8 @@ class TransferBenchConfig:
                                                        "alphas (ablations)")
     alpha_temperature: float = option(1.0, above=0, high=100, help="divide every warm start's alphas by this (> 1 "
                                                                    "softens them towards uniform)")
+    encoder: str = option("pixels", help="feature encoder of the OT distances that pick each target's sources "
+                                         "(pixels, edges, ...; see raynas distance)")
     head: str = option("copy", help="classifier of every warm start: copy (the source's when the class count "
                                     "matches, else fresh) or probe (fitted to the target first, LP-FT; charged)")
     source_epochs: int = option(32, low=1, high=10_000, help="pretraining epochs of each zoo source (a weak "
@@ -66,6 +68,8 @@ class TransferBenchConfig:
         unknown = [a for a in self.arms if a not in ALL_ARMS]
         if unknown:
             raise RaynasError(f"unknown arm(s) {', '.join(unknown)}", f"choose from {', '.join(ALL_ARMS)}")
+        from raynas.ot.encoders import ENCODERS
+        ENCODERS.get(self.encoder)  # an unknown name fails here, not after the zoo's pretraining
         if "scratch" not in self.arms:  # every speed-up and gain is measured against it
             object.__setattr__(self, "arms", ("scratch", *self.arms))
         if len(set(self.arms)) != len(self.arms):
@@ -90,7 +94,7 @@ class TransferBenchConfig:
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.arm_epochs(transfer), seed=seed,
                             transfer=transfer, **lr,
                             transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature, head=self.head,
-                            a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
+                            encoder=self.encoder, a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
 
     def arm_epochs(self, transfer: str) -> int:
         """Search epochs of an arm that starts from ``transfer`` (scratch: always ``epochs``)."""
@@ -99,7 +103,7 @@ class TransferBenchConfig:
     def source_search(self, dataset: str) -> SearchConfig:
         """How each zoo source is pretrained: from scratch, longer than a target's search."""
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.source_epochs, transfer="scratch",
-                            a_lr=self.arch_lr, max_steps_per_epoch=self.source_steps, device=self.device)
+                            encoder=self.encoder, a_lr=self.arch_lr, max_steps_per_epoch=self.source_steps, device=self.device)
 
     def retrain(self, dataset: str, seed: int, image_size: int | None = None) -> RetrainConfig:
         """The one retrain budget of every arm (image size: the search's, when None)."""

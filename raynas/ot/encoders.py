@@ -18,6 +18,9 @@ Built-ins:
   flattened and projected by one fixed PCA to 64 dimensions. The PCA is fitted once on a
   seeded, stratified pool of the built-in suite's train splits and stored, so every
   machine sharing the storage uses the same projection.
+* ``edges`` (no download): the Sobel gradient magnitude of the grey image at 16x16, on a PCA to
+  64 dimensions fitted the same way. Blind to polarity: a digit set and its negative get the
+  same features here, and lie far apart in ``pixels``.
 * ``resnet18``: global-pooled features (512-d) of torchvision's ImageNet ResNet-18, from the
   local torch hub cache or downloaded once.
 * ``supernet``: global-pooled features of a multi-dataset supernet from the zoo (the newest,
@@ -34,6 +37,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from raynas.data.transforms import to_float
 from raynas.errors import RaynasError
@@ -106,9 +110,36 @@ def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, components
 
 
-def reference_pool(home: Any, image_size: int, per_dataset: int) -> tuple[np.ndarray, dict[str, str]]:
-    """Flattened float pixels of a fixed stratified sample of every built-in train split,
-    and the content hashes of the datasets it came from."""
+def pixel_features(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> resized RGB pixels in [0, 1], flattened: (N, 3 * size * size)."""
+    return to_float(images, image_size, 3).reshape(len(images), -1)
+
+
+_SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+
+
+def edge_features(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> Sobel gradient magnitude of the resized grey image: (N, size * size).
+
+    Where the strokes are, not which way they are lit: an image and its negative (white digits on
+    black, black on white) get the same features, and so does a shape in any grey on a flat ground.
+    """
+    grey = F.pad(to_float(images, image_size, 1), (1, 1, 1, 1), mode="replicate")
+    gradients = F.conv2d(grey, torch.stack([_SOBEL, _SOBEL.T])[:, None])
+    return gradients.pow(2).sum(dim=1).sqrt().reshape(len(images), -1)
+
+
+# name -> (features, channels of the image they come from): the encoders that project onto a fitted PCA
+PCA_FEATURES: dict[str, tuple[Callable[[torch.Tensor, int], torch.Tensor], int]] = {
+    "pixels": (pixel_features, 3),
+    "edges": (edge_features, 1),
+}
+
+
+def reference_pool(home: Any, image_size: int, per_dataset: int, features: Callable = pixel_features
+                   ) -> tuple[np.ndarray, dict[str, str]]:
+    """``features`` of a fixed stratified sample of every built-in train split, and the content
+    hashes of the datasets it came from."""
     from raynas.data import DatasetStore
     from raynas.data.builtin import BUILTINS
 
@@ -118,27 +149,26 @@ def reference_pool(home: Any, image_size: int, per_dataset: int) -> tuple[np.nda
         ds = store.load(name)
         images, labels = ds.split("train")
         idx = stratified_indices(labels, per_dataset, POOL_SEED)
-        parts.append(to_float(torch.from_numpy(images[idx]), image_size, 3).reshape(len(idx), -1).numpy())
+        parts.append(features(torch.from_numpy(images[idx]), image_size).numpy())
         hashes[name] = ds.info.content_hash
     return np.concatenate(parts).astype(np.float64), hashes
 
 
-class PixelPCAEncoder:
-    """Resized pixels (3 channels, [0, 1]) projected onto a stored PCA basis."""
+class PCAEncoder:
+    """Hand-made image features (:data:`PCA_FEATURES`) projected onto a stored PCA basis."""
 
-    name = "pixels"
-
-    def __init__(self, image_size: int, mean: np.ndarray, components: np.ndarray, digest: str,
+    def __init__(self, name: str, image_size: int, mean: np.ndarray, components: np.ndarray, digest: str,
                  batch_size: int = 1024):
-        self.image_size, self.batch_size = image_size, batch_size
+        self.name, self.image_size, self.batch_size = name, image_size, batch_size
+        self.features = PCA_FEATURES[name][0]
         self.mean = mean.astype(np.float32)
         self.components = components.astype(np.float32)
         self.dim = len(components)
-        self.version = f"pixels-{image_size}px-pca{self.dim}-{digest[:8]}"
+        self.version = f"{name}-{image_size}px-pca{self.dim}-{digest[:8]}"
 
     @single_threaded_blas
     def encode(self, images: np.ndarray) -> np.ndarray:
-        out = [(to_float(b, self.image_size, 3).reshape(len(b), -1).numpy() - self.mean) @ self.components.T
+        out = [(self.features(b, self.image_size).numpy() - self.mean) @ self.components.T
                for b in _batches(images, self.batch_size)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
 
@@ -151,7 +181,7 @@ def _pca_bytes(mean: np.ndarray, components: np.ndarray, meta: dict[str, str]) -
                 metadata={"raynas": json.dumps(meta, sort_keys=True)})
 
 
-def _read_pca(storage: Storage, key: str, image_size: int, dim: int) -> PixelPCAEncoder:
+def _read_pca(storage: Storage, key: str, name: str, image_size: int, dim: int) -> PCAEncoder:
     from safetensors.numpy import load
 
     data = storage.read_bytes(ENCODER_DIR, key)
@@ -161,34 +191,49 @@ def _read_pca(storage: Storage, key: str, image_size: int, dim: int) -> PixelPCA
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise RaynasError(f"cannot read the fitted PCA {storage.path(ENCODER_DIR, key)}: {exc}",
                           "delete the file; it is fitted again on next use") from exc
-    if mean.shape != (3 * image_size * image_size,) or components.shape != (dim, mean.shape[0]):
+    width = PCA_FEATURES[name][1] * image_size * image_size
+    if mean.shape != (width,) or components.shape != (dim, width):
         raise RaynasError(f"the fitted PCA {storage.path(ENCODER_DIR, key)} has shapes {mean.shape}, "
-                          f"{components.shape}, not those of {image_size}px and {dim} dims",
+                          f"{components.shape}, not those of {name} features at {image_size}px and {dim} dims",
                           "delete the file; it is fitted again on next use")
-    return PixelPCAEncoder(image_size, mean, components, hashlib.sha256(data).hexdigest())
+    return PCAEncoder(name, image_size, mean, components, hashlib.sha256(data).hexdigest())
 
 
-@ENCODERS.register("pixels")
-def pixels(*, storage: Storage, home: Any = None, image_size: int = 16, dim: int = 64,
-           per_dataset: int = 300) -> PixelPCAEncoder:
-    """Load the stored PCA, or fit it on the built-in suite (built in ``home`` if needed) and store it.
+def _fitted_pca(name: str, storage: Storage, home: Any, image_size: int, dim: int, per_dataset: int) -> PCAEncoder:
+    """Load the stored PCA of ``name``'s features, or fit it on the built-in suite (built in
+    ``home`` if needed) and store it.
 
     After writing, the stored file is read back, so concurrent fitters end up with the bytes
     that won the race and agree on the version. ``per_dataset`` (the pool size) only matters
     for the first fit: a stored PCA of the same size and dimension is used as it is.
     """
-    if dim > 3 * image_size * image_size:
-        raise RaynasError(f"a {dim}-d PCA of {image_size}px RGB pixels is impossible",
-                          f"choose dim <= {3 * image_size * image_size}")
-    key = f"pixels-{image_size}px-pca{dim}.safetensors"
+    features, channels = PCA_FEATURES[name]
+    if dim > channels * image_size * image_size:
+        raise RaynasError(f"a {dim}-d PCA of {name} features at {image_size}px is impossible",
+                          f"choose dim <= {channels * image_size * image_size}")
+    key = f"{name}-{image_size}px-pca{dim}.safetensors"
     if not storage.exists(ENCODER_DIR, key):
-        pool, hashes = reference_pool(home, image_size, per_dataset)
+        pool, hashes = reference_pool(home, image_size, per_dataset, features)
         mean, components = fit_pca(pool, dim)
-        meta = {"format": "raynas-pca/1", "image_size": str(image_size), "channels": "3", "dim": str(dim),
+        meta = {"format": "raynas-pca/1", "image_size": str(image_size), "channels": str(channels), "dim": str(dim),
                 "pool": f"built-in train splits, {per_dataset} per dataset, stratified, seed {POOL_SEED}",
                 "datasets": json.dumps(hashes, sort_keys=True)}
         storage.write_bytes(_pca_bytes(mean, components, meta), ENCODER_DIR, key)
-    return _read_pca(storage, key, image_size, dim)
+    return _read_pca(storage, key, name, image_size, dim)
+
+
+@ENCODERS.register("pixels")
+def pixels(*, storage: Storage, home: Any = None, image_size: int = 16, dim: int = 64,
+           per_dataset: int = 300) -> PCAEncoder:
+    """Resized RGB pixels on a PCA fitted to the built-in suite (see :func:`_fitted_pca`)."""
+    return _fitted_pca("pixels", storage, home, image_size, dim, per_dataset)
+
+
+@ENCODERS.register("edges")
+def edges(*, storage: Storage, home: Any = None, image_size: int = 16, dim: int = 64,
+          per_dataset: int = 300) -> PCAEncoder:
+    """Gradient magnitudes (:func:`edge_features`) on a PCA fitted to the built-in suite."""
+    return _fitted_pca("edges", storage, home, image_size, dim, per_dataset)
 
 
 # -- ResNet-18 ------------------------------------------------------------------------------

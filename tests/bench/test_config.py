@@ -35,3 +35,13 @@ def test_the_config_round_trips_and_refuses_bad_budgets():
         TransferBenchConfig(warm_epochs=0)
     with pytest.raises(RaynasError, match="warm_lr"):
         TransferBenchConfig(warm_lr=0)
+
+
+def test_the_encoder_reaches_every_search_and_an_unknown_one_fails_at_once():
+    config = TransferBenchConfig(encoder="edges")
+    assert config.search("digits", transfer="ot").encoder == config.source_search("mnist5k").encoder == "edges"
+    assert TransferBenchConfig.from_json(config.to_json()).encoder == "edges"
+    assert TransferBenchConfig().search("digits").encoder == "pixels"
+    with pytest.raises(RaynasError, match="unknown encoder 'edgs'") as err:
+        TransferBenchConfig(encoder="edgs")
+    assert "did you mean 'edges'" in err.value.fix

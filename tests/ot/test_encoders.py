@@ -1,4 +1,4 @@
-"""Encoders: the pixel PCA (fitted once, stored, versioned) and ResNet-18 (never downloaded here)."""
+"""Encoders: the pixel and edge PCAs (fitted once, stored, versioned) and ResNet-18 (never downloaded here)."""
 
 import hashlib
 import json
@@ -12,7 +12,7 @@ from raynas.data.builtin import BUILTINS
 from raynas.errors import RaynasError
 from raynas.ot import ENCODERS, Encoder, create_encoder
 from raynas.ot import encoders as encoders_mod
-from raynas.ot.encoders import ENCODER_DIR, fit_pca
+from raynas.ot.encoders import ENCODER_DIR, edge_features, fit_pca
 from raynas.storage import Storage
 
 
@@ -21,7 +21,7 @@ def _images(n, c, h, seed=0):
 
 
 def test_registry_lists_the_builtin_encoders():
-    assert {"pixels", "resnet18"} <= set(ENCODERS.names())
+    assert {"pixels", "edges", "resnet18", "supernet"} <= set(ENCODERS.names())
     with pytest.raises(RaynasError, match="unknown encoder 'pixel'") as err:
         create_encoder("pixel", storage=Storage("unused"))
     assert "did you mean 'pixels'" in err.value.fix
@@ -116,6 +116,50 @@ def test_a_damaged_stored_pca_is_reported(tmp_path):
 def test_an_impossible_pca_size_is_refused(tmp_path):
     with pytest.raises(RaynasError, match="impossible"):
         create_encoder("pixels", storage=Storage(tmp_path), image_size=4, dim=100)
+
+
+# -- edges ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def edge_encoder(ot_storage, suite_home):
+    return create_encoder("edges", storage=ot_storage, home=suite_home)
+
+
+def test_the_edge_pca_is_stored_beside_the_pixel_one(edge_encoder, ot_storage):
+    assert re.fullmatch(r"edges-16px-pca64-[0-9a-f]{8}", edge_encoder.version) and edge_encoder.dim == 64
+    data = ot_storage.read_bytes(ENCODER_DIR, "edges-16px-pca64.safetensors")
+    assert edge_encoder.version.endswith(hashlib.sha256(data).hexdigest()[:8])
+    size = int.from_bytes(data[:8], "little")
+    meta = json.loads(json.loads(data[8:8 + size])["__metadata__"]["raynas"])
+    assert (meta["channels"], meta["image_size"]) == ("1", "16")  # one grey gradient map of 16x16
+    assert edge_encoder.components.shape == (64, 256)
+
+
+def test_edges_are_blind_to_polarity_and_see_only_where_intensity_changes(edge_encoder):
+    x = _images(6, 1, 28)
+    assert np.allclose(edge_encoder.encode(x), edge_encoder.encode(255 - x), atol=1e-5)
+    flat = np.full((2, 3, 16, 16), 90, np.uint8)
+    assert np.allclose(edge_features(torch.from_numpy(flat), 16), 0)  # no edge anywhere in a flat image
+    step = np.zeros((1, 1, 16, 16), np.uint8)
+    step[..., 8:] = 255  # a vertical edge between columns 7 and 8
+    columns = edge_features(torch.from_numpy(step), 16).reshape(16, 16)[0]
+    assert columns[7] > 0.4 and columns[8] > 0.4 and columns[:6].abs().max() == 0 and columns[10:].abs().max() == 0
+
+
+def test_edges_rank_a_negative_digit_set_next_to_its_positive(edge_encoder, pixel_encoder, suite_home, ot_storage):
+    from raynas.data import DatasetStore
+    from raynas.ot import EmbeddingStore, rank_sources
+
+    datasets, store = DatasetStore(suite_home), EmbeddingStore(ot_storage)
+    sources = ["mnist5k", "textures", "lfw-faces", "glyph-upper"]
+
+    def nearest(encoder):
+        target = store.ensure(datasets.load("mnist5k-inv"), encoder)
+        ranking = rank_sources(target, [store.ensure(datasets.load(n), encoder) for n in sources])
+        return ranking.names()[0]
+
+    assert nearest(pixel_encoder) == "textures"  # dark ground in both: the pixel encoder's known miss
+    assert nearest(edge_encoder) == "mnist5k"
 
 
 # -- ResNet-18 -------------------------------------------------------------------------------------
