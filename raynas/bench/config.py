@@ -103,7 +103,7 @@ class TransferBenchConfig:
     def source_search(self, dataset: str) -> SearchConfig:
         """How each zoo source is pretrained: from scratch, longer than a target's search."""
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.source_epochs, transfer="scratch",
-                            encoder=self.encoder, a_lr=self.arch_lr, max_steps_per_epoch=self.source_steps, device=self.device)
+                            a_lr=self.arch_lr, max_steps_per_epoch=self.source_steps, device=self.device)
 
     def retrain(self, dataset: str, seed: int, image_size: int | None = None) -> RetrainConfig:
         """The one retrain budget of every arm (image size: the search's, when None)."""

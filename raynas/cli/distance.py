@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("target", help="the target dataset")
     p.add_argument("--top", type=int, default=None, help="show the K nearest (default all)")
     p.add_argument("--method", default="cascade", help="cascade (default), otdd, hot or sliced")
-    p.add_argument("--encoder", default="pixels", help="feature encoder of the embeddings (default pixels)")
+    p.add_argument("--encoder", default="pixels", help="feature encoder of the embeddings: pixels (default), edges, "
+                                                         "resnet18 or supernet")
     p.add_argument("--sources", default=None,
                    help="comma-separated datasets to rank instead of the zoo's sources (no zoo needed)")
     add_shared_options(p)

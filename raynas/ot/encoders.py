@@ -121,8 +121,8 @@ _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 
 def edge_features(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """uint8 (N, C, H, W) -> Sobel gradient magnitude of the resized grey image: (N, size * size).
 
-    Where the strokes are, not which way they are lit: an image and its negative (white digits on
-    black, black on white) get the same features, and so does a shape in any grey on a flat ground.
+    Where intensity changes, not which way: an image and its negative (white digits on black,
+    black digits on white) get the same features.
     """
     grey = F.pad(to_float(images, image_size, 1), (1, 1, 1, 1), mode="replicate")
     gradients = F.conv2d(grey, torch.stack([_SOBEL, _SOBEL.T])[:, None])

@@ -31,7 +31,7 @@ class SearchConfig:
     head: str = option("copy", help="classifier of a warm start: copy (the source's when the class count matches, "
                                      "else fresh) or probe (fitted to the target's train images first: LP-FT)")
     distance: str = option("cascade", help="OT method that ranks zoo sources: cascade, otdd, hot or sliced")
-    encoder: str = option("pixels", help="feature encoder of the OT embeddings")
+    encoder: str = option("pixels", help="feature encoder of the OT embeddings: pixels, edges, resnet18 or supernet")
     # multi-dataset pretraining: one supernet over these datasets (a head each); ``dataset``
     # then names the result instead of a stored dataset
     multi: tuple[str, ...] = option((), cli=False)

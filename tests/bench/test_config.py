@@ -39,7 +39,9 @@ def test_the_config_round_trips_and_refuses_bad_budgets():
 
 def test_the_encoder_reaches_every_search_and_an_unknown_one_fails_at_once():
     config = TransferBenchConfig(encoder="edges")
-    assert config.search("digits", transfer="ot").encoder == config.source_search("mnist5k").encoder == "edges"
+    assert config.search("digits", transfer="ot").encoder == "edges"
+    # how sources pretrain does not depend on it: a zoo pretrained once serves runs of every encoder
+    assert config.source_search("mnist5k") == TransferBenchConfig().source_search("mnist5k")
     assert TransferBenchConfig.from_json(config.to_json()).encoder == "edges"
     assert TransferBenchConfig().search("digits").encoder == "pixels"
     with pytest.raises(RaynasError, match="unknown encoder 'edgs'") as err:
