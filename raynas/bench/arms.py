@@ -3,7 +3,7 @@
 Every arm is registered with how it runs and how it picks its start from the target's zoo
 (the pool without the target's own entries): ``scratch``; ``ot``, the nearest source by OT
 distance; ``probe``, the source whose frozen features a linear probe on the target separates
-best (charged for the probe's seconds); ``race``, the Tune race of the nearest sources (its
+best among the single- and multi-dataset entries (charged for the probe's seconds); ``race``, the Tune race of the nearest sources (its
 trials pick their own);
 ``multi``, the multi-dataset supernet that never saw the target; ``random``, a seeded random
 source; ``farthest``, the OT-farthest source (the negative control); and ``zero-shot``, the
@@ -52,7 +52,7 @@ class TargetZoo:
     ctx: SelectionContext
     ranking: list[dict[str, Any]]  # {"source", "dataset", "distance", "rank"}
     multi: list[str]  # multi-dataset supernets that never saw the target
-    probe: list[dict[str, Any]] = field(default_factory=list)  # probe scores of the single sources, best first
+    probe: list[dict[str, Any]] = field(default_factory=list)  # probe scores of every entry, best first
     probe_s: float = 0.0  # what probing them all took
 
     @property
@@ -99,7 +99,7 @@ def _probe(zoo: TargetZoo, seed: int):
         raise RaynasError(f"arm 'probe': the zoo of '{zoo.ctx.target.name}' was not probed",
                           "this is a bug in the benchmark's plan; report it")
     best = zoo.probe[0]["source"]
-    ot_row = next(r for r in _ranked(zoo, "probe") if r["source"] == best)
+    ot_row = next((r for r in zoo.ranking if r["source"] == best), {})  # none for a multi-dataset supernet
     return best, {**ot_row, "selection_s": zoo.probe_s}
 
 
@@ -122,7 +122,7 @@ ARMS.add("zero-shot", Arm(ZERO_SHOT, lambda zoo, seed: _nearest(zoo, seed, "zero
 
 def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
     """Rank the target's zoo once (distances and probe scores do not depend on the seed);
-    ``probe``: also probe every single source (only when the probe arm runs)."""
+    ``probe``: also probe every entry, multi-dataset supernets included (only when the probe arm runs)."""
     from raynas.ot.encoders import create_encoder
     from raynas.transfer.probe import probe_zoo
     from raynas.transfer.ranking import NoSource, rank_zoo
@@ -138,9 +138,9 @@ def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
         except NoSource:
             rows = []
     scores, probe_s = [], 0.0
-    if probe and rows:
+    if probe and (singles or multis):
         t0 = time.perf_counter()
-        scores = [p.to_json() for p in probe_zoo(ctx.store.load(ctx.target.name), singles, ctx.zoo)]
+        scores = [p.to_json() for p in probe_zoo(ctx.store.load(ctx.target.name), singles + multis, ctx.zoo)]
         probe_s = time.perf_counter() - t0
     return TargetZoo(ctx, rows, [m.name for m in multis], scores, probe_s)
 

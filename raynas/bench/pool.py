@@ -35,9 +35,10 @@ def folds(targets: tuple[str, ...], k: int) -> list[tuple[str, ...]]:
 
 def multi_plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...]) -> dict[str, tuple]:
     """Multi-dataset supernet name -> its datasets: the sources without one fold of targets each
-    (none when the multi arm does not run: their pretraining would be wasted)."""
+    (none when neither the multi arm nor the probe, which may pick one, runs: their pretraining
+    would be wasted)."""
     plan = {}
-    if "multi" not in config.arms:
+    if not {"multi", "probe"} & set(config.arms):
         return plan
     for i, fold in enumerate(folds(targets, config.multi_folds), 1):
         datasets = tuple(d for d in sources if d not in fold)

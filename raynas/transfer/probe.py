@@ -59,7 +59,7 @@ def _sample(ds: ImageDataset, split: str, total: int) -> tuple[np.ndarray, np.nd
 
 def probe_zoo(target: ImageDataset, entries: Sequence[ZooManifest], zoo: Any, *, max_train: int = PROBE_TRAIN,
               max_val: int = PROBE_VAL) -> list[ProbeScore]:
-    """Score every single-dataset entry on ``target``, best first (ties: the entry's name)."""
+    """Score every entry (single- or multi-dataset) on ``target``, best first (ties: the entry's name)."""
     from raynas.ot.encoders import create_encoder
 
     x_train, y_train = _sample(target, "train", max_train)

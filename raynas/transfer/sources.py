@@ -1,8 +1,8 @@
 """Choosing the zoo entry a search warm-starts from (``--transfer``).
 
 Strategies live in a registry: ``scratch`` (no source), ``ot`` (the nearest single-dataset
-supernet by OT dataset distance), ``probe`` (the single-dataset supernet whose frozen
-features a linear probe on the target separates best), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
+supernet by OT dataset distance), ``probe`` (the zoo entry, single- or multi-dataset, whose
+frozen features a linear probe on the target separates best), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
 random source, the baseline that isolates the value of OT) and ``auto`` (ot, else multi,
 else scratch). Any other value names a zoo entry. Only entries whose cell space fits the
 target are candidates, and never one trained on the target itself.
@@ -102,10 +102,13 @@ def nearest_by_ot(ctx: SelectionContext) -> SourceChoice:
 
 @TRANSFERS.register("probe")
 def best_by_probe(ctx: SelectionContext) -> SourceChoice:
-    """Probe every fitting single-dataset entry on the target (:mod:`raynas.transfer.probe`); take the best."""
+    """Probe every fitting entry on the target (:mod:`raynas.transfer.probe`); take the best.
+
+    Multi-dataset supernets are candidates too: where no single source suits the target, one
+    that saw many datasets may, and the probe measures that on the target instead of guessing."""
     from raynas.transfer.probe import probe_zoo
 
-    entries = ctx.candidates("single")
+    entries = ctx.candidates("single") + ctx.candidates("multi")
     if not entries:
         raise _empty_zoo("probe", ctx)
     scores = probe_zoo(ctx.store.load(ctx.target.name), entries, ctx.zoo)
@@ -168,9 +171,9 @@ def choose_source(ctx: SelectionContext) -> SourceChoice:
 
 
 def _empty_zoo(strategy: str, ctx: SelectionContext) -> NoSource:
-    kind = "multi-dataset" if strategy == "multi" else "single-dataset"
+    kind = {"multi": "multi-dataset ", "probe": ""}.get(strategy, "single-dataset ")
     build = (f"raynas zoo build --multi NAME --datasets A,B,... --preset {ctx.config.preset}" if strategy == "multi"
              else f"raynas zoo build --preset {ctx.config.preset} --exclude {ctx.target.name}")
-    return NoSource(f"--transfer {strategy}: the zoo has no {kind} supernet that fits this search "
+    return NoSource(f"--transfer {strategy}: the zoo has no {kind}supernet that fits this search "
                        f"(same cells as preset '{ctx.config.preset}') and was not trained on '{ctx.target.name}'",
                        f"build one with `{build}`, or use --transfer scratch")

@@ -22,6 +22,7 @@ def test_folds_and_multi_supernets_leave_their_targets_out():
     assert plan_ == {"bench-multi-1": ("glyph-digits", "textures"), "bench-multi-2": ("digits", "glyph-upper",
                                                                                       "textures")}
     assert multi_plan(TINY.replace(arms=("ot", "random")), SOURCES, SOURCES[:3]) == {}  # no multi arm: none built
+    assert multi_plan(TINY.replace(arms=("ot", "probe")), SOURCES, SOURCES[:3]) == plan_  # the probe may pick one
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
         for name in seen:
             assert target not in [s.name for s in pool.zoo.manifest(name).sources]
         assert len(zoo["ranking"]) == len(SOURCES) - 1
-        assert sorted(s["source"] for s in zoo["probe"]) == sorted(r["source"] for r in zoo["ranking"])
+        assert sorted(s["source"] for s in zoo["probe"]) == sorted(seen)  # the multi supernet is probed too
     for p in picks:
         if p.source not in ("scratch", "race"):
             assert p.target not in [s.name for s in pool.zoo.manifest(p.source).sources], p
@@ -100,3 +101,25 @@ def test_random_picks_vary_across_targets_of_one_seed():
     picks = [_random(zoo(f"target{t}"), 0)[0] for t in range(10)]
     assert len(set(picks)) >= 4  # one seed must not map every target to the same position
     assert picks == [_random(zoo(f"target{t}"), 0)[0] for t in range(10)]  # and stays seeded
+
+
+def test_a_multi_dataset_supernet_can_win_the_probe(pool, monkeypatch):
+    """`--transfer probe` (and the probe arm) ask every entry that never saw the target, multi ones included."""
+    from raynas.search.algorithms import create_algorithm
+    from raynas.search.loop import resolve_space
+    from raynas.transfer import probe
+    from raynas.transfer.sources import TRANSFERS, SelectionContext
+
+    search = TINY.search("digits")
+    info = pool.store.info("digits")
+    space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
+    ctx = SelectionContext(search, info, space, pool.store, pool.zoo, pool.embeddings, pool.embedding_storage)
+    choice = TRANSFERS.get("probe")(ctx)
+    assert {r["source"] for r in choice.ranking} == {"glyph-digits", "glyph-upper", "textures", "bench-multi-1"}
+    assert choice.entry.name == choice.ranking[0]["source"]
+    # a probe whose scores rise in call order ranks the last entry probed, the multi supernet, first
+    scores = iter(range(100))
+    monkeypatch.setattr(probe, "probe_accuracy", lambda *a: next(scores) / 100)
+    assert TRANSFERS.get("probe")(ctx).entry.name == "bench-multi-1"
+    p = pick(target_zoo(ctx, probe=True), "probe", 0)
+    assert p.source == "bench-multi-1" and p.distance is None and p.rank is None and p.selection_s > 0
