@@ -27,6 +27,22 @@ def test_registry_lists_the_builtin_encoders():
     assert "did you mean 'pixels'" in err.value.fix
 
 
+def test_the_help_strings_name_every_registered_encoder():
+    """The command line lists the encoders by hand (it does not import the registry, to start fast)."""
+    import dataclasses
+
+    from raynas.cli import build_parser
+    from raynas.search.config import SearchConfig
+
+    distance = build_parser()._subparsers._group_actions[0].choices["distance"]
+    helps = {"raynas distance --encoder": next(a.help for a in distance._actions if "--encoder" in a.option_strings),
+             "SearchConfig.encoder": next(f.metadata["help"] for f in dataclasses.fields(SearchConfig)
+                                          if f.name == "encoder")}
+    for where, text in helps.items():
+        missing = [name for name in ENCODERS.names() if not re.search(rf"\b{re.escape(name)}\b", text)]
+        assert not missing, f"{where} does not name {missing}"
+
+
 def test_the_pixel_pca_is_stored_and_versioned_by_its_bytes(pixel_encoder, ot_storage):
     assert isinstance(pixel_encoder, Encoder) and pixel_encoder.dim == 64
     stored = ot_storage.listdir(ENCODER_DIR, dirs=False)
