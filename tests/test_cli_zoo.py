@@ -168,11 +168,12 @@ def test_search_transfer_probe_takes_the_source_its_linear_probe_scores_best(zoo
     from raynas.ot.encoders import create_encoder
     from raynas.transfer.probe import PROBE_SEED, probe_accuracy
 
-    t = _warm_start(zoo_args, transfer="probe")
-    scores = t["ranking"]
+    t = _warm_start(zoo_args, transfer="probe", probe_min_cut=0.0)  # 0: the best source, however weak
+    ranking = t["ranking"]
+    scores = [s for s in ranking if s["source"] != "scratch"]
     assert t["strategy"] == "probe" and t["source"] == scores[0]["source"] and t["method"] == "linear probe"
-    assert {s["source"] for s in scores} == set(SOURCES)  # every source, never the target
-    assert [s["accuracy"] for s in scores] == sorted((s["accuracy"] for s in scores), reverse=True)
+    assert {s["source"] for s in ranking} == {*SOURCES, "scratch"}  # every source, never the target; and random
+    assert [s["accuracy"] for s in ranking] == sorted((s["accuracy"] for s in ranking), reverse=True)
     # the best score is what a probe on that source's features gives, by hand
     from raynas.ot.sampling import stratified_indices
 
@@ -184,6 +185,15 @@ def test_search_transfer_probe_takes_the_source_its_linear_probe_scores_best(zoo
         np.concatenate([xt[kt], xv[kv]]))
     assert probe_accuracy(f[:len(kt)], yt[kt], f[len(kt):], yv[kv]) == pytest.approx(scores[0]["accuracy"])
     assert scores[0]["accuracy"] > 1.5 / ds.info.num_classes  # well above chance
+
+
+def test_search_transfer_probe_starts_from_scratch_when_sources_beat_random_features_by_too_little(capsys,
+                                                                                                   zoo_args):
+    # no source removes all of the random features' probe error: --probe-min-cut 1 always says scratch
+    d = run_json(capsys, "search", TARGET, "--transfer", "probe", "--probe-min-cut", "1", *QUICK, *zoo_args)
+    t = d["transfer"]
+    assert t["strategy"] == "probe" and t["source"] is None and "under --probe-min-cut 1" in t["note"]
+    assert d["winner"]["source"] == "scratch" and d["winner"]["status"] == "finished"
 
 
 def test_search_transfer_errors(capsys, zoo_args):

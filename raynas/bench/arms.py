@@ -3,9 +3,9 @@
 Every arm is registered with how it runs and how it picks its start from the target's zoo
 (the pool without the target's own entries): ``scratch``; ``ot``, the nearest source by OT
 distance; ``probe``, the source whose frozen features a linear probe on the target separates
-best among the single- and multi-dataset entries (charged for the probe's seconds); ``race``, the Tune race of the nearest sources (its
-trials pick their own);
-``multi``, the multi-dataset supernet that never saw the target; ``random``, a seeded random
+best among the single- and multi-dataset entries, or scratch when they beat a random supernet's
+by too little (``--transfer probe``; charged for the probe's seconds); ``race``, the Tune race
+of the nearest sources (its trials pick their own); ``multi``, the multi-dataset supernet that never saw the target; ``random``, a seeded random
 source; ``farthest``, the OT-farthest source (the negative control); and ``zero-shot``, the
 nearest source's own architecture, derived with no search on the target.
 """
@@ -52,7 +52,8 @@ class TargetZoo:
     ctx: SelectionContext
     ranking: list[dict[str, Any]]  # {"source", "dataset", "distance", "rank"}
     multi: list[str]  # multi-dataset supernets that never saw the target
-    probe: list[dict[str, Any]] = field(default_factory=list)  # probe scores of every entry, best first
+    probe: list[dict[str, Any]] = field(default_factory=list)  # probe scores of every entry and scratch, best first
+    probe_pick: str | None = None  # what ``--transfer probe`` chose: a zoo entry or "scratch"
     probe_s: float = 0.0  # what probing them all took
 
     @property
@@ -95,12 +96,11 @@ def _random(zoo: TargetZoo, seed: int):
 
 
 def _probe(zoo: TargetZoo, seed: int):
-    if not zoo.probe:
+    if zoo.probe_pick is None:
         raise RaynasError(f"arm 'probe': the zoo of '{zoo.ctx.target.name}' was not probed",
                           "this is a bug in the benchmark's plan; report it")
-    best = zoo.probe[0]["source"]
-    ot_row = next((r for r in zoo.ranking if r["source"] == best), {})  # none for a multi-dataset supernet
-    return best, {**ot_row, "selection_s": zoo.probe_s}
+    ot_row = next((r for r in zoo.ranking if r["source"] == zoo.probe_pick), {})  # none for multi or scratch
+    return zoo.probe_pick, {**ot_row, "selection_s": zoo.probe_s}
 
 
 def _multi(zoo: TargetZoo, seed: int):
@@ -122,10 +122,10 @@ ARMS.add("zero-shot", Arm(ZERO_SHOT, lambda zoo, seed: _nearest(zoo, seed, "zero
 
 def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
     """Rank the target's zoo once (distances and probe scores do not depend on the seed);
-    ``probe``: also probe every entry, multi-dataset supernets included (only when the probe arm runs)."""
+    ``probe``: also make the choice of ``--transfer probe`` (only when the probe arm runs)."""
     from raynas.ot.encoders import create_encoder
-    from raynas.transfer.probe import probe_zoo
     from raynas.transfer.ranking import NoSource, rank_zoo
+    from raynas.transfer.sources import best_by_probe
 
     singles, multis = ctx.candidates("single"), ctx.candidates("multi")
     rows: list[dict[str, Any]] = []
@@ -137,12 +137,13 @@ def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
             rows = ranked.rows()
         except NoSource:
             rows = []
-    scores, probe_s = [], 0.0
+    zoo = TargetZoo(ctx, rows, [m.name for m in multis])
     if probe and (singles or multis):
         t0 = time.perf_counter()
-        scores = [p.to_json() for p in probe_zoo(ctx.store.load(ctx.target.name), singles + multis, ctx.zoo)]
-        probe_s = time.perf_counter() - t0
-    return TargetZoo(ctx, rows, [m.name for m in multis], scores, probe_s)
+        choice = best_by_probe(ctx)
+        zoo.probe_s = time.perf_counter() - t0
+        zoo.probe, zoo.probe_pick = choice.ranking, choice.entry.name if choice.entry else "scratch"
+    return zoo
 
 
 def pick(zoo: TargetZoo, arm: str, seed: int) -> Pick:

@@ -42,6 +42,9 @@ class TransferBenchConfig:
                                          "(pixels, edges, ...; see raynas distance)")
     head: str = option("copy", help="classifier of every warm start: copy (the source's when the class count "
                                     "matches, else fresh) or probe (fitted to the target first, LP-FT; charged)")
+    probe_min_cut: float = option(0.33, low=0, high=1, help="the probe arm searches from scratch unless its best "
+                                  "source removes at least this share of a random supernet's probe error (0: it "
+                                  "always transfers)")
     source_epochs: int = option(32, low=1, high=10_000, help="pretraining epochs of each zoo source (a weak "
                                                               "source cannot show what transfer does)")
     source_steps: int | None = option(24, low=1, help="steps per pretraining epoch")
@@ -94,6 +97,7 @@ class TransferBenchConfig:
         return SearchConfig(dataset=dataset, preset=self.preset, epochs=self.arm_epochs(transfer), seed=seed,
                             transfer=transfer, **lr,
                             transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature, head=self.head,
+                            probe_min_cut=self.probe_min_cut,
                             encoder=self.encoder, a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
 
     def arm_epochs(self, transfer: str) -> int:

@@ -157,7 +157,8 @@ def plan(config: TransferBenchConfig, targets: tuple[str, ...], workspace: Works
         for name in zoo.names:
             check_no_leak(target, info.content_hash, workspace.zoo.manifest(name))
         zoos[target] = {"ranking": zoo.ranking, "multi": zoo.multi,
-                        **({"probe": zoo.probe, "probe_s": zoo.probe_s} if zoo.probe else {})}
+                        **({"probe": zoo.probe, "probe_pick": zoo.probe_pick, "probe_s": zoo.probe_s}
+                           if zoo.probe_pick else {})}
         for seed in range(config.seeds):
             picks += [pick(zoo, arm, seed) for arm in config.arms]
     return picks, zoos

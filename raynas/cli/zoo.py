@@ -12,7 +12,7 @@ from raynas.cli.options import add_config_flags, given
 from raynas.search.config import SearchConfig
 
 # search fields that make no sense for pretraining from scratch
-BUILD_SKIPS = ("transfer", "transfer_mode", "alpha_temperature", "head", "distance")
+BUILD_SKIPS = ("transfer", "transfer_mode", "alpha_temperature", "head", "distance", "probe_min_cut")
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:

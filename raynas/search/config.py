@@ -30,6 +30,9 @@ class SearchConfig:
                                                                    "them towards uniform")
     head: str = option("copy", help="classifier of a warm start: copy (the source's when the class count matches, "
                                      "else fresh) or probe (fitted to the target's train images first: LP-FT)")
+    probe_min_cut: float = option(0.33, low=0, high=1, help="--transfer probe warm-starts only from a source whose "
+                                  "features remove at least this share of the probe error of a random supernet's "
+                                  "(else: scratch); 0 always transfers")
     distance: str = option("cascade", help="OT method that ranks zoo sources: cascade, otdd, hot or sliced")
     encoder: str = option("pixels", help="feature encoder of the OT embeddings: pixels, edges, resnet18 or supernet")
     # multi-dataset pretraining: one supernet over these datasets (a head each); ``dataset``

@@ -7,6 +7,11 @@ split and scored on its val split, once per candidate. That costs one forward pa
 sample through each candidate (seconds per source on a CPU at the tiny preset) and catches
 what a pixel distance misses: inverted digits are far from every digit set in pixel space,
 yet a digit supernet's features still separate them.
+
+The probe also scores randomly initialised supernets of the search's own space: what a search
+from scratch starts with. A source is worth its warm start only when its features remove a
+good share of the error that random features leave (:func:`error_cut`); in the transfer
+benchmark the sources that removed less than a third transferred negatively (docs/results.md).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import numpy as np
 
 from raynas.data.format import ImageDataset
 from raynas.ot.sampling import stratified_indices
+from raynas.space.config import SpaceConfig
 from raynas.zoo.manifest import ZooManifest
 
 PROBE_TRAIN, PROBE_VAL = 1000, 1000  # images of the target the probe fits on and scores on
 PROBE_SEED = 0
 PROBE_TOL = 1e-2  # the solver's tolerance (see probe_accuracy)
+RANDOM_INITS = (0, 1, 2)  # seeds of the random supernets whose mean probe accuracy is the scratch baseline
+SCRATCH = "scratch"  # the baseline's name in a ranking
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,13 @@ def probe_accuracy(features_train: np.ndarray, labels_train: np.ndarray, feature
     return float(model.score((features_val - mean) / std, labels_val))
 
 
+def error_cut(accuracy: float, baseline: float) -> float:
+    """The share of the baseline's probe error that ``accuracy`` removes: 1 all of it, 0 none,
+    negative when it is worse. Relative, so that a few points count for more on an easy target
+    (random features already at 94%) than on a hard one."""
+    return (accuracy - baseline) / max(1.0 - baseline, 1e-6)
+
+
 def _sample(ds: ImageDataset, split: str, total: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = ds.split(split)
     keep = stratified_indices(labels, total, PROBE_SEED)
@@ -62,14 +77,33 @@ def probe_zoo(target: ImageDataset, entries: Sequence[ZooManifest], zoo: Any, *,
     """Score every entry (single- or multi-dataset) on ``target``, best first (ties: the entry's name)."""
     from raynas.ot.encoders import create_encoder
 
-    x_train, y_train = _sample(target, "train", max_train)
-    x_val, y_val = _sample(target, "val", max_val)
+    sample = _samples(target, max_train, max_val)
     scores = []
     for entry in entries:
         t0 = time.perf_counter()
-        encoder = create_encoder("supernet", storage=None, zoo=zoo, source=entry.name)
-        # one call: the encoder standardises with the statistics of the images it is given
-        features = encoder.encode(np.concatenate([x_train, x_val]))
-        accuracy = probe_accuracy(features[:len(x_train)], y_train, features[len(x_train):], y_val)
+        accuracy = _probe(create_encoder("supernet", storage=None, zoo=zoo, source=entry.name), *sample)
         scores.append(ProbeScore(entry.name, entry.source, accuracy, time.perf_counter() - t0))
     return sorted(scores, key=lambda s: (-s.accuracy, s.source))
+
+
+def probe_scratch(target: ImageDataset, space: SpaceConfig, *, seeds: Sequence[int] = RANDOM_INITS,
+                  max_train: int = PROBE_TRAIN, max_val: int = PROBE_VAL) -> ProbeScore:
+    """The scratch baseline: the mean probe accuracy of randomly initialised supernets of ``space``."""
+    from raynas.ot.encoders import SupernetEncoder
+    from raynas.space.supernet import create_supernet
+
+    sample = _samples(target, max_train, max_val)
+    t0 = time.perf_counter()
+    accuracies = [_probe(SupernetEncoder(create_supernet(space, seed=seed), SCRATCH, f"{seed:08d}"), *sample)
+                  for seed in seeds]
+    return ProbeScore(SCRATCH, "random init", float(np.mean(accuracies)), time.perf_counter() - t0)
+
+
+def _samples(target: ImageDataset, max_train: int, max_val: int) -> tuple[np.ndarray, ...]:
+    return (*_sample(target, "train", max_train), *_sample(target, "val", max_val))
+
+
+def _probe(encoder: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
+    # one call: the encoder standardises with the statistics of the images it is given
+    features = encoder.encode(np.concatenate([x_train, x_val]))
+    return probe_accuracy(features[:len(x_train)], y_train, features[len(x_train):], y_val)

@@ -2,7 +2,8 @@
 
 Strategies live in a registry: ``scratch`` (no source), ``ot`` (the nearest single-dataset
 supernet by OT dataset distance), ``probe`` (the zoo entry, single- or multi-dataset, whose
-frozen features a linear probe on the target separates best), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
+frozen features a linear probe on the target separates best, or scratch when they beat a
+random supernet's by too little), ``multi`` (a multi-dataset supernet), ``random`` (a seeded
 random source, the baseline that isolates the value of OT) and ``auto`` (ot, else multi,
 else scratch). Any other value names a zoo entry. Only entries whose cell space fits the
 target are candidates, and never one trained on the target itself.
@@ -102,19 +103,26 @@ def nearest_by_ot(ctx: SelectionContext) -> SourceChoice:
 
 @TRANSFERS.register("probe")
 def best_by_probe(ctx: SelectionContext) -> SourceChoice:
-    """Probe every fitting entry on the target (:mod:`raynas.transfer.probe`); take the best.
+    """Probe every fitting entry on the target (:mod:`raynas.transfer.probe`); take the best,
+    unless its features beat a random supernet's by too little to be worth starting from.
 
     Multi-dataset supernets are candidates too: where no single source suits the target, one
     that saw many datasets may, and the probe measures that on the target instead of guessing."""
-    from raynas.transfer.probe import probe_zoo
+    from raynas.transfer.probe import error_cut, probe_scratch, probe_zoo
 
     entries = ctx.candidates("single") + ctx.candidates("multi")
     if not entries:
         raise _empty_zoo("probe", ctx)
-    scores = probe_zoo(ctx.store.load(ctx.target.name), entries, ctx.zoo)
-    by_name = {m.name: m for m in entries}
-    return SourceChoice("probe", by_name[scores[0].source], method="linear probe",
-                        ranking=[s.to_json() for s in scores[:5]])
+    target = ctx.store.load(ctx.target.name)
+    scores = probe_zoo(target, entries, ctx.zoo)
+    baseline = probe_scratch(target, ctx.space)
+    ranking = [s.to_json() for s in sorted([*scores, baseline], key=lambda s: (-s.accuracy, s.source))]
+    best, cut = scores[0], error_cut(scores[0].accuracy, baseline.accuracy)
+    if ctx.config.probe_min_cut > 0 and cut < ctx.config.probe_min_cut:  # 0: the best entry, even below random
+        return SourceChoice("probe", method="linear probe", ranking=ranking,
+                            note=f"the best source, '{best.source}', removes {cut:.0%} of a random supernet's probe "
+                                 f"error, under --probe-min-cut {ctx.config.probe_min_cut:g}")
+    return SourceChoice("probe", {m.name: m for m in entries}[best.source], method="linear probe", ranking=ranking)
 
 
 @TRANSFERS.register("multi")

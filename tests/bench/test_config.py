@@ -8,10 +8,11 @@ from raynas.errors import RaynasError
 
 @pytest.mark.parametrize("start, epochs", [("scratch", 16), ("glyph-upper", 4), ("auto", 4)])
 def test_warm_starts_search_their_own_budget(start, epochs):
-    config = TransferBenchConfig(epochs=16, warm_epochs=4, transfer_mode="weights", alpha_temperature=2.0)
+    config = TransferBenchConfig(epochs=16, warm_epochs=4, transfer_mode="weights", alpha_temperature=2.0,
+                                 probe_min_cut=0.5)
     search = config.search("digits", seed=1, transfer=start)
     assert (search.epochs, search.seed, search.transfer) == (epochs, 1, start)
-    assert (search.transfer_mode, search.alpha_temperature) == ("weights", 2.0)
+    assert (search.transfer_mode, search.alpha_temperature, search.probe_min_cut) == ("weights", 2.0, 0.5)
 
 
 def test_without_warm_epochs_every_arm_searches_the_same_budget():

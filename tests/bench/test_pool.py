@@ -7,6 +7,7 @@ from raynas.bench.config import ALL_ARMS, TransferBenchConfig
 from raynas.bench.pool import check_no_leak, folds, multi_plan
 from raynas.bench.transfer import plan
 from raynas.errors import RaynasError
+from raynas.transfer.probe import error_cut
 from raynas.workspace import Workspace
 from raynas.zoo.build import plan_jobs, run_jobs
 
@@ -47,7 +48,8 @@ def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
         for name in seen:
             assert target not in [s.name for s in pool.zoo.manifest(name).sources]
         assert len(zoo["ranking"]) == len(SOURCES) - 1
-        assert sorted(s["source"] for s in zoo["probe"]) == sorted(seen)  # the multi supernet is probed too
+        # the multi supernet is probed too, and random supernets: the scratch baseline
+        assert sorted(s["source"] for s in zoo["probe"]) == sorted([*seen, "scratch"])
     for p in picks:
         if p.source not in ("scratch", "race"):
             assert p.target not in [s.name for s in pool.zoo.manifest(p.source).sources], p
@@ -58,7 +60,10 @@ def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
         if p.arm == "farthest":
             assert p.source == ranked[p.target][-1]
         if p.arm == "probe":
-            assert p.source == zoos[p.target]["probe"][0]["source"] and p.selection_s > 0
+            scores = {r["source"]: r["accuracy"] for r in zoos[p.target]["probe"]}
+            best = max((n for n in scores if n != "scratch"), key=lambda n: (scores[n], [-ord(c) for c in n]))
+            worth = error_cut(scores[best], scores["scratch"]) >= TINY.probe_min_cut
+            assert p.source == (best if worth else "scratch") and p.selection_s > 0
         if p.arm == "multi":
             assert p.source.startswith("bench-multi-")
 
@@ -103,23 +108,56 @@ def test_random_picks_vary_across_targets_of_one_seed():
     assert picks == [_random(zoo(f"target{t}"), 0)[0] for t in range(10)]  # and stays seeded
 
 
-def test_a_multi_dataset_supernet_can_win_the_probe(pool, monkeypatch):
-    """`--transfer probe` (and the probe arm) ask every entry that never saw the target, multi ones included."""
+def _probe_context(pool, **changes):
     from raynas.search.algorithms import create_algorithm
     from raynas.search.loop import resolve_space
-    from raynas.transfer import probe
-    from raynas.transfer.sources import TRANSFERS, SelectionContext
+    from raynas.transfer.sources import SelectionContext
 
-    search = TINY.search("digits")
+    search = TINY.replace(**changes).search("digits")
     info = pool.store.info("digits")
     space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
-    ctx = SelectionContext(search, info, space, pool.store, pool.zoo, pool.embeddings, pool.embedding_storage)
+    return SelectionContext(search, info, space, pool.store, pool.zoo, pool.embeddings, pool.embedding_storage)
+
+
+def _fake_probe(monkeypatch, entries, random_inits):
+    """Probe accuracies in call order: the zoo's entries (by name), then the random supernets."""
+    from raynas.transfer import probe
+
+    scores = iter([*entries, *random_inits])
+    monkeypatch.setattr(probe, "probe_accuracy", lambda *a: next(scores))
+
+
+def test_a_multi_dataset_supernet_can_win_the_probe(pool, monkeypatch):
+    """`--transfer probe` (and the probe arm) ask every entry that never saw the target, multi ones included."""
+    from raynas.transfer.sources import TRANSFERS
+
+    ctx = _probe_context(pool)
     choice = TRANSFERS.get("probe")(ctx)
-    assert {r["source"] for r in choice.ranking} == {"glyph-digits", "glyph-upper", "textures", "bench-multi-1"}
-    assert choice.entry.name == choice.ranking[0]["source"]
-    # a probe whose scores rise in call order ranks the last entry probed, the multi supernet, first
-    scores = iter(range(100))
-    monkeypatch.setattr(probe, "probe_accuracy", lambda *a: next(scores) / 100)
+    assert {r["source"] for r in choice.ranking} == {"glyph-digits", "glyph-upper", "textures", "bench-multi-1",
+                                                     "scratch"}
+    assert choice.entry is None or choice.entry.name == [r for r in choice.ranking if r["source"] != "scratch"][0][
+        "source"]
+    # entries are probed singles first, then multis: the multi supernet scores best, far above random
+    _fake_probe(monkeypatch, [0.5, 0.6, 0.7, 0.9], [0.4, 0.4, 0.4])
     assert TRANSFERS.get("probe")(ctx).entry.name == "bench-multi-1"
+    _fake_probe(monkeypatch, [0.5, 0.6, 0.7, 0.9], [0.4, 0.4, 0.4])
     p = pick(target_zoo(ctx, probe=True), "probe", 0)
     assert p.source == "bench-multi-1" and p.distance is None and p.rank is None and p.selection_s > 0
+
+
+def test_the_probe_searches_from_scratch_when_no_source_beats_random_features_by_enough(pool, monkeypatch):
+    from raynas.transfer.sources import TRANSFERS
+
+    ctx = _probe_context(pool)
+    # the best source removes (0.6 - 0.55) / 0.45 = 11% of the random features' error: < 0.33
+    _fake_probe(monkeypatch, [0.5, 0.5, 0.5, 0.6], [0.5, 0.55, 0.6])
+    choice = TRANSFERS.get("probe")(ctx)
+    assert choice.entry is None and "removes 11%" in choice.note and "bench-multi-1" in choice.note
+    assert [r["source"] for r in choice.ranking][:2] == ["bench-multi-1", "scratch"]
+    _fake_probe(monkeypatch, [0.5, 0.5, 0.5, 0.6], [0.5, 0.55, 0.6])
+    p = pick(target_zoo(ctx, probe=True), "probe", 0)
+    assert p.source == "scratch" and p.selection_s > 0
+    assert TINY.arm_epochs(p.source) == TINY.epochs  # it gets scratch's whole budget, not the warm one
+    # --probe-min-cut 0 always transfers
+    _fake_probe(monkeypatch, [0.5, 0.5, 0.5, 0.6], [0.5, 0.55, 0.6])
+    assert TRANSFERS.get("probe")(_probe_context(pool, probe_min_cut=0.0)).entry.name == "bench-multi-1"
