@@ -5,9 +5,10 @@ Every arm is registered with how it runs and how it picks its start from the tar
 distance; ``probe``, the source whose frozen features a linear probe on the target separates
 best among the single- and multi-dataset entries, or scratch when they beat a random supernet's
 by too little (``--transfer probe``; charged for the probe's seconds); ``race``, the Tune race
-of the nearest sources (its trials pick their own); ``multi``, the multi-dataset supernet that never saw the target; ``random``, a seeded random
-source; ``farthest``, the OT-farthest source (the negative control); and ``zero-shot``, the
-nearest source's own architecture, derived with no search on the target.
+of the nearest sources (its trials pick their own); ``multi``, the multi-dataset supernet that
+never saw the target; ``random``, a seeded random source; ``farthest``, the OT-farthest source
+(the negative control); and ``zero-shot``, the nearest source's own architecture, derived with
+no search on the target.
 """
 
 from __future__ import annotations
