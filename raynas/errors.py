@@ -17,3 +17,8 @@ class RaynasError(Exception):
 
     def __str__(self) -> str:
         return self.problem if not self.fix else f"{self.problem}\n  fix: {self.fix}"
+
+    def __reduce__(self):
+        """Pickled as a plain RaynasError with its fix (Ray sends a trial's or task's error to the
+        driver this way); subclasses' extra arguments and attributes do not travel."""
+        return RaynasError, (self.problem, self.fix)

@@ -170,6 +170,7 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
     from ray import tune
 
     from raynas.bench.progress import BenchProgress
+    from raynas.race.ledger import LedgerCallback, record_ledger, verify_ledger
     from raynas.race.race import quiet_tune, tune_storage
 
     if not picks:
@@ -181,8 +182,9 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
                                     {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
     tstore = tune_storage(workspace)
     path = tstore.path(EXPERIMENT)
-    callbacks = [BenchProgress(config.arm_epochs, say)]
+    callbacks = [BenchProgress(config.arm_epochs, say), LedgerCallback(out, tstore.uri, EXPERIMENT)]
     if tune.Tuner.can_restore(path, storage_filesystem=tstore.fs):
+        verify_ledger(out, tstore, EXPERIMENT)  # the Tune state is unpickled next: it must be what we wrote
         say(f"continuing the arms' Tune experiment ({path}): finished trials are kept")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
                                    storage_filesystem=tstore.fs)
@@ -197,7 +199,10 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
                                       failure_config=tune.FailureConfig(max_failures=2),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       callbacks=callbacks, verbose=0))
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        record_ledger(out, tstore, EXPERIMENT)
     runs, missing = [], []
     for r in results:
         p, m = r.config["pick"], r.metrics or {}

@@ -19,7 +19,6 @@ from typing import Any
 
 from raynas.bench.arms import ZERO_SHOT
 from raynas.bench.config import TransferBenchConfig
-from raynas.errors import RaynasError
 from raynas.experiment import ExperimentConfig, SearchDiverged, run_experiment
 from raynas.race.trial import TuneReport, tune_metrics
 from raynas.workspace import Workspace
@@ -55,15 +54,12 @@ def zero_shot(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Works
 
 def arm_trial(trial_config: dict[str, Any], job: BenchJob) -> None:
     """The Tune function trainable of the benchmark (one arm, target and seed)."""
-    from ray import tune
-
     bench = TransferBenchConfig.from_json(job.bench)
     pick = trial_config["pick"]
     workspace = Workspace.open(job.home, job.storage)
-    try:
-        _run_arm(bench, pick, workspace)
-    except RaynasError as exc:  # bad input (a damaged zoo entry...): retrying cannot help, so report it
-        tune.report({"epoch": 0, "failed": 1, "error": str(exc)})
+    # a RaynasError (bad input) fails the trial like any error: Tune marks it errored, so
+    # continuing the benchmark once the input is fixed runs it again
+    _run_arm(bench, pick, workspace)
 
 
 def _run_arm(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Workspace) -> None:

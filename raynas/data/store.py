@@ -120,6 +120,15 @@ class DatasetStore:
             raise self._missing(name)
         return read_info(self.path(name))
 
+    def check_unchanged(self, hashes: dict[str, str], since: str) -> None:
+        """Refuse when a dataset's content hash differs from ``hashes`` (recorded ``since`` then):
+        continuing a search on changed data would mix two datasets in one result."""
+        for name, then in hashes.items():
+            now = self.info(name).content_hash
+            if now != then:
+                raise RaynasError(f"dataset '{name}' changed since {since} (content hash {then} then, {now} now)",
+                                  f"restore '{name}' as it was, or start a new search")
+
     def infos(self) -> list[DatasetInfo]:
         self.ensure_builtins()
         return [read_info(self.path(n)) for n in self.names()]

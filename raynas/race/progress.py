@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
 
 class RaceProgress(Callback):
-    """Prints when trials start, finish an epoch, are stopped by ASHA, fail and are retried."""
+    """Prints when trials start, finish an epoch, are stopped by ASHA, fail and are retried; a
+    failure says why (a bad input fails its trial with the RaynasError's problem and fix)."""
 
     def __init__(self, epochs: int, labels: dict[str, str], sampled: bool = False, out: TextIO | None = None):
         self.epochs, self.labels, self.sampled, self.out = epochs, labels, sampled, out
@@ -33,7 +36,9 @@ class RaceProgress(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         acc = result.get("val_acc")
-        if acc is None:
+        if acc is None or acc != acc:  # a diverged epoch reports NaN: it leads nothing
+            if result.get("diverged"):
+                self._say(trial, f"epoch {result.get('epoch', '?'):>3}/{self.epochs}  DIVERGED (loss not finite)")
             return
         lead = ""
         if self.best is None or acc > self.best:
@@ -52,6 +57,28 @@ class RaceProgress(Callback):
         else:
             self._say(trial, "finished")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._say(trial, f"crashed ({trial_error(trial)}); retried from its last checkpoint "
+                         f"({trial.num_failures} failure(s) so far)")
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._say(trial, f"crashed ({trial.num_failures} failure(s) so far); Tune retries it from its last "
-                         "checkpoint while retries are left")
+        self._say(trial, f"FAILED: {trial_error(trial)}")
+
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt))(?: \(.*?\))?: (.+)$")
+
+
+def trial_error(trial) -> str:
+    """The last error of a trial in one line, read from the text file Tune writes for it (never
+    from its pickle): the exception's message and, for a RaynasError, its fix."""
+    try:
+        text = Path(trial.error_file).read_text(encoding="utf-8", errors="replace") if trial.error_file else ""
+    except OSError:
+        text = ""
+    lines = text.rsplit("Failure # ", 1)[-1].splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        match = _ERROR_LINE.match(lines[i].strip())
+        if match:
+            fix = [ln.strip() for ln in lines[i + 1:i + 2] if ln.strip().startswith("fix:")]
+            return " ".join([match.group(2), *fix])[:300]
+    return "see the trial's error.txt"

@@ -139,6 +139,7 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
 
     ``trial_callbacks`` run in every trial after each epoch (they are pickled to the trials);
     ``tune_callbacks`` are Tune callbacks of the driver (loggers, integrations)."""
+    from raynas.race.ledger import LedgerCallback, record_ledger
     from raynas.ray_session import ensure_ray
 
     t0 = time.perf_counter()
@@ -158,16 +159,24 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = tune_storage(workspace)
     write_config(run_dir, config)
+    home, shared = workspace.locations()
+    datasets = race_datasets(config, workspace)
     write_race_file(run_dir, {"experiment_path": storage.path(run_dir.name), "tune_storage": storage.uri,
-                              "name": run_dir.name, "candidates": [c.to_json() for c in candidates], "notes": notes,
+                              "name": run_dir.name, "home": home, "storage": shared, "datasets": datasets,
+                              "candidates": [c.to_json() for c in candidates], "notes": notes,
                               "trial_resources": resources, "samples": samples,
                               "tensorboard": tensorboard_command(storage, run_dir.name)})
     if verbose:
         _announce(config, candidates, notes, resources, samples, storage, run_dir)
-    job = _job(config, workspace, candidates, tensorboard, trial_callbacks)
+    job = _job(config, workspace, candidates, tensorboard, trial_callbacks, datasets)
+    ledger = LedgerCallback(run_dir, storage.uri, run_dir.name)
     tuner = _tuner(job, config, candidates, resources, storage, run_dir.name, space_, algo, samples, verbose,
-                   tune_callbacks)
-    results = tuner.fit()
+                   [*tune_callbacks, ledger])
+    record_ledger(run_dir, storage, run_dir.name)  # tuner.pkl, written when the Tuner was made
+    try:
+        results = tuner.fit()
+    finally:
+        record_ledger(run_dir, storage, run_dir.name)  # the state Tune saved last, also when interrupted
     return _conclude(results, config, workspace, candidates, notes, run_dir, storage, resources, samples, t0,
                      verbose)
 
@@ -179,6 +188,7 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     finished ones are not run again."""
     from ray import tune
 
+    from raynas.race.ledger import record_ledger, verify_ledger
     from raynas.ray_session import ensure_ray
 
     t0 = time.perf_counter()
@@ -187,23 +197,56 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     config = read_config(run_dir)
     race = read_race_file(run_dir)
     candidates = [Candidate(**c) for c in race["candidates"]]
-    storage = Storage(race["tune_storage"])
+    storage = check_resume_workspace(race, workspace, run_dir)
+    check_experiment(config, workspace)
+    _validate_candidates(candidates, config, workspace)
+    workspace.store.check_unchanged(race.get("datasets", {}), since="the race started")
+    verify_ledger(run_dir, storage, race["name"])  # before anything of the Tune state is unpickled
     path = storage.path(race["name"])
     ensure_ray(address)
     if not tune.Tuner.can_restore(path, storage_filesystem=storage.fs):
         raise RaynasError(f"the race's Tune experiment {path} cannot be restored (missing or damaged)",
                           "start the search again")
     resources = race["trial_resources"]
-    job = _job(config, workspace, candidates, tensorboard, trial_callbacks)
+    job = _job(config, workspace, candidates, tensorboard, trial_callbacks, race.get("datasets", {}))
     trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
     if verbose:
         print(f"resuming the race in {run_dir}: unfinished trials continue from their last checkpoints",
               file=sys.stderr)
-    tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                               storage_filesystem=storage.fs)
-    results = tuner.fit()
+    try:
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=storage.fs)
+        results = tuner.fit()
+    finally:
+        record_ledger(run_dir, storage, race["name"])
     return _conclude(results, config, workspace, candidates, race.get("notes", []), run_dir, storage, resources,
                      race["samples"], t0, verbose)
+
+
+def race_datasets(config: ExperimentConfig, workspace: Workspace) -> dict[str, str]:
+    """Content hashes of the datasets the race reads (its target, the retrain's), recorded at its
+    start: a trial or a resume that finds one changed refuses to mix two datasets in one race."""
+    names = [config.search.dataset]
+    if config.retrain is not None and config.retrain.dataset:
+        names.append(config.retrain.dataset)
+    return {name: workspace.store.info(name).content_hash for name in dict.fromkeys(names)}
+
+
+def check_resume_workspace(race: dict[str, Any], workspace: Workspace, run_dir: Path) -> Storage:
+    """The Tune storage of the resumed race: this workspace's, which must be the one the race ran in.
+
+    The location is computed from ``--home``/``--storage``, never taken from ``race.json``, so an
+    edited run directory cannot send the resume's writes elsewhere; a resume in another home or
+    storage is refused before anything runs (its trials would fail on missing data, for good)."""
+    storage = tune_storage(workspace)
+    home, shared = workspace.locations()
+    then = {"home": race.get("home", home), "storage": race.get("storage", shared)}
+    if then != {"home": home, "storage": shared} or race["tune_storage"] != storage.uri:
+        flags = f"--home {then['home']}" + (f" --storage {then['storage']}" if then["storage"] else "")
+        raise RaynasError(f"--resume {run_dir}: the race ran with its Tune state in {race['tune_storage']}, but this "
+                          f"home and storage keep it in {storage.uri}",
+                          f"resume with the home and storage the search was started with: {flags}")
+    return storage
 
 
 def quiet_tune() -> None:
@@ -219,11 +262,11 @@ def quiet_tune() -> None:
 
 
 def _job(config: ExperimentConfig, workspace: Workspace, candidates: list[Candidate], tensorboard: bool,
-         callbacks: Sequence[Callback]) -> TrialJob:
+         callbacks: Sequence[Callback], datasets: dict[str, str]) -> TrialJob:
     home, storage = workspace.locations()
     return TrialJob(experiment=config.to_json(), home=home, storage=storage,
                     notes={c.key: c.note() for c in candidates if c.key != SCRATCH}, tensorboard=tensorboard,
-                    callbacks=tuple(callbacks))
+                    callbacks=tuple(callbacks), datasets=dict(datasets))
 
 
 def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate], resources: dict[str, float],

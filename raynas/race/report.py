@@ -24,6 +24,8 @@ def write_race_file(run_dir: Path, data: dict[str, Any]) -> None:
 
 
 def read_race_file(run_dir: Path) -> dict[str, Any]:
+    """``race.json``, checked field by field: a hand-edited or damaged file is refused by name
+    before a resume acts on it."""
     from raynas.errors import RaynasError
 
     path = Path(run_dir) / RACE_FILE
@@ -32,11 +34,35 @@ def read_race_file(run_dir: Path) -> dict[str, Any]:
                           "give a run directory written by `raynas search`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("experiment_path"), str):
-            raise ValueError("no experiment_path")
+        _check_race_fields(data)
         return data
     except (ValueError, UnicodeDecodeError) as exc:
         raise RaynasError(f"{path} is damaged ({exc})", "start a new search") from None
+
+
+_CANDIDATE_FIELDS = {"key": str, "strategy": str, "distance": (int, float, type(None)),
+                     "method": (str, type(None)), "rank": (int, type(None))}
+
+
+def _check_race_fields(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in (("experiment_path", str), ("tune_storage", str), ("name", str), ("candidates", list),
+                      ("trial_resources", dict), ("samples", int)):
+        if not isinstance(data.get(key), kind):
+            raise ValueError(f"'{key}' is missing or not a {kind.__name__}")
+    for c in data["candidates"]:
+        if not (isinstance(c, dict) and set(c) <= set(_CANDIDATE_FIELDS) and "key" in c and "strategy" in c
+                and all(isinstance(v, _CANDIDATE_FIELDS[k]) for k, v in c.items())):
+            raise ValueError(f"candidate {str(c)[:80]} is not a candidate")
+    resources = data["trial_resources"]
+    if set(resources) != {"cpu", "gpu"} or not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
+        raise ValueError("'trial_resources' is not CPUs and GPUs per trial")
+    datasets = data.get("datasets", {})
+    if not (isinstance(datasets, dict) and all(isinstance(v, str) for v in datasets.values())):
+        raise ValueError("'datasets' is not a mapping of dataset names to content hashes")
+    if not isinstance(data.get("notes", []), list):
+        raise ValueError("'notes' is not a list")
 
 
 def plot_race(rows: list[Row], out: Path, title: str) -> Path:

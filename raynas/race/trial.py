@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from raynas.errors import RaynasError
 from raynas.experiment import ExperimentConfig, SearchDiverged, run_experiment
 from raynas.race.candidates import SCRATCH
 from raynas.search.loop import Callback, SearchState
@@ -42,6 +41,7 @@ class TrialJob:
     notes: dict[str, dict[str, Any]]  # candidate key -> facts for its warm-start record
     tensorboard: bool = True
     callbacks: Sequence[Callback] = field(default=())  # extra per-epoch callbacks (tests, integrations)
+    datasets: dict[str, str] = field(default_factory=dict)  # name -> content hash when the race started
 
 
 def trial_experiment(job: TrialJob, trial_config: dict[str, Any]) -> ExperimentConfig:
@@ -113,6 +113,7 @@ def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
 
     config = trial_experiment(job, trial_config)
     workspace = Workspace.open(job.home, job.storage)
+    workspace.store.check_unchanged(job.datasets, since="the race started")
     key = trial_config["source"]
     with tempfile.TemporaryDirectory(prefix="raynas-trial-") as tmp:
         restored = None
@@ -130,5 +131,6 @@ def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
         except SearchDiverged as exc:  # end the trial with the diverged epoch reported, no checkpoint
             last = dict(exc.result.history[-1]) if exc.result.history else {"epoch": 0}
             tune.report(tune_metrics({"val_acc": NAN, **last}, diverged=True))
-        except RaynasError as exc:  # bad input (a damaged zoo entry...): retrying cannot help, so report it
-            tune.report({"epoch": 0, "val_acc": NAN, "diverged": 0, "failed": 1, "error": str(exc)})
+    # Any other error (a RaynasError for bad input too) fails the trial: Tune marks it errored,
+    # so the race shows why, and `--resume` runs it again from its last checkpoint once the
+    # input is fixed (a trial that reported its failure and returned would count as finished).

@@ -208,9 +208,17 @@ class Zoo:
                 "manifest (the file was changed or damaged); refusing to load it",
                 f"remove the entry with `raynas zoo remove {name}` and build or publish it again")
         try:
-            return load_safetensors(data), manifest
+            weights = load_safetensors(data)
         except SafetensorError as exc:
             raise RaynasError(f"zoo entry '{name}': {WEIGHTS} is not a safetensors file ({exc})") from exc
+        bad = [key for key, array in weights.items()
+               if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all()]
+        if bad:  # a warm start from them would only diverge, an epoch later and with a misleading message
+            raise RaynasError(
+                f"zoo entry '{name}' version {manifest.version}: {len(bad)} tensor(s) hold NaN or infinite values "
+                f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); refusing to warm-start from it",
+                f"remove the entry with `raynas zoo remove {name}` and build or publish it again")
+        return weights, manifest
 
     def check_replaceable(self, name: str, kind: str, space: dict) -> None:
         """Refuse to publish over an entry of another kind or search space: a new version would

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import signal
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ from ray.tune import Callback
 from raynas.errors import RaynasError
 from raynas.experiment import ExperimentConfig
 from raynas.race.config import RaceConfig
+from raynas.race.ledger import verify_ledger
 from raynas.race.race import resume_race, run_race
 from raynas.search.config import SearchConfig
+from raynas.storage import Storage
 from raynas.workspace import Workspace
 from raynas.zoo.build import plan_jobs, run_jobs
 
@@ -153,6 +156,66 @@ def test_an_interrupted_race_resumes_to_the_same_leaderboard(ray_session, worksp
 
     assert comparable(resumed.answer["leaderboard"]) == comparable(reference.answer["leaderboard"])
     assert resumed.answer["genotype"] == reference.answer["genotype"]
+
+
+class RunsCode:
+    """A pickle that runs a shell command when it is loaded, as a hostile tuner.pkl would."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_a_poisoned_resume_is_refused_and_the_right_one_finishes(ray_session, workspace, suite_home, zoo_storage,
+                                                                   tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RaynasError, match="the race was interrupted"):
+        run_race(race_config(epochs=2, race=2, multi=False, early_stop=False, max_concurrent=1), workspace,
+                 run_dir=run, verbose=False, tensorboard=False, tune_callbacks=[InterruptOnce(tmp_path / "stop")])
+    experiment = Path(zoo_storage) / "tune" / "run"
+    race_file, tuner_pkl = run / "race.json", experiment / "tuner.pkl"
+    race_json, tuner_state = race_file.read_text(), tuner_pkl.read_bytes()
+
+    def refused(message, ws=workspace):
+        with pytest.raises(RaynasError, match=message):
+            resume_race(run, ws, verbose=False, tensorboard=False)
+
+    marker = tmp_path / "code-ran"
+    tuner_pkl.write_bytes(pickle.dumps(RunsCode(f"touch {marker}")))  # shared storage tampered with
+    refused("changed: tuner.pkl")
+    assert not marker.exists()  # refused before anything was unpickled
+    tuner_pkl.write_bytes(tuner_state)
+
+    edited = json.loads(race_json)
+    edited["tune_storage"] = str(tmp_path / "elsewhere")  # a stored path that leaves the workspace
+    race_file.write_text(json.dumps(edited))
+    refused("resume with the home and storage the search was started with")
+    assert not (tmp_path / "elsewhere").exists()
+
+    edited = json.loads(race_json)
+    edited["datasets"][TARGET] = "0" * 16  # the target changed since the race started
+    race_file.write_text(json.dumps(edited))
+    refused(f"dataset '{TARGET}' changed since the race started")
+    race_file.write_text(race_json)
+
+    refused(f"--home {suite_home}", Workspace.open(tmp_path / "other-home", zoo_storage))  # --resume RUN --home OTHER
+
+    resumed = resume_race(run, workspace, verbose=False, tensorboard=False)  # refusals left nothing behind
+    board = resumed.answer["leaderboard"]
+    assert len(board) == 2 and all(r["status"] == "finished" and r["epochs"] == 2 for r in board), board
+    verify_ledger(run, Storage(Path(zoo_storage) / "tune"), "run")  # the record follows the resumed state
+
+
+def test_a_dataset_changed_before_the_first_checkpoint_fails_the_trials(ray_session, workspace, tmp_path,
+                                                                          monkeypatch):
+    import raynas.race.race as race_module
+
+    monkeypatch.setattr(race_module, "race_datasets", lambda config, ws: {TARGET: "0" * 16})
+    config = race_config(epochs=2, race=1, multi=False, max_failures=0)
+    with pytest.raises(RaynasError, match=f"failed: dataset '{TARGET}' changed since the race started"):
+        run_race(config, workspace, run_dir=tmp_path / "run", verbose=False, tensorboard=False)
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -218,3 +218,19 @@ def test_non_finite_weights_are_never_published(zoo, bad):
     with pytest.raises(RaynasError, match="hold NaN or infinite values .*alphas_normal"):
         zoo.publish(_manifest(), weights)
     assert zoo.names() == [] and not list(zoo.storage.listdir())
+
+
+def test_non_finite_weights_with_a_matching_sha256_are_refused_on_load(zoo):
+    """A stored entry whose weights were replaced by NaNs and its manifest's sha256 recomputed."""
+    from raynas.zoo.store import weights_to_bytes
+
+    stored = zoo.publish(_manifest(), _weights())
+    poisoned = {k: np.full_like(v, np.nan) for k, v in _weights().items()}
+    data = weights_to_bytes(poisoned)
+    zoo.storage.write_bytes(data, "mnist", stored.version, WEIGHTS)
+    manifest = json.loads(zoo.storage.read_bytes("mnist", stored.version, MANIFEST))
+    manifest["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    zoo.storage.write_bytes(json.dumps(manifest).encode(), "mnist", stored.version, MANIFEST)
+    with pytest.raises(RaynasError, match=f"zoo entry 'mnist' version {stored.version}: 2 tensor") as err:
+        zoo.load_weights("mnist")
+    assert "NaN or infinite" in str(err.value) and "raynas zoo remove mnist" in str(err.value)
