@@ -19,7 +19,8 @@ def ensure_ray(address: str | None = None, **kwargs) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
-        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        context = ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        _watch_local_ray(context)
         return
     try:
         _probe(address)
@@ -40,3 +41,12 @@ def _probe(address: str) -> None:
         return  # "auto" and the like: Ray resolves those itself, quickly
     with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
         pass
+
+
+def _watch_local_ray(context) -> None:
+    """The local Ray just started ends with this process, even one killed with SIGKILL."""
+    from raynas.ray_watchdog import start_watchdog
+
+    session_dir = (getattr(context, "address_info", None) or {}).get("session_dir")
+    if session_dir:
+        start_watchdog(session_dir)
