@@ -7,9 +7,12 @@ rounds alternate between the settings so drift hits them alike.
 
     python benchmarks/contention.py [--preset cpu] [--steps 8] [--rounds 3] [--busy 1] [--out result.json]
 
-Settings: ``raynas`` (what a search does by default: threads sized by raynas.threads, OpenMP
-as raynas configures it), and fixed ``1``/``2`` threads with spinning or passive waiting. Prints the median step time per setting and the slowdown beside the busy
-processes (goal: at most 2x for the raynas default).
+Settings: ``raynas`` (what a search does by default: threads sized by raynas.threads and
+re-sized by its governor every step, OpenMP as raynas configures it), fixed ``1``/``2``
+threads with spinning or passive waiting, and 2 threads with a bounded spin (GOMP_SPINCOUNT).
+Prints the median step time per setting and the slowdown beside the busy processes (goal,
+issue 31: the raynas default within 1.1x of the fastest setting alone, and at most 1.5x its
+own time beside one busy process).
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ SETTINGS = {
     "1 thread": {"RAYNAS_BENCH_THREADS": "1"},
     "2 threads, spinning": {"RAYNAS_BENCH_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"},
     "2 threads, passive": {"RAYNAS_BENCH_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
+    # bounded spinning: libgomp (torch's OpenMP on Linux) spins GOMP_SPINCOUNT times, then sleeps
+    "2 threads, spin 1k": {"RAYNAS_BENCH_THREADS": "2", "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "1000"},
+    "2 threads, spin 10k": {"RAYNAS_BENCH_THREADS": "2", "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"},
+    "2 threads, spin 100k": {"RAYNAS_BENCH_THREADS": "2", "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "100000"},
+    # the raynas governor (threads re-sized to the CPUs others leave idle) with other spin counts
+    "raynas, spin 30k": {"GOMP_SPINCOUNT": "30000"},
+    "raynas, spin 300k": {"GOMP_SPINCOUNT": "300000"},
+    "raynas, passive": {"OMP_WAIT_POLICY": "PASSIVE"},
 }
 
 
@@ -48,7 +59,7 @@ def probe(preset: str, steps: int) -> None:
     from raynas.threads import configure_threads
 
     threads = os.environ.get("RAYNAS_BENCH_THREADS")
-    chosen = configure_threads(int(threads) if threads else None)
+    governor = configure_threads(int(threads) if threads else None)  # as a search does; ticked every step
     config = SearchConfig(dataset="synthetic", preset=preset)
     algorithm = create_algorithm(config)
     p = PRESETS.get(preset)
@@ -60,7 +71,9 @@ def probe(preset: str, steps: int) -> None:
                      torch.randint(0, 10, (p.batch_size,), generator=g))
     train, val = batch(), batch()
     times = []
+    used = []
     for i in range(steps + 2):  # two warm-up steps
+        used.append(governor.tick())
         t0 = time.perf_counter()
         algorithm.arch_step(StepContext(model, w_opt, a_opt, config, 0.025), train, val)
         w_opt.zero_grad(set_to_none=True)
@@ -69,7 +82,8 @@ def probe(preset: str, steps: int) -> None:
         w_opt.step()
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    print(json.dumps({"median_s": statistics.median(times), "threads": chosen}))
+    print(json.dumps({"median_s": statistics.median(times), "threads": max(used[2:], key=used[2:].count),
+                      "threads_per_step": used}))
 
 
 def spin() -> None:
@@ -81,6 +95,7 @@ def run_setting(env_changes: dict[str, str], args) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "RAYNAS_BENCH_THREADS",
                                                             "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     env.update(env_changes)
+    env = {k: v for k, v in env.items() if v != ""}  # "" = leave the variable unset
     out = subprocess.run([sys.executable, __file__, "--probe", "--preset", args.preset, "--steps", str(args.steps)],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -93,13 +108,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--busy", type=int, default=1, help="busy processes beside the search")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--settings", default=None, help="names of SETTINGS separated by ';' (default: all)")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         probe(args.preset, args.steps)
         return
-    samples = {name: {"alone": [], "busy": []} for name in SETTINGS}
-    threads = {}
+    names = [n.strip() for n in args.settings.split(";")] if args.settings else list(SETTINGS)
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown setting(s) {unknown}; known: {', '.join(SETTINGS)}")
+    samples = {name: {"alone": [], "busy": []} for name in names}
+    threads = {name: {} for name in names}
     for _ in range(args.rounds):
         for condition in ("alone", "busy"):
             spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(
@@ -107,21 +127,24 @@ def main() -> None:
             for s in spinners:
                 s.start()
             try:
-                for name, env in SETTINGS.items():
-                    result = run_setting(env, args)
+                for name in names:
+                    result = run_setting(SETTINGS[name], args)
                     samples[name][condition].append(result["median_s"])
-                    threads[name] = result["threads"]
+                    threads[name][condition] = result["threads"]
+                    print(f"  {condition:<5} {name:<22} {result['median_s']:.3f} s  threads per step "
+                          f"{result['threads_per_step']}", file=sys.stderr, flush=True)
             finally:
                 for s in spinners:
                     s.terminate()
     rows = []
     print(f"fused search step, preset {args.preset}, beside {args.busy} busy process(es), {os.cpu_count()} CPUs")
-    print(f"{'setting':<22} {'threads':>7} {'alone s':>8} {'busy s':>8} {'slowdown':>8}")
-    for name in SETTINGS:
+    print(f"{'setting':<22} {'threads':>7} {'alone s':>8} {'busy s':>8} {'slowdown':>8}  (threads: alone/busy)")
+    for name in names:
         alone, busy = statistics.median(samples[name]["alone"]), statistics.median(samples[name]["busy"])
+        used = f"{threads[name].get('alone', '?')}/{threads[name].get('busy', '?')}"
         rows.append({"setting": name, "threads": threads[name], "alone_s": alone, "busy_s": busy,
                      "slowdown": busy / alone})
-        print(f"{name:<22} {threads[name]:>7} {alone:>8.3f} {busy:>8.3f} {busy / alone:>7.2f}x")
+        print(f"{name:<22} {used:>7} {alone:>8.3f} {busy:>8.3f} {busy / alone:>7.2f}x")
     base = rows[0]
     print(f"raynas default beside {args.busy} busy process(es): {base['slowdown']:.2f}x its own time alone, "
           f"{base['busy_s'] / min(r['alone_s'] for r in rows):.2f}x the fastest setting alone")

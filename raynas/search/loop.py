@@ -30,7 +30,7 @@ from raynas.space.config import PRESETS, SpaceConfig
 from raynas.space.genotype import Genotype, alpha_entropy, derive_genotype
 from raynas.space.multihead import create_multihead_supernet
 from raynas.space.supernet import Supernet, create_supernet
-from raynas.threads import configure_threads
+from raynas.threads import ThreadGovernor, configure_threads
 
 
 class StopSearch(Exception):
@@ -54,6 +54,7 @@ class SearchState:
     device: torch.device
     epoch: int = 0  # epochs completed
     history: list[dict[str, Any]] = field(default_factory=list)
+    threads: ThreadGovernor | None = None  # sizes torch's threads to the CPUs others leave idle
 
     @property
     def genotype(self) -> Genotype:
@@ -159,7 +160,7 @@ def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supern
     algorithm = create_algorithm(config)
     class_counts = input_shape(config, store)[1]
     device = resolve_device(config.device)
-    configure_threads(config.threads)
+    threads = configure_threads(config.threads)
     data = create_search_data(config, store, space.image_size, space.in_channels, device)
     if initial_model is not None:
         model = initial_model
@@ -173,7 +174,7 @@ def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supern
     a_opt = torch.optim.Adam(model.arch_parameters(), lr=algorithm.a_lr(), betas=(config.a_beta1, config.a_beta2),
                              weight_decay=config.a_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs, eta_min=config.w_lr_min)
-    return SearchState(config, space, model, algorithm, w_opt, a_opt, sched, data, device)
+    return SearchState(config, space, model, algorithm, w_opt, a_opt, sched, data, device, threads=threads)
 
 
 def train_epoch(state: SearchState) -> dict[str, float]:
@@ -190,6 +191,8 @@ def train_epoch(state: SearchState) -> dict[str, float]:
             break
         if head is not None:
             model.select(head)
+        if state.threads is not None:
+            state.threads.tick()
         t0 = time.perf_counter()
         if update_arch:
             state.algorithm.arch_step(ctx, (x, y), val_batch)

@@ -83,7 +83,7 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
         raise RaynasError("no dataset to retrain on", "pass --dataset NAME")
     info = store.info(config.dataset)
     device = resolve_device(config.device)
-    configure_threads(config.threads)
+    threads = configure_threads(config.threads)
     image_size = config.image_size or 16
     torch.manual_seed(config.seed)
     loaders = create_loaders(config.dataset, LoaderConfig(image_size=image_size, channels=info.shape[0],
@@ -107,6 +107,7 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
         for step, (x, y) in enumerate(train):
             if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
                 break
+            threads.tick()
             opt.zero_grad(set_to_none=True)
             logits, aux = model(x)
             loss = F.cross_entropy(logits, y)
