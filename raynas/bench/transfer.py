@@ -170,7 +170,7 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
     from ray import tune
 
     from raynas.bench.progress import BenchProgress
-    from raynas.race.ledger import LedgerCallback, record_ledger, verify_ledger
+    from raynas.race.ledger import ledger_filesystem, verify_ledger
     from raynas.race.race import quiet_tune, tune_storage
 
     if not picks:
@@ -182,12 +182,13 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
                                     {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
     tstore = tune_storage(workspace)
     path = tstore.path(EXPERIMENT)
-    callbacks = [BenchProgress(config.arm_epochs, say), LedgerCallback(out, tstore.uri, EXPERIMENT)]
+    callbacks = [BenchProgress(config.arm_epochs, say)]
+    fs = ledger_filesystem(tstore, EXPERIMENT, out)  # records Tune's state as written, checks it when read
     if tune.Tuner.can_restore(path, storage_filesystem=tstore.fs):
         verify_ledger(out, tstore, EXPERIMENT)  # the Tune state is unpickled next: it must be what we wrote
         say(f"continuing the arms' Tune experiment ({path}): finished trials are kept")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                   storage_filesystem=tstore.fs)
+                                   storage_filesystem=fs)
     else:
         say(f"running {len(picks)} arm trial(s) in Tune ({config.cpus_per_trial:g} CPU each)")
         tuner = tune.Tuner(
@@ -195,14 +196,11 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
             tune_config=tune.TuneConfig(reuse_actors=True,
                                         trial_name_creator=lambda t: t.config["pick"]["arm"] + "_" + t.trial_id[-5:],
                                         trial_dirname_creator=lambda t: t.trial_id),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=tstore.root, storage_filesystem=tstore.fs,
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=tstore.root, storage_filesystem=fs,
                                       failure_config=tune.FailureConfig(max_failures=2),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       callbacks=callbacks, verbose=0))
-    try:
-        results = tuner.fit()
-    finally:
-        record_ledger(out, tstore, EXPERIMENT)
+    results = tuner.fit()
     runs, missing = [], []
     for r in results:
         p, m = r.config["pick"], r.metrics or {}

@@ -30,6 +30,7 @@ class Row:
     error: str | None = None
     checkpoint: Any = field(default=None, repr=False)  # tune.Checkpoint of the last epoch
     path: str | None = None  # the trial's folder in the Tune experiment
+    bad_input: bool = False  # it failed on a RaynasError: fixing the input and resuming runs it again
 
     @property
     def stopped_early(self) -> bool:
@@ -75,7 +76,7 @@ def build_rows(results, candidates: dict[str, Candidate], epochs: int) -> list[R
             epochs=done, status=status, final_val_acc=curve[-1] if curve else None,
             best_val_acc=max(curve) if curve else None, time_s=float(metrics.get("time_total_s") or 0.0),
             curve=curve, entropy=entropy, error=error or None,
-            checkpoint=r.checkpoint, path=r.path))
+            checkpoint=r.checkpoint, path=r.path, bad_input=_is_input_error(r.error)))
     order = {FINISHED: 0, STOPPED: 1, DIVERGED: 2, FAILED: 3}
     rows.sort(key=lambda row: (order[row.status], -(row.final_val_acc or 0.0), -(row.best_val_acc or 0.0),
                                row.trial))
@@ -95,6 +96,11 @@ def winner(rows: list[Row]) -> Row:
     raise RaynasError(f"no trial of the race finished its epochs ({summary})",
                       "lower the learning rates (--w-lr, --arch-lr) if trials diverged; resume an interrupted race "
                       "with `raynas search --resume RUN`")
+
+
+def _is_input_error(error: BaseException | None) -> bool:
+    return error is not None and (isinstance(error, RaynasError) or isinstance(getattr(error, "cause", None),
+                                                                              RaynasError))
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,12 +1,17 @@
-"""Digests of the Tune state a race wrote, kept in its run directory, checked before a resume.
+"""Digests of the Tune state a race wrote, kept in its run directory, checked on every read.
 
 ``Tuner.restore`` unpickles ``tuner.pkl``, decodes pickles embedded in
-``experiment_state-*.json`` and loads the searcher's and callbacks' ``*.pkl``; a trial's
-``error.pkl`` is unpickled when its result is read. On a cluster those files live in shared
-storage, which anyone with write access to the bucket can change, so unpickling them as found
-would run their code on every machine that resumes. The run directory lives in the home, which
-is trusted: while the race runs, :class:`LedgerCallback` records the sha256 of every such file
-there, and :func:`verify_ledger` refuses a resume whose files differ, before anything is read.
+``experiment_state-*.json`` and loads the searcher's and callbacks' ``*.pkl``; the result grid
+unpickles a trial's ``error.pkl``. On a cluster those files live in shared storage, which
+anyone with write access to the bucket can change, so unpickling them as found would run their
+code on every machine that resumes. The run directory lives in the home, which is trusted.
+
+So Tune gets the storage through :func:`ledger_filesystem`, a pyarrow filesystem that wraps the
+real one: every such file the driver writes is hashed as it is written and its sha256 recorded
+in the run directory (``tune_digests.json``); every such file Tune reads is read whole, checked
+against that record and handed over from memory, so the bytes unpickled are the bytes checked
+(nothing can be swapped in between). :func:`verify_ledger` checks the whole experiment before a
+resume starts, to refuse with a clear message before Ray starts.
 
 Trial checkpoints need no digest: raynas writes them as safetensors and JSON and loads them
 without pickle (:mod:`raynas.search.checkpoint`).
@@ -16,23 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
+import threading
 from pathlib import Path
-from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
-from ray.tune import Callback
 
 from raynas.errors import RaynasError
 from raynas.storage import Storage, atomic_write_text
 
 LEDGER_FILE = "tune_digests.json"
 LEDGER_VERSION = 1
+_LOCK = threading.Lock()  # the driver's syncer thread and its main thread both record
 
 
 def watched(relpath: str) -> bool:
-    """Files Tune may deserialise on resume: pickles and JSON state at the experiment's root,
-    and pickles one level down (the trials' folders)."""
+    """Files Tune may deserialise: pickles and JSON state at the experiment's root, and pickles
+    one level down (the trials' folders)."""
     parts = relpath.split("/")
     name = parts[-1]
     if len(parts) == 1:
@@ -40,70 +45,12 @@ def watched(relpath: str) -> bool:
     return len(parts) == 2 and name.endswith(".pkl")
 
 
-class _Digests:
-    """sha256 of the watched files of one Tune experiment, re-read only when a file changes."""
-
-    def __init__(self, storage: Storage, name: str):
-        self.storage, self.name = storage, name
-        self.root = storage.path(name)
-        self._seen: dict[str, tuple[tuple[int, int], str]] = {}  # relpath -> ((mtime ns, size), sha256)
-
-    def _listing(self) -> dict[str, tuple[int, int]]:
-        selector = pafs.FileSelector(self.root, allow_not_found=True, recursive=True)
-        with self.storage._io(self.root):
-            infos = self.storage.fs.get_file_info(selector)
-        out = {}
-        prefix = self.root.rstrip("/") + "/"
-        for info in infos:
-            if info.type != pafs.FileType.File or not info.path.startswith(prefix):
-                continue
-            rel = info.path[len(prefix):]
-            if watched(rel):
-                out[rel] = (info.mtime_ns or 0, info.size or 0)
-        return out
-
-    def _sha256(self, rel: str) -> str:
-        path = f"{self.root}/{rel}"
-        h = hashlib.sha256()
-        with self.storage._io(path), self.storage.fs.open_input_stream(path) as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
-
-    def current(self) -> dict[str, str]:
-        """{relative path: sha256} of the watched files as they are now."""
-        listing = self._listing()
-        out = {}
-        for rel, stamp in sorted(listing.items()):
-            seen = self._seen.get(rel)
-            if seen is None or seen[0] != stamp:
-                try:
-                    seen = (stamp, self._sha256(rel))
-                except FileNotFoundError:  # deleted between listing and reading
-                    continue
-                self._seen[rel] = seen
-            out[rel] = seen[1]
-        return out
-
-
-def write_ledger(run_dir: Path, storage: Storage, name: str, files: dict[str, str]) -> None:
-    atomic_write_text(Path(run_dir) / LEDGER_FILE, json.dumps(
-        {"version": LEDGER_VERSION, "experiment": storage.child(name).uri, "files": files}, indent=2, sort_keys=True))
-
-
-def record_ledger(run_dir: Path, storage: Storage, name: str) -> dict[str, str]:
-    """Digest the experiment's watched files now and keep them in the run directory."""
-    files = _Digests(storage, name).current()
-    write_ledger(run_dir, storage, name, files)
-    return files
-
-
-def read_ledger(run_dir: Path) -> dict[str, str]:
+def read_ledger(run_dir: str | Path) -> dict[str, str]:
     path = Path(run_dir) / LEDGER_FILE
     if not path.is_file():
         raise RaynasError(f"{run_dir} has no record of the Tune state its race wrote ({LEDGER_FILE}), so the state "
                           "in storage cannot be checked before it is loaded",
-                          "start the search again (runs of raynas before 0.1.0 did not record it)")
+                          "start the search again (races of raynas before this record existed cannot be resumed)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         files = data["files"]
@@ -114,60 +61,188 @@ def read_ledger(run_dir: Path) -> dict[str, str]:
     return files
 
 
-def verify_ledger(run_dir: Path, storage: Storage, name: str) -> None:
-    """Refuse the resume unless every watched file of the experiment is exactly as recorded."""
-    recorded = read_ledger(run_dir)
-    now = _Digests(storage, name).current()
-    changed = sorted(k for k in recorded.keys() & now.keys() if recorded[k] != now[k])
-    unknown = sorted(now.keys() - recorded.keys())
-    missing = sorted(recorded.keys() - now.keys())
-    if not (changed or unknown or missing):
-        return
-    parts = [f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-             for what, names in (("changed", changed), ("not written by this race", unknown), ("missing", missing))
-             if names]
-    raise RaynasError(
-        f"the race's Tune state in {storage.child(name).uri} cannot be restored: it differs from what this home "
-        f"recorded when the race wrote it ({'; '.join(parts)}); nothing was loaded from it, since restoring "
-        "unpickles these files",
+def _update_ledger(run_dir: str, relpath: str, digest: str | None) -> None:
+    """Record (or, with ``None``, forget) one file's digest; the file is rewritten atomically."""
+    path = Path(run_dir) / LEDGER_FILE
+    with _LOCK:
+        files = read_ledger(run_dir) if path.is_file() else {}
+        if digest is None:
+            files.pop(relpath, None)
+        else:
+            files[relpath] = digest
+        atomic_write_text(path, json.dumps({"version": LEDGER_VERSION, "files": files}, indent=2, sort_keys=True))
+
+
+def _refused(storage_uri: str, parts: list[str]) -> RaynasError:
+    return RaynasError(
+        f"the race's Tune state in {storage_uri} cannot be restored: it differs from what this home recorded when "
+        f"the race wrote it ({'; '.join(parts)}); nothing was loaded from it, since restoring unpickles these files",
         "if the storage was tampered with, or the race's driver was killed while saving its state, start the "
         "search again (the zoo and datasets are not affected)")
 
 
-class LedgerCallback(Callback):
-    """A Tune driver callback that keeps the run directory's digests in step with the storage.
+def _listing(fs: pafs.FileSystem, root: str) -> list[str]:
+    """Relative paths of the watched files below ``root``."""
+    prefix = root.rstrip("/") + "/"
+    infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+    out = []
+    for info in infos:
+        if info.path.startswith(prefix) and watched(info.path[len(prefix):]):
+            if info.type != pafs.FileType.File:  # a folder named like a state file would be picked by Tune
+                raise _refused(root, [f"not a file: {info.path[len(prefix):]}"])
+            out.append(info.path[len(prefix):])
+    return sorted(out)
 
-    It checks (by modification time and size, so unchanged files are not read again) at most
-    every ``period_s`` seconds and at the end of the experiment. Holds plain strings only, since
-    Tune pickles its callbacks into ``tuner.pkl``.
-    """
 
-    def __init__(self, run_dir: str | Path, storage_uri: str, name: str, period_s: float = 2.0):
-        self.run_dir, self.storage_uri, self.name, self.period_s = str(run_dir), storage_uri, name, period_s
-        self._digests: _Digests | None = None
-        self._last_check = 0.0
-        self._last_files: dict[str, str] | None = None
+def _sha256(fs: pafs.FileSystem, path: str) -> tuple[bytes, str]:
+    with fs.open_input_stream(path) as fh:
+        data = fh.read()
+    return data, hashlib.sha256(data).hexdigest()
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "storage_uri": self.storage_uri, "name": self.name, "period_s": self.period_s}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
+def verify_ledger(run_dir: str | Path, storage: Storage, name: str) -> None:
+    """Refuse the resume unless every watched file of the experiment is exactly as recorded."""
+    recorded = read_ledger(run_dir)
+    root = storage.path(name)
+    with storage._io(root):
+        present = _listing(storage.fs, root)
+        now = {rel: _sha256(storage.fs, f"{root}/{rel}")[1] for rel in present}
+    changed = sorted(k for k in recorded.keys() & now.keys() if recorded[k] != now[k])
+    unknown = sorted(now.keys() - recorded.keys())
+    missing = sorted(recorded.keys() - now.keys())
+    parts = [f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+             for what, names in (("changed", changed), ("not written by this race", unknown), ("missing", missing))
+             if names]
+    if parts:
+        raise _refused(storage.child(name).uri, parts)
 
-    def record(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_check < self.period_s:
-            return
-        self._last_check = now
-        if self._digests is None:
-            self._digests = _Digests(Storage(self.storage_uri), self.name)
-        files = self._digests.current()
-        if files != self._last_files:
-            write_ledger(Path(self.run_dir), self._digests.storage, self.name, files)
-            self._last_files = files
 
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.record()
+class _HashingWriter:
+    """A writable file that hashes what passes through and records the digest when closed."""
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.record(force=True)
+    def __init__(self, stream, on_close):
+        self.stream, self.on_close, self.sha = stream, on_close, hashlib.sha256()
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.stream.close()
+            self.on_close(self.sha.hexdigest())
+
+
+class LedgerHandler(pafs.FileSystemHandler):
+    """Passes everything to ``inner``, but records what is written to, and checks what is read
+    from, the watched files of the experiment at ``root``. Picklable (Tune sends its storage
+    filesystem to the trials, which only write checkpoints through it)."""
+
+    def __init__(self, inner: pafs.FileSystem, root: str, run_dir: str, uri: str):
+        self.inner, self.root, self.run_dir, self.uri = inner, root.rstrip("/"), str(run_dir), uri
+
+    def _watched(self, path: str) -> str | None:
+        """The path relative to the experiment root when it is a watched file, else None."""
+        prefix = self.root + "/"
+        if path.startswith(prefix) and watched(path[len(prefix):]):
+            return path[len(prefix):]
+        return None
+
+    def __eq__(self, other):
+        if isinstance(other, LedgerHandler):
+            return (self.inner, self.root, self.run_dir) == (other.inner, other.root, other.run_dir)
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def get_type_name(self) -> str:
+        return f"raynas-ledger+{self.inner.type_name}"
+
+    def normalize_path(self, path: str) -> str:
+        return self.inner.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return self.inner.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.inner.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.inner.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.inner.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        self.inner.delete_dir_contents("/", accept_root_dir=True)
+
+    def delete_file(self, path):
+        self.inner.delete_file(path)
+        rel = self._watched(path)
+        if rel is not None:
+            _update_ledger(self.run_dir, rel, None)
+
+    def move(self, src, dest):
+        self.inner.move(src, dest)
+        self._record_copy(src, dest)
+
+    def copy_file(self, src, dest):
+        self.inner.copy_file(src, dest)
+        self._record_copy(src, dest)
+
+    def _record_copy(self, src: str, dest: str) -> None:
+        rel = self._watched(dest)
+        if rel is not None:  # the copy is what the source was, if the source was checked
+            self._check(src) if self._watched(src) else None
+            _update_ledger(self.run_dir, rel, _sha256(self.inner, dest)[1])
+
+    def _check(self, path: str) -> bytes:
+        """The bytes of a watched file, refused unless they match the record."""
+        rel = self._watched(path)
+        data, digest = _sha256(self.inner, path)
+        recorded = read_ledger(self.run_dir).get(rel)
+        if recorded is None:
+            raise _refused(self.uri, [f"not written by this race: {rel}"])
+        if recorded != digest:
+            raise _refused(self.uri, [f"changed: {rel}"])
+        return data
+
+    def open_input_stream(self, path):
+        if self._watched(path) is None:
+            return self.inner.open_input_stream(path)
+        return pa.BufferReader(self._check(path))
+
+    def open_input_file(self, path):
+        if self._watched(path) is None:
+            return self.inner.open_input_file(path)
+        return pa.BufferReader(self._check(path))
+
+    def open_output_stream(self, path, metadata):
+        stream = self.inner.open_output_stream(path, metadata=metadata)
+        rel = self._watched(path)
+        if rel is None:
+            return stream
+        return pa.PythonFile(_HashingWriter(stream, lambda digest: _update_ledger(self.run_dir, rel, digest)),
+                             mode="w")
+
+    def open_append_stream(self, path, metadata):
+        if self._watched(path) is not None:  # Tune never appends to its state in storage
+            raise _refused(self.uri, [f"an append to {self._watched(path)}"])
+        return self.inner.open_append_stream(path, metadata=metadata)
+
+
+def ledger_filesystem(storage: Storage, name: str, run_dir: str | Path) -> pafs.FileSystem:
+    """The filesystem to give Tune for the experiment ``name`` below ``storage``, recording and
+    checking its state in ``run_dir``."""
+    run_dir = str(Path(run_dir).expanduser().resolve())
+    return pafs.PyFileSystem(LedgerHandler(storage.fs, storage.path(name), run_dir, storage.child(name).uri))

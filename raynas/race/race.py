@@ -139,7 +139,7 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
 
     ``trial_callbacks`` run in every trial after each epoch (they are pickled to the trials);
     ``tune_callbacks`` are Tune callbacks of the driver (loggers, integrations)."""
-    from raynas.race.ledger import LedgerCallback, record_ledger
+    from raynas.race.ledger import ledger_filesystem
     from raynas.ray_session import ensure_ray
 
     t0 = time.perf_counter()
@@ -169,14 +169,10 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
     if verbose:
         _announce(config, candidates, notes, resources, samples, storage, run_dir)
     job = _job(config, workspace, candidates, tensorboard, trial_callbacks, datasets)
-    ledger = LedgerCallback(run_dir, storage.uri, run_dir.name)
-    tuner = _tuner(job, config, candidates, resources, storage, run_dir.name, space_, algo, samples, verbose,
-                   [*tune_callbacks, ledger])
-    record_ledger(run_dir, storage, run_dir.name)  # tuner.pkl, written when the Tuner was made
-    try:
-        results = tuner.fit()
-    finally:
-        record_ledger(run_dir, storage, run_dir.name)  # the state Tune saved last, also when interrupted
+    fs = ledger_filesystem(storage, run_dir.name, run_dir)  # records the digests of Tune's state as it is written
+    tuner = _tuner(job, config, candidates, resources, storage, fs, run_dir.name, space_, algo, samples, verbose,
+                   tune_callbacks)
+    results = tuner.fit()
     return _conclude(results, config, workspace, candidates, notes, run_dir, storage, resources, samples, t0,
                      verbose)
 
@@ -188,7 +184,7 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     finished ones are not run again."""
     from ray import tune
 
-    from raynas.race.ledger import record_ledger, verify_ledger
+    from raynas.race.ledger import ledger_filesystem, verify_ledger
     from raynas.ray_session import ensure_ray
 
     t0 = time.perf_counter()
@@ -201,24 +197,21 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     check_experiment(config, workspace)
     _validate_candidates(candidates, config, workspace)
     workspace.store.check_unchanged(race.get("datasets", {}), since="the race started")
-    verify_ledger(run_dir, storage, race["name"])  # before anything of the Tune state is unpickled
     path = storage.path(race["name"])
-    ensure_ray(address)
-    if not tune.Tuner.can_restore(path, storage_filesystem=storage.fs):
+    if not storage.exists(race["name"], "tuner.pkl"):
         raise RaynasError(f"the race's Tune experiment {path} cannot be restored (missing or damaged)",
                           "start the search again")
+    verify_ledger(run_dir, storage, race["name"])  # a clear refusal before Ray starts; every read is checked too
+    ensure_ray(address)
     resources = race["trial_resources"]
     job = _job(config, workspace, candidates, tensorboard, trial_callbacks, race.get("datasets", {}))
     trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
     if verbose:
         print(f"resuming the race in {run_dir}: unfinished trials continue from their last checkpoints",
               file=sys.stderr)
-    try:
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                   storage_filesystem=storage.fs)
-        results = tuner.fit()
-    finally:
-        record_ledger(run_dir, storage, race["name"])
+    tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                               storage_filesystem=ledger_filesystem(storage, race["name"], run_dir))
+    results = tuner.fit()
     return _conclude(results, config, workspace, candidates, race.get("notes", []), run_dir, storage, resources,
                      race["samples"], t0, verbose)
 
@@ -240,13 +233,26 @@ def check_resume_workspace(race: dict[str, Any], workspace: Workspace, run_dir: 
     storage is refused before anything runs (its trials would fail on missing data, for good)."""
     storage = tune_storage(workspace)
     home, shared = workspace.locations()
-    then = {"home": race.get("home", home), "storage": race.get("storage", shared)}
-    if then != {"home": home, "storage": shared} or race["tune_storage"] != storage.uri:
-        flags = f"--home {then['home']}" + (f" --storage {then['storage']}" if then["storage"] else "")
+    then_home, then_shared = race.get("home", home), race.get("storage", shared)
+    same = (_same_place(then_home, home) and _same_place(then_shared, shared)
+            and _same_place(race["tune_storage"], storage.uri))
+    if not same:
+        flags = f"--home {then_home}" + (f" --storage {then_shared}" if then_shared else "")
         raise RaynasError(f"--resume {run_dir}: the race ran with its Tune state in {race['tune_storage']}, but this "
                           f"home and storage keep it in {storage.uri}",
                           f"resume with the home and storage the search was started with: {flags}")
+    if race["name"] != run_dir.name:
+        raise RaynasError(f"--resume {run_dir}: its race.json names the Tune experiment '{race['name']}', not "
+                          f"'{run_dir.name}' (the run directory was renamed, or race.json edited)",
+                          "give the run directory its original name, or start a new search")
     return storage
+
+
+def _same_place(a: str | None, b: str | None) -> bool:
+    """Two locations are the same: equal URIs, or local paths that resolve to the same folder."""
+    if a is None or b is None or "://" in a or "://" in b:
+        return a == b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def quiet_tune() -> None:
@@ -270,7 +276,7 @@ def _job(config: ExperimentConfig, workspace: Workspace, candidates: list[Candid
 
 
 def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate], resources: dict[str, float],
-           storage: Storage, name: str, space: dict, algo, samples: int, verbose: bool, extra: Sequence = ()):
+           storage: Storage, fs, name: str, space: dict, algo, samples: int, verbose: bool, extra: Sequence = ()):
     from ray import tune
 
     from raynas.race.progress import RaceProgress
@@ -286,7 +292,7 @@ def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate],
                                     reuse_actors=True,  # later trials skip the worker's start and imports
                                     trial_name_creator=lambda t: f"{t.config.get('source', 'trial')}_{t.trial_id[-5:]}",
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=name, storage_path=storage.root, storage_filesystem=storage.fs,
+        run_config=tune.RunConfig(name=name, storage_path=storage.root, storage_filesystem=fs,
                                   failure_config=tune.FailureConfig(max_failures=config.race.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   sync_config=tune.SyncConfig(sync_artifacts=True), callbacks=callbacks, verbose=0))
@@ -303,6 +309,12 @@ def _conclude(results, config: ExperimentConfig, workspace: Workspace, candidate
                           f"resume it with `raynas search --resume {run_dir}` (finished trials are kept, the others "
                           "continue from their last checkpoints)")
     rows = build_rows(results, {c.key: c for c in candidates}, config.search.epochs)
+    bad_input = [r for r in rows if r.bad_input]
+    if bad_input:  # no winner yet: the race is not over until these ran on fixed input
+        raise RaynasError(f"{len(bad_input)} trial(s) of the race failed on bad input ({bad_input[0].source}: "
+                          f"{bad_input[0].error})",
+                          f"fix the input, then resume with `raynas search --resume {run_dir}` (finished trials "
+                          "are kept, the failed ones run again)")
     best = winner(rows)
     with best.checkpoint.as_directory() as ckpt:
         found = load_result(ckpt, workspace.store)

@@ -146,10 +146,10 @@ def test_an_interrupted_race_resumes_to_the_same_leaderboard(ray_session, worksp
     config = race_config(epochs=2, race=2, multi=False, early_stop=False, max_concurrent=1)
     reference = run_race(config, workspace, run_dir=tmp_path / "reference", verbose=False, tensorboard=False)
     with pytest.raises(RaynasError, match="the race was interrupted") as err:
-        run_race(config, workspace, run_dir=tmp_path / "run", verbose=False, tensorboard=False,
+        run_race(config, workspace, run_dir=tmp_path / "resumed", verbose=False, tensorboard=False,
                  tune_callbacks=[InterruptOnce(tmp_path / "interrupted")])
-    assert f"raynas search --resume {tmp_path / 'run'}" in str(err.value)
-    resumed = resume_race(tmp_path / "run", workspace, verbose=False, tensorboard=False)
+    assert f"raynas search --resume {tmp_path / 'resumed'}" in str(err.value)
+    resumed = resume_race(tmp_path / "resumed", workspace, verbose=False, tensorboard=False)
 
     def comparable(board):
         return [(r["source"], r["epochs"], r["status"], r["val_acc_curve"]) for r in board]
@@ -170,11 +170,11 @@ class RunsCode:
 
 def test_a_poisoned_resume_is_refused_and_the_right_one_finishes(ray_session, workspace, suite_home, zoo_storage,
                                                                    tmp_path):
-    run = tmp_path / "run"
+    run = tmp_path / "poisoned"  # the experiment's name in the module's shared Tune storage
     with pytest.raises(RaynasError, match="the race was interrupted"):
         run_race(race_config(epochs=2, race=2, multi=False, early_stop=False, max_concurrent=1), workspace,
                  run_dir=run, verbose=False, tensorboard=False, tune_callbacks=[InterruptOnce(tmp_path / "stop")])
-    experiment = Path(zoo_storage) / "tune" / "run"
+    experiment = Path(zoo_storage) / "tune" / "poisoned"
     race_file, tuner_pkl = run / "race.json", experiment / "tuner.pkl"
     race_json, tuner_state = race_file.read_text(), tuner_pkl.read_bytes()
 
@@ -205,17 +205,24 @@ def test_a_poisoned_resume_is_refused_and_the_right_one_finishes(ray_session, wo
     resumed = resume_race(run, workspace, verbose=False, tensorboard=False)  # refusals left nothing behind
     board = resumed.answer["leaderboard"]
     assert len(board) == 2 and all(r["status"] == "finished" and r["epochs"] == 2 for r in board), board
-    verify_ledger(run, Storage(Path(zoo_storage) / "tune"), "run")  # the record follows the resumed state
+    verify_ledger(run, Storage(Path(zoo_storage) / "tune"), "poisoned")  # the record follows the resumed state
 
 
 def test_a_dataset_changed_before_the_first_checkpoint_fails_the_trials(ray_session, workspace, tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, capsys):
     import raynas.race.race as race_module
 
     monkeypatch.setattr(race_module, "race_datasets", lambda config, ws: {TARGET: "0" * 16})
-    config = race_config(epochs=2, race=1, multi=False, max_failures=0)
-    with pytest.raises(RaynasError, match=f"failed: dataset '{TARGET}' changed since the race started"):
-        run_race(config, workspace, run_dir=tmp_path / "run", verbose=False, tensorboard=False)
+    config = race_config(epochs=2, race=1, multi=False, max_failures=1)
+    with pytest.raises(RaynasError, match=f"failed on bad input .*dataset '{TARGET}' changed since the race "
+                                          "started") as err:
+        run_race(config, workspace, run_dir=tmp_path / "changed-data", verbose=True, tensorboard=False)
+    assert f"raynas search --resume {tmp_path / 'changed-data'}" in str(err.value)
+    progress = capsys.readouterr().err
+    # shown as a failure with its reason, retried once, never as an epoch that leads
+    assert f"crashed (dataset '{TARGET}' changed since the race started" in progress, progress
+    assert f"FAILED: dataset '{TARGET}' changed since the race started" in progress
+    assert "fix: restore" in progress and "(leads)" not in progress and "stopped early by ASHA" not in progress
 
 
 @pytest.mark.parametrize("changes, message", [
