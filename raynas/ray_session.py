@@ -44,9 +44,20 @@ def _probe(address: str) -> None:
 
 
 def _watch_local_ray(context) -> None:
-    """The local Ray just started ends with this process, even one killed with SIGKILL."""
+    """The local Ray this process just started ends with it, even when it is killed with SIGKILL.
+    ``ray.init()`` may instead have joined a cluster started with ``ray start`` on this machine:
+    that one outlives its drivers, so it is not watched."""
     from raynas.ray_watchdog import start_watchdog
 
     session_dir = (getattr(context, "address_info", None) or {}).get("session_dir")
-    if session_dir:
+    if session_dir and _started_head():
         start_watchdog(session_dir)
+
+
+def _started_head() -> bool:
+    try:
+        from ray._private import worker  # no public API tells a started head from a joined one
+
+        return bool(worker._global_node is not None and worker._global_node.is_head())
+    except (ImportError, AttributeError):
+        return False

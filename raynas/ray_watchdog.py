@@ -4,9 +4,10 @@
 SIGKILL runs no cleanup: its raylet and GCS notice and exit, but Ray's dashboard and runtime-env
 agents can stay behind (they ignore the first SIGTERM). So when raynas starts a local Ray it
 also starts this watchdog, in its own session: it waits for the driver to die, then ends every
-process of that Ray session (the session's name on their command line, or one of its files
-open: the agents rename themselves), first with SIGTERM, then SIGKILL. It never touches a Ray
-it did not see started, nor other sessions.
+process of that Ray session (the session as a flag on their command line, or, for processes
+named ``ray::...``, one of its files open: the agents rename themselves), first with SIGTERM,
+then SIGKILL. It is started only for a Ray this process started itself, never for a cluster it
+joined, and never touches other sessions.
 
     python -m raynas.ray_watchdog DRIVER_PID SESSION_DIR
 """
@@ -38,20 +39,22 @@ def alive(pid: int) -> bool:
 
 
 def session_processes(session_dir: str, proc: Path = Path("/proc")) -> list[int]:
-    """PIDs of the Ray session in ``session_dir``: its name on their command line (raylet, GCS,
-    workers), or a file of the session open (the agents, which rename themselves ``ray::...``)."""
+    """PIDs of the Ray session in ``session_dir``: those started with its name or folder as a flag
+    (raylet, GCS, workers), and Ray processes (``ray::...``, the agents rename themselves) with a
+    file of the session open. A ``tail -f`` of its logs is neither."""
     me, found = os.getpid(), []
-    name, inside = Path(session_dir).name, str(session_dir).rstrip("/") + "/"
+    name = Path(session_dir).name
+    flags = {f"--session-name={name}", f"--session_name={name}", f"--session-dir={session_dir}",
+             f"--session_dir={session_dir}"}
+    inside = os.path.realpath(session_dir).rstrip("/") + "/"
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            args = (entry / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
         except OSError:
             continue
-        if "raynas.ray_watchdog" in cmdline:
-            continue
-        if name in cmdline or _has_open_file_in(entry, inside):
+        if flags.intersection(args) or (args[0].startswith("ray::") and _has_open_file_in(entry, inside)):
             found.append(int(entry.name))
     return found
 

@@ -43,6 +43,24 @@ def test_ending_a_session_ends_its_processes_only():
             p.wait()
 
 
+def test_only_ray_processes_holding_session_files_are_matched_not_a_tail_of_its_logs(tmp_path):
+    session_dir = tmp_path / f"session_test_{uuid.uuid4().hex[:8]}"
+    (session_dir / "logs").mkdir(parents=True)
+    log = session_dir / "logs" / "raylet.out"
+    log.write_text("x")
+    holds = f"import sys, time; f = open({str(log)!r}); print('ready', flush=True); time.sleep(120)"
+    tail = subprocess.Popen([sys.executable, "-c", holds, str(log)], stdout=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(["bash", "-c", f'exec -a ray::FakeAgent {sys.executable} -c "$0"', holds],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert tail.stdout.readline().strip() == "ready" and agent.stdout.readline().strip() == "ready"
+        assert session_processes(str(session_dir)) == [agent.pid]
+    finally:
+        for p in (tail, agent):
+            p.kill()
+            p.wait()
+
+
 def test_the_watchdog_ends_the_session_when_its_driver_is_killed():
     session = f"session_test_{uuid.uuid4().hex[:8]}"
     driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
