@@ -16,11 +16,22 @@ def pyplot():
 
 
 def save_figure(fig, out: str | Path, dpi: int = 100) -> Path:
-    """Save ``fig`` as PNG under a temporary name, move it over ``out``, close the figure."""
+    """Save ``fig`` as PNG under a temporary name, move it over ``out``, close the figure.
+
+    A path that cannot be written (a read-only or missing folder, a folder of that name) is
+    the user's to fix: a :class:`RaynasError` naming it, with ``out`` left as it was."""
+    from raynas.errors import RaynasError
     from raynas.storage import atomic_path
 
     out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    pyplot().close(fig)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    except OSError as exc:
+        reason = (f"{out.parent} is a file, not a folder" if out.parent.is_file()
+                  else exc.strerror or str(exc))
+        raise RaynasError(f"cannot write the figure {out}: {reason}",
+                          "give a path in a folder you can write to (e.g. another --out)") from None
+    finally:
+        pyplot().close(fig)
     return out

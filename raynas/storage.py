@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -161,6 +163,51 @@ def _list_local(path: str, dirs: bool) -> list[str]:
         return []
 
 
+TIMEOUT_ENV = "RAYNAS_STORAGE_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 20.0
+PSEUDO_FILESYSTEMS = ("/proc", "/sys")  # kernel state, never a place to store files
+
+
+def storage_timeout() -> float:
+    """Seconds the first contact with a remote storage may take: ``$RAYNAS_STORAGE_TIMEOUT_S``,
+    else :data:`DEFAULT_TIMEOUT_S`."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        seconds = float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise RaynasError(f"${TIMEOUT_ENV} is {text!r}, not a number of seconds above 0",
+                          f"unset it, or set it to seconds such as {DEFAULT_TIMEOUT_S:g}")
+    return seconds
+
+
+def within_time_limit(call: Callable[[], Any], uri: str, what: str) -> Any:
+    """``call()``, given at most :func:`storage_timeout` seconds. It runs in a daemon thread, so a
+    storage that never answers (gs:// retrying a missing bucket, an unreachable credentials server)
+    fails with a clear error instead of hanging the command; the stuck thread is left behind and
+    does not keep the process alive."""
+    seconds = storage_timeout()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="raynas-storage-probe", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise RaynasError(f"storage '{uri}' did not answer within {seconds:g} s ({what})",
+                          "check the bucket name, its credentials and the network, or pass another --storage "
+                          f"(${TIMEOUT_ENV} sets the time limit)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 class Storage:
     """A root directory on a local path or a ``pyarrow.fs`` URI; paths below it are '/'-joined.
 
@@ -172,7 +219,7 @@ class Storage:
         root = str(root)
         if "://" in root:
             try:
-                self.fs, path = pafs.FileSystem.from_uri(root)
+                self.fs, path = within_time_limit(lambda: pafs.FileSystem.from_uri(root), root, "opening it")
             except (pa.ArrowException, ValueError, OSError) as exc:
                 raise RaynasError(f"cannot open storage '{root}': {exc}",
                                   "give a local path or a URI pyarrow understands (file://, s3://, gs://, hdfs://)"
@@ -180,6 +227,7 @@ class Storage:
         else:
             self.fs, path = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
         self.uri, self.root = root, path.rstrip("/")
+        self._reached = [False]  # shared with children: a storage is probed once
 
     def __repr__(self) -> str:
         return f"Storage({self.uri!r})"
@@ -195,7 +243,7 @@ class Storage:
     def child(self, *parts: str) -> "Storage":
         """The storage rooted at a sub-directory; a URI keeps its query (endpoint, region...)."""
         sub = Storage.__new__(Storage)
-        sub.fs, sub.root = self.fs, self.path(*parts)
+        sub.fs, sub.root, sub._reached = self.fs, self.path(*parts), self._reached
         base, sep, query = self.uri.partition("?")
         sub.uri = "/".join([base.rstrip("/"), *parts]) + sep + query
         return sub
@@ -206,12 +254,43 @@ class Storage:
         """Storage failures (network, credentials) as a RaynasError that names the storage;
         FileNotFoundError passes through, since callers treat a missing file themselves."""
         try:
+            self._reach()
             yield
         except FileNotFoundError:
             raise
         except (pa.ArrowException, OSError) as exc:
             raise RaynasError(f"cannot access {path} on storage '{self.uri}': {exc}",
                               "check the storage path or URI, its credentials and the network") from exc
+
+    def _reach(self) -> None:
+        """Contact a remote storage once, within :func:`storage_timeout`, before its first use: a
+        missing bucket or a dead network then fails in seconds instead of hanging that use."""
+        if self.is_local or self._reached[0]:
+            return
+        within_time_limit(lambda: self.fs.get_file_info(self.root), self.uri, "looking up its root")
+        self._reached[0] = True
+
+    def check_root(self) -> None:
+        """Refuse, before any work starts, a root that cannot hold what is stored: a remote one
+        that fails or does not answer in time, a local one that is a file, lies in /proc or /sys,
+        or is in a folder that cannot be written (a new root is created by the first write)."""
+        if not self.is_local:
+            with self._io(self.root):
+                return
+        root = Path(self.root)
+        fix = "pass --storage a folder you can write to (it is created if missing) or a URI such as s3://bucket/raynas"
+        pseudo = next((p for p in PSEUDO_FILESYSTEMS if root == Path(p) or Path(p) in root.parents), None)
+        if pseudo:
+            raise RaynasError(f"storage '{self.uri}' lies in {pseudo}, which holds kernel state, not files", fix)
+        try:
+            existing = next(p for p in (root, *root.parents) if p.exists())
+            if not existing.is_dir():
+                where = "is a file" if existing == root else f"cannot be created: {existing} is a file"
+                raise RaynasError(f"storage '{self.uri}' {where}, not a folder", fix)
+        except OSError as exc:
+            raise RaynasError(f"cannot inspect storage '{self.uri}': {exc}", fix) from None
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RaynasError(f"storage '{self.uri}' is not writable ({existing} is read-only)", fix)
 
     def exists(self, *parts: str) -> bool:
         path = self.path(*parts)
@@ -267,6 +346,7 @@ class Storage:
         of training whose result would go there."""
         probe = f".probe{TMP_MARK}{uuid.uuid4().hex[:8]}"
         try:
+            self.check_root()
             self.write_bytes(b"", probe)
             self.delete(probe)
         except RaynasError as exc:

@@ -14,6 +14,20 @@ ALL_ARMS = ("scratch", "ot", "probe", "race", "multi", "random", "farthest", "ze
 DEFAULT_ARMS = tuple(a for a in ALL_ARMS if a != "probe")  # the arms of the documented default run
 
 
+def check_name_list(field: str, names: tuple) -> None:
+    """Refuse empty names: ``--targets ""`` would otherwise mean every dataset and fail (or run
+    for hours) far later; an empty tuple from a config file still means the default."""
+    flag = "--" + field
+    if not all(isinstance(n, str) for n in names):
+        raise RaynasError(f"{field} ({flag}) must be a list of names, got {list(names)!r}",
+                          "write it as a list of names in the config file")
+    if names and not any(n.strip() for n in names):
+        raise RaynasError(f"{field} ({flag}) is empty", f"name at least one, separated by commas, or leave {flag} "
+                                                        "out for its default")
+    if not all(n.strip() for n in names):
+        raise RaynasError(f"{field} ({flag}) {','.join(names)!r} has an empty name", "remove the extra comma")
+
+
 @dataclass(frozen=True)
 class TransferBenchConfig:
     sources: tuple[str, ...] = option((), help="datasets of the zoo's sources (default: the built-in suite); each "
@@ -67,6 +81,7 @@ class TransferBenchConfig:
     def __post_init__(self):
         for name in ("sources", "targets", "arms"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+            check_name_list(name, getattr(self, name))
         check_fields(self)
         unknown = [a for a in self.arms if a not in ALL_ARMS]
         if unknown:

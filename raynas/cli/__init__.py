@@ -8,6 +8,7 @@ import sys
 
 from raynas import __version__
 from raynas.cli import bench, data, demo, distance, search, zoo
+from raynas.cli.output import print_json_error, start_command
 from raynas.errors import RaynasError
 
 COMMAND_GROUPS = (data, zoo, distance, search, bench, demo)
@@ -36,23 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; problems the user can fix are one clear message and exit code 1, never a
-    traceback (``RAYNAS_DEBUG=1`` shows tracebacks of unexpected errors, which are bugs)."""
+    traceback (``RAYNAS_DEBUG=1`` shows tracebacks of unexpected errors, which are bugs). With
+    ``--json`` a failure is also one JSON object on stdout, unless the answer was already printed."""
     args = build_parser().parse_args(argv)
+    start_command()
     try:
         args.run(args)
     except RaynasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, f"error: {exc}", exc.problem, exc.fix, 1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail(args, "interrupted", "interrupted", None, 130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
         if os.environ.get("RAYNAS_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc}\n  this is a bug in raynas; rerun with "
-              "RAYNAS_DEBUG=1 to see where it happened, and report it", file=sys.stderr)
-        return 2
+        fix = "this is a bug in raynas; rerun with RAYNAS_DEBUG=1 to see where it happened, and report it"
+        return _fail(args, f"error: unexpected {type(exc).__name__}: {exc}\n  {fix}",
+                     f"unexpected {type(exc).__name__}: {exc}", fix, 2)
     return 0
+
+
+def _fail(args: argparse.Namespace, message: str, problem: str, fix: str | None, exit_code: int) -> int:
+    print(message, file=sys.stderr)
+    if getattr(args, "json", False):
+        print_json_error(problem, fix, exit_code)
+    return exit_code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from raynas.storage import Storage
 from raynas.workspace import Workspace
 
 
@@ -18,9 +19,14 @@ def add_shared_options(p: argparse.ArgumentParser) -> None:
 
 
 def open_workspace(args: argparse.Namespace) -> Workspace:
-    """Connect to Ray when an address is given (or set in $RAY_ADDRESS), then open the workspace."""
+    """Check the ``--storage`` root, connect to Ray when an address is given (or set in
+    $RAY_ADDRESS), then open the workspace. The storage is checked first, so a missing bucket,
+    a file or a folder in /proc fails in seconds, before Ray starts or a run folder is made."""
+    storage = getattr(args, "storage", None)
+    if storage:
+        Storage(storage).check_root()
     if getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"):
         from raynas.ray_session import ensure_ray
 
         ensure_ray(args.address)
-    return Workspace.open(args.home, getattr(args, "storage", None))
+    return Workspace.open(args.home, storage)

@@ -8,7 +8,7 @@ from pathlib import Path
 from raynas.cli.output import print_json, print_table
 from raynas.data import IMPORTERS, DatasetInfo, DatasetStore
 from raynas.data.builtin import BUILTINS
-from raynas.data.grid import sample_grid
+from raynas.data.grid import MAX_GRID_CLASSES, MAX_PER_CLASS, check_grid_size, sample_grid
 from raynas.data.importers import check_options
 from raynas.data.store import DatasetEntry
 from raynas.data.validate import MAX_SIDE, MIN_SIDE
@@ -25,8 +25,10 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p = cmds.add_parser("show", parents=[parent], help="details and a labelled sample grid of one dataset")
     p.add_argument("name")
     p.add_argument("--out", help="PNG path for the grid (default: <home>/plots/NAME.png)")
-    p.add_argument("--per-class", type=int, default=8, help="images per class row (default 8)")
-    p.add_argument("--max-classes", type=int, default=16, help="at most this many class rows (default 16)")
+    p.add_argument("--per-class", type=int, default=8,
+                   help=f"images per class row, 1 to {MAX_PER_CLASS} (default 8)")
+    p.add_argument("--max-classes", type=int, default=16,
+                   help=f"at most this many class rows, 1 to {MAX_GRID_CLASSES} (default 16)")
     p.set_defaults(run=run_show)
 
     p = cmds.add_parser("import", parents=[parent], help="import images into the raynas format")
@@ -82,11 +84,12 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_show(args: argparse.Namespace) -> None:
+    """The grid is written under a temporary name and moved over ``--out``; an unwritable path
+    is a clear error naming it (from :func:`raynas.figures.save_figure`)."""
+    check_grid_size(args.per_class, args.max_classes)
     store = DatasetStore(args.home)
     ds = store.load(args.name)
     out = Path(args.out) if args.out else store.home.root / "plots" / f"{args.name}.png"
-    if args.per_class < 1 or args.max_classes < 1:
-        raise RaynasError("--per-class and --max-classes must be positive")
     sample_grid(ds, out, per_class=args.per_class, max_classes=args.max_classes)
     if args.json:
         print_json(dict(ds.info.to_json(), grid=str(out)))

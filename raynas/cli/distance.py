@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from raynas.cli.context import add_shared_options, open_workspace
+from raynas.cli.options import split_names
 from raynas.cli.output import print_json, print_table
 from raynas.errors import RaynasError
 from raynas.zoo.manifest import SourceDataset, ZooManifest
@@ -42,11 +43,12 @@ def run_distance(args: argparse.Namespace) -> None:
     DISTANCES.get(args.method)
     if args.top is not None and args.top < 1:
         raise RaynasError(f"--top {args.top} keeps nothing", "pass --top 1 or more")
+    sources = split_names(args.sources, "--sources")
     shared = open_workspace(args)
     store = shared.store
     info = store.info(args.target)
-    if args.sources:
-        entries = _dataset_entries([n.strip() for n in args.sources.split(",") if n.strip()], store)
+    if sources:
+        entries = _dataset_entries(sources, store)
     else:
         entries = shared.zoo.list()
     left_out = [m.name for m in entries if any(s.content_hash == info.content_hash or s.name == info.name

@@ -27,7 +27,22 @@ def _number(kind: type, flag: str):
 
 
 def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    """Comma-separated names; empty ones are kept (``""`` gives ``("",)``) for the config to
+    refuse with its own message, instead of an empty flag silently meaning the default."""
+    return tuple(t.strip() for t in text.split(","))
+
+
+def split_names(text: str | None, flag: str) -> list[str]:
+    """The names of a comma-separated option; an empty option or an empty name between commas is
+    refused (``--datasets ""`` must not mean every dataset). ``None`` (not given) gives []."""
+    if text is None:
+        return []
+    names = [t.strip() for t in text.split(",")]
+    if not any(names):
+        raise RaynasError(f"{flag} is empty", f"name at least one, separated by commas, or leave {flag} out")
+    if not all(names):
+        raise RaynasError(f"{flag} {text!r} has an empty name", "remove the extra comma")
+    return names
 
 
 def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type, section: str, *,
@@ -64,9 +79,12 @@ def given(args: argparse.Namespace, section: str) -> dict[str, Any]:
 
 def merged(file_values: dict[str, Any] | None, args: argparse.Namespace, section: str) -> dict[str, Any]:
     """A section's values: the config file's, overridden by the flags given."""
+    if file_values is not None and not isinstance(file_values, dict):
+        raise RaynasError(f"the config file's section '{section}' is a {type(file_values).__name__}, not a mapping "
+                          "of field names to values",
+                          f"write it as '{section}:' followed by indented 'field: value' lines, e.g. "
+                          f"'{section}: {{epochs: 5}}' in YAML or {{\"{section}\": {{\"epochs\": 5}}}} in JSON")
     values = dict(file_values or {})
-    if not isinstance(values, dict):
-        raise RaynasError(f"the config file's '{section}' must be a mapping of fields")
     values.update(given(args, section))
     return values
 

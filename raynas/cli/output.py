@@ -10,8 +10,26 @@ from rich.console import Console
 from rich.table import Table
 
 
+_answered = False  # whether the running command has printed its JSON answer
+
+
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    global _answered
+    print(json.dumps(obj, indent=2, default=str), flush=True)
+    _answered = True
+
+
+def start_command() -> None:
+    """Forget an earlier command's answer (``main`` can run several in one process)."""
+    global _answered
+    _answered = False
+
+
+def print_json_error(problem: str, fix: str | None, exit_code: int) -> None:
+    """A failed ``--json`` command's one JSON answer, so scripts reading stdout learn why it
+    failed; nothing when the command already printed its answer (stdout holds one object)."""
+    if not _answered:
+        print_json({"error": problem, "fix": fix, "exit_code": exit_code})
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

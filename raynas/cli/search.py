@@ -10,7 +10,7 @@ from typing import Any
 from raynas.cli.context import add_shared_options, open_workspace
 from raynas.cli.options import RETRAIN_FLAGS, add_config_flags, build, given, merged
 from raynas.cli.output import print_json, print_table
-from raynas.config import read_config_file
+from raynas.config import quote, read_config_file
 from raynas.data import DatasetStore
 from raynas.errors import RaynasError
 from raynas.experiment import ExperimentConfig
@@ -55,10 +55,17 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 def experiment_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The experiment: the config file's values (if any), overridden by the flags given."""
     data = read_config_file(args.config) if args.config else {}
-    unknown = sorted(set(data) - {*SECTIONS, "publish"})
+    unknown = sorted((k for k in data if k not in {*SECTIONS, "publish"}), key=str)
     if unknown:
-        raise RaynasError(f"config file {args.config}: unknown key(s) {', '.join(unknown)}",
+        shown = ", ".join(k if isinstance(k, str) and len(k) <= 50 else quote(k) for k in unknown[:10])
+        raise RaynasError(f"config file {args.config}: unknown key(s) {shown}",
                           f"use the sections {', '.join(SECTIONS)} and the key publish")
+    for section in ("search", "race"):  # a run's config.json has retrain: null when it did not retrain
+        if section in data and data[section] is None:
+            raise RaynasError(f"config file {args.config}: the section '{section}' is empty (null), not a mapping "
+                              "of field names to values", f"give its fields under '{section}', or leave it out")
+    if not isinstance(data.get("publish", False), bool):
+        raise RaynasError(f"config file {args.config}: publish must be true or false, got {quote(data['publish'])}")
     search = merged(data.get("search"), args, "search")
     if args.target:
         search["dataset"] = args.target
@@ -67,7 +74,10 @@ def experiment_from_args(args: argparse.Namespace) -> ExperimentConfig:
     retrain_values = merged(data.get("retrain"), args, "retrain")
     wants_retrain = getattr(args, "retrain", False) or data.get("retrain") is not None or given(args, "retrain")
     publish = given(args, "experiment").get("publish", data.get("publish", False))
-    return ExperimentConfig(SearchConfig.from_json(search), RaceConfig.from_json(merged(data.get("race"), args, "race")),
+    search_config = SearchConfig.from_json(search)
+    if "w_lr_min" in search:  # the default floor under a low --w-lr alone is accepted as before
+        search_config.check_schedule()
+    return ExperimentConfig(search_config, RaceConfig.from_json(merged(data.get("race"), args, "race")),
                             build(RetrainConfig, retrain_values, RETRAIN_FLAGS) if wants_retrain else None, publish)
 
 

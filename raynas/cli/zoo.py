@@ -8,7 +8,7 @@ import sys
 from raynas.cli.context import add_shared_options, open_workspace
 from raynas.cli.output import print_json, print_table
 from raynas.errors import RaynasError
-from raynas.cli.options import add_config_flags, given
+from raynas.cli.options import add_config_flags, given, split_names
 from raynas.search.config import SearchConfig
 
 # search fields that make no sense for pretraining from scratch
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
     p = cmds.add_parser("build", parents=[parent], help="pretrain one supernet per source dataset (or one over several)")
     p.add_argument("--datasets", default=None, help="comma-separated source datasets (default: every dataset)")
-    p.add_argument("--exclude", default="", help="comma-separated datasets to leave out, e.g. the future target")
+    p.add_argument("--exclude", default=None, help="comma-separated datasets to leave out, e.g. the future target")
     p.add_argument("--multi", metavar="NAME", default=None,
                    help="train ONE supernet over all the datasets (shared cells and alphas, a head each) named NAME")
     add_config_flags(p, SearchConfig, "search", skip=BUILD_SKIPS)
@@ -43,19 +43,17 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.set_defaults(run=run_remove)
 
 
-def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in (text or "").split(",") if n.strip()]
-
-
 def run_build(args: argparse.Namespace) -> None:
     from raynas.zoo.build import plan_jobs, run_jobs
 
     values = given(args, "search")
     template = SearchConfig.from_json({"dataset": "template", **values})  # bad values fail before anything runs
+    if "w_lr_min" in values:
+        template.check_schedule()
+    exclude, named = set(split_names(args.exclude, "--exclude")), split_names(args.datasets, "--datasets")
     parallel = not args.sequential
     workspace = open_workspace(args)
-    exclude = set(_names(args.exclude))
-    datasets = _names(args.datasets) or workspace.store.names()
+    datasets = named or workspace.store.names()
     unknown = sorted(exclude - set(datasets)) if args.datasets else []
     if unknown:
         raise RaynasError(f"--exclude names datasets that are not being built: {', '.join(unknown)}")

@@ -7,12 +7,27 @@ from pathlib import Path
 import numpy as np
 
 from raynas.data.format import ImageDataset
+from raynas.errors import RaynasError
 from raynas.figures import pyplot, save_figure
+
+# A grid is for looking at: beyond these, drawing takes minutes and gigabytes (a subplot per image).
+MAX_PER_CLASS = 32
+MAX_GRID_CLASSES = 64
+
+
+def check_grid_size(per_class: int, max_classes: int) -> None:
+    """Refuse grid sizes out of range before a dataset is loaded or a figure made."""
+    for flag, value, high in (("--per-class", per_class, MAX_PER_CLASS), ("--max-classes", max_classes,
+                                                                          MAX_GRID_CLASSES)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+            raise RaynasError(f"{flag} must be from 1 to {high}, got {value}",
+                              f"pass {flag} between 1 and {high} (a grid is a sample to look at)")
 
 
 def sample_grid(ds: ImageDataset, out: str | Path, per_class: int = 8, max_classes: int = 16,
                 seed: int = 0) -> Path:
     """Draw ``per_class`` random images of the first ``max_classes`` classes into a PNG."""
+    check_grid_size(per_class, max_classes)
     plt = pyplot()
     rng = np.random.default_rng(seed)
     classes = list(range(min(ds.info.num_classes, max_classes)))

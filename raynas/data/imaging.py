@@ -14,6 +14,7 @@ from raynas.errors import RaynasError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_IMAGE_PIXELS = 8192 * 8192  # 64 megapixels, about 200 MB decoded; larger files are refused unread
+WORK_CHUNK_BYTES = 64 << 20  # each float working buffer of resizing or gray conversion, whatever the image count
 
 
 def is_image_file(path: Path) -> bool:
@@ -92,10 +93,12 @@ def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     if channels == 3:
         return np.repeat(images, 3, axis=1)
     out = np.empty((len(images), 1, *images.shape[2:]), np.uint8)
-    for start in range(0, len(images), 256):  # in chunks: a float copy of all images can be large
-        chunk = images[start:start + 256].astype(np.float32)
+    # in chunks: a float copy of all images can be large (float32 RGB, 12 bytes a pixel)
+    step = max(1, WORK_CHUNK_BYTES // (12 * images.shape[2] * images.shape[3]))
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step].astype(np.float32)
         luma = np.tensordot(np.array([0.299, 0.587, 0.114]), chunk, axes=([0], [1]))
-        out[start:start + 256, 0] = np.clip(np.rint(luma), 0, 255)
+        out[start:start + step, 0] = np.clip(np.rint(luma), 0, 255)
     return out
 
 
@@ -165,9 +168,15 @@ def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
 
 
 def resize_nchw(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 NCHW images to size x size with antialiasing (square inputs only)."""
+    """Resize uint8 NCHW images to size x size with antialiasing (square inputs only), a chunk of
+    images at a time: float copies of all images at once would take 4-8 times the result's memory."""
     if images.shape[2:] == (size, size):
         return images
-    out = F.interpolate(torch.from_numpy(images).float(), size=(size, size), mode="bilinear",
-                        antialias=True, align_corners=False)
-    return out.round().clamp_(0, 255).to(torch.uint8).numpy()
+    n, c, h, w = images.shape
+    out = np.empty((n, c, size, size), np.uint8)
+    step = max(1, WORK_CHUNK_BYTES // (4 * c * max(h * w, size * size)))
+    for start in range(0, n, step):
+        chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + step])).float()
+        resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start:start + step] = resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out

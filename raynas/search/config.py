@@ -73,10 +73,25 @@ class SearchConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise RaynasError("no target dataset given", "name a dataset, e.g. `raynas search glyph-digits`")
         check_fields(self)
+        if self.ops is not None:
+            from raynas.space.config import check_ops  # imports torch: only when ops are given
+
+            check_ops(self.ops, "ops (--ops)")
         if len(self.multi) == 1 or len(set(self.multi)) != len(self.multi):
             raise RaynasError(f"multi-dataset pretraining needs at least two distinct datasets, got {list(self.multi)}")
         if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
             raise RaynasError(f"warmup_epochs must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}")
+
+    def check_schedule(self) -> None:
+        """Refuse a cosine schedule that would end above its first LR: a mix-up of the two flags.
+
+        Called where a person gives ``w_lr_min`` (flags, config files), not in ``__post_init__``:
+        a race's HyperOpt samples trial LRs down to ``w_lr / 5``, below a valid ``w_lr_min``,
+        and those trials and their checkpoints must still load."""
+        if self.w_lr_min > self.w_lr:
+            raise RaynasError(f"w_lr_min (--w-lr-min) {self.w_lr_min:g} is above w_lr (--w-lr) {self.w_lr:g}: the "
+                              "learning rate would rise during the search",
+                              "give a --w-lr-min at most --w-lr (default 0.001), or raise --w-lr")
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)

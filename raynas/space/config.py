@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -10,6 +11,25 @@ from raynas.registry import Registry
 from raynas.space.ops import DARTS_OPS, OPS
 
 MIXINGS = ("softmax", "dirichlet")
+
+
+def check_ops(ops: tuple[str, ...], label: str = "candidate ops") -> None:
+    """Refuse an op list no supernet can be built from, naming the registered ops, so a typo
+    or an empty ``--ops ""`` fails at once instead of silently meaning the default ops."""
+    known = f"known ops: {', '.join(OPS.names())}"
+    if not all(isinstance(o, str) for o in ops):
+        raise RaynasError(f"{label} must be a list of op names, got {list(ops)!r}", known)
+    if not any(ops):
+        raise RaynasError(f"{label} names no operation", f"list the ops, separated by commas; {known}")
+    if not all(ops):
+        raise RaynasError(f"{label} {','.join(ops)!r} has an empty name", f"remove the extra comma; {known}")
+    for op in ops:
+        if op not in OPS:
+            close = difflib.get_close_matches(op, OPS.names(), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise RaynasError(f"{label}: unknown operation '{op}'", hint + known)
+    if len(set(ops)) != len(ops) or all(o == "none" for o in ops):
+        raise RaynasError(f"{label} {list(ops)} must be distinct and include an op other than 'none'", known)
 
 
 @dataclass(frozen=True)
@@ -41,10 +61,7 @@ class SpaceConfig:
         return self.cells // 3, 2 * self.cells // 3
 
     def validate(self) -> None:
-        for op in self.ops:
-            OPS.get(op)
-        if len(set(self.ops)) != len(self.ops) or not [o for o in self.ops if o != "none"]:
-            raise RaynasError(f"candidate ops {list(self.ops)} must be distinct and include an op other than 'none'")
+        check_ops(self.ops)
         if self.nodes < 2:
             raise RaynasError(f"a cell needs at least 2 intermediate nodes, got {self.nodes}", "use --nodes 2 or more")
         if self.cells < 3:
