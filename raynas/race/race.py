@@ -13,6 +13,7 @@ interrupted race (``Tuner.restore``) without redoing finished trials.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -155,23 +156,29 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
     runs = None if run_dir else workspace.store.home.runs  # a home that cannot hold runs fails before Ray starts
     ensure_ray(address)
     resources = trial_resources(config.race, config.search)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(runs, config.search)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage = tune_storage(workspace)
-    write_config(run_dir, config)
-    home, shared = workspace.locations()
     datasets = race_datasets(config, workspace)
-    write_race_file(run_dir, {"experiment_path": storage.path(run_dir.name), "tune_storage": storage.uri,
-                              "name": run_dir.name, "home": home, "storage": shared, "datasets": datasets,
-                              "candidates": [c.to_json() for c in candidates], "notes": notes,
-                              "trial_resources": resources, "samples": samples,
-                              "tensorboard": tensorboard_command(storage, run_dir.name)})
+    storage = tune_storage(workspace)
+    made_here = run_dir is None
+    run_dir = Path(run_dir) if run_dir else new_run_dir(runs, config.search)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, config)
+        home, shared = workspace.locations()
+        write_race_file(run_dir, {"experiment_path": storage.path(run_dir.name), "tune_storage": storage.uri,
+                                  "name": run_dir.name, "home": home, "storage": shared, "datasets": datasets,
+                                  "candidates": [c.to_json() for c in candidates], "notes": notes,
+                                  "trial_resources": resources, "samples": samples,
+                                  "tensorboard": tensorboard_command(storage, run_dir.name)})
+        job = _job(config, workspace, candidates, tensorboard, trial_callbacks, datasets)
+        fs = ledger_filesystem(storage, run_dir.name, run_dir)  # records the digests of Tune's state as written
+        tuner = _tuner(job, config, candidates, resources, storage, fs, run_dir.name, space_, algo, samples,
+                       verbose, tune_callbacks)  # writes tuner.pkl: the storage's first write
+    except BaseException:
+        if made_here:  # a race that never started leaves no run folder holding only its config
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if verbose:
         _announce(config, candidates, notes, resources, samples, storage, run_dir)
-    job = _job(config, workspace, candidates, tensorboard, trial_callbacks, datasets)
-    fs = ledger_filesystem(storage, run_dir.name, run_dir)  # records the digests of Tune's state as it is written
-    tuner = _tuner(job, config, candidates, resources, storage, fs, run_dir.name, space_, algo, samples, verbose,
-                   tune_callbacks)
     results = tuner.fit()
     return _conclude(results, config, workspace, candidates, notes, run_dir, storage, resources, samples, t0,
                      verbose)

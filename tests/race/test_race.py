@@ -243,3 +243,17 @@ def test_bad_race_options_fail_before_any_trial_starts(workspace, tmp_path, chan
         run_race(config, workspace, run_dir=run_dir, verbose=False)
     assert message in str(err.value)
     assert not (Path(workspace.storage) / "tune" / run_dir.name).exists()  # no trial started
+
+
+def test_a_race_that_cannot_start_leaves_no_run_folder(ray_session, workspace, monkeypatch):
+    import raynas.race.race as race_module
+
+    def storage_refuses(*args, **kwargs):
+        raise RaynasError("cannot access the Tune storage", "check it")
+
+    monkeypatch.setattr(race_module, "_tuner", storage_refuses)
+    runs = workspace.store.home.runs
+    before = set(runs.iterdir())
+    with pytest.raises(RaynasError, match="cannot access the Tune storage"):
+        run_race(race_config(epochs=1, race=1, multi=False), workspace, verbose=False, tensorboard=False)
+    assert set(runs.iterdir()) == before
