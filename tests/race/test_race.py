@@ -223,6 +223,17 @@ def test_a_dataset_changed_before_the_first_checkpoint_fails_the_trials(ray_sess
     assert f"crashed (dataset '{TARGET}' changed since the race started" in progress, progress
     assert f"FAILED: dataset '{TARGET}' changed since the race started" in progress
     assert "fix: restore" in progress and "(leads)" not in progress and "stopped early by ASHA" not in progress
+    assert not (tmp_path / "changed-data" / "result.json").exists()  # not concluded: no winner without that trial
+
+    # the data is as recorded again: the resume runs the failed trial, which was never finally failed
+    run = tmp_path / "changed-data"
+    race = json.loads((run / "race.json").read_text())
+    race["datasets"][TARGET] = workspace.store.info(TARGET).content_hash
+    (run / "race.json").write_text(json.dumps(race))
+    monkeypatch.undo()
+    resumed = resume_race(run, workspace, verbose=False, tensorboard=False)
+    [row] = resumed.answer["leaderboard"]
+    assert row["status"] == "finished" and row["epochs"] == 2
 
 
 @pytest.mark.parametrize("changes, message", [
