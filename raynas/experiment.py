@@ -22,7 +22,7 @@ from raynas.errors import RaynasError
 from raynas.race.config import RaceConfig
 from raynas.search.config import SearchConfig
 from raynas.search.loop import Callback, SearchResult, check_config, load_result, run_search
-from raynas.search.results import new_run_dir
+from raynas.search.results import mark_running, new_run_dir, unmark_running
 from raynas.search.retrain import RetrainConfig, retrain
 from raynas.space.config import SpaceConfig
 from raynas.storage import atomic_write_text
@@ -149,9 +149,14 @@ def run_experiment(config: ExperimentConfig | None, workspace: Workspace, *, run
                                                    if write_run_dir else None)
         if out is not None:
             write_config(out, config)
+            mark_running(out)  # a kill leaves the mark: the next `zoo build` removes the folder
             atomic_write_text(out / "transfer.json", json.dumps(record, indent=2))
-        result = run_search(config.search, store=workspace.store, run_dir=out, checkpoint_dir=checkpoint_dir,
-                            initial_model=model, transfer=record, callbacks=callbacks, verbose=verbose)
+        try:
+            result = run_search(config.search, store=workspace.store, run_dir=out, checkpoint_dir=checkpoint_dir,
+                                initial_model=model, transfer=record, callbacks=callbacks, verbose=verbose)
+        finally:
+            if out is not None:
+                unmark_running(out)
     if result.status == "diverged":
         raise SearchDiverged(result)
     return finish(result, config, workspace, result.run_dir, verbose=verbose)

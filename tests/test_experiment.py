@@ -2,7 +2,11 @@
 publish from a checkpoint, divergence, and checks that come before any training."""
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,10 +16,13 @@ from raynas.experiment import (ExperimentConfig, SearchDiverged, check_experimen
                                run_experiment)
 from raynas.search.config import SearchConfig
 from raynas.search.loop import StopSearch
+from raynas.search.results import RUNNING_MARK, abandoned_runs
 from raynas.search.retrain import RetrainConfig
 from raynas.workspace import Workspace
+from raynas.zoo.build import plan_jobs
 
-TINY = dict(dataset="digits", preset="tiny", epochs=2, max_steps_per_epoch=2, transfer="scratch")
+TINY = dict(dataset="digits", preset="tiny", epochs=2, max_steps_per_epoch=2, transfer="scratch",
+            threads=1)  # a fixed thread count: runs are bit-exact
 
 
 @pytest.fixture
@@ -39,6 +46,34 @@ def test_the_run_directory_holds_the_whole_experiment(workspace, tmp_path):
     assert retrained["config"]["dataset"] == "digits" and retrained["config"]["image_size"] == 8  # from the space
     assert out.retrain["test_acc"] == retrained["test_acc"] and out.published is None
     assert {"run_dir", "status", "genotype", "transfer", "retrain"} <= set(out.to_json())
+    assert not (run / RUNNING_MARK).exists()  # a finished run is not mistaken for a killed one
+
+
+def test_a_killed_run_leaves_its_mark_and_the_next_zoo_build_removes_its_folder(workspace, tmp_path):
+    runs = workspace.store.home.runs
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = {}
+    for name, mark, result in (("killed", {"pid": dead.pid, "host": socket.gethostname()}, False),
+                               ("running", {"pid": os.getpid(), "host": socket.gethostname()}, False),
+                               ("elsewhere", {"pid": dead.pid, "host": "another-host"}, False),
+                               ("finished", {"pid": dead.pid, "host": socket.gethostname()}, True),
+                               ("unreadable", None, False)):
+        folder = runs / f"test-abandoned-{name}"
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        (folder / RUNNING_MARK).write_text(json.dumps(mark) if mark else "{oops")
+        if result:
+            (folder / "result.json").write_text("{}")
+        folders[name] = folder
+    try:
+        assert abandoned_runs(runs) == [folders["killed"]]
+        plan_jobs(["digits"], SearchConfig(**TINY), workspace)  # a zoo build removes them first
+        assert not folders["killed"].exists()
+        assert all(folders[n].exists() for n in ("running", "elsewhere", "finished", "unreadable"))
+    finally:
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_moved_checkpoint_resumes_with_its_config_and_warm_start_record(workspace, tmp_path):

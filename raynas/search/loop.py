@@ -213,7 +213,8 @@ def train_epoch(state: SearchState) -> dict[str, float]:
     state.scheduler.step()
     return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1), "steps": steps,
             "lr": lr, "arch_updates": update_arch, "arch_step_s": arch_time / max(steps, 1),
-            "weight_step_s": weight_time / max(steps, 1), "search_step_s": (arch_time + weight_time) / max(steps, 1)}
+            "weight_step_s": weight_time / max(steps, 1), "search_step_s": (arch_time + weight_time) / max(steps, 1),
+            "threads": torch.get_num_threads()}  # at the epoch's end; the governor may have changed it
 
 
 def run_search(config: SearchConfig | None = None, *, store: DatasetStore | None = None,

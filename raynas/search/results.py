@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,45 @@ def new_run_dir(runs: Path, config: SearchConfig) -> Path:
             raise RaynasError(f"cannot create a run directory in {runs}: {exc.strerror or exc}",
                               "check that the home's runs/ folder is writable, or pass another --home") from None
     raise RaynasError(f"too many run directories named {base.name}-N in {runs}", "clean up old runs")
+
+
+RUNNING_MARK = ".running"  # in a run folder while its process works on it: {"pid", "host"}
+
+
+def mark_running(run_dir: Path) -> None:
+    """Mark a run folder as being worked on by this process; :func:`unmark_running` at its end.
+    A folder whose mark names a process that is gone was left by a killed run."""
+    atomic_write_text(Path(run_dir) / RUNNING_MARK, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+
+
+def unmark_running(run_dir: Path) -> None:
+    (Path(run_dir) / RUNNING_MARK).unlink(missing_ok=True)
+
+
+def abandoned_runs(runs: Path) -> list[Path]:
+    """Run folders a killed process left unfinished (a mark of a dead process on this host, no
+    result.json): the folder holds a config and checkpoints nothing can continue from."""
+    from raynas.ray_watchdog import alive
+
+    found = []
+    for folder in sorted(p for p in Path(runs).glob(f"*/{RUNNING_MARK}")):
+        try:
+            mark = json.loads(folder.read_text(encoding="utf-8"))
+            pid, host = int(mark["pid"]), str(mark["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable: leave it to a person
+        run_dir = folder.parent
+        if host == socket.gethostname() and not alive(pid) and not (run_dir / "result.json").exists():
+            found.append(run_dir)
+    return found
+
+
+def remove_abandoned_runs(runs: Path) -> list[Path]:
+    """Delete the folders of :func:`abandoned_runs`; returns them."""
+    removed = abandoned_runs(runs)
+    for run_dir in removed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return removed
 
 
 def write_config(run_dir: Path, config: SearchConfig) -> None:

@@ -53,7 +53,9 @@ def plan_jobs(datasets: list[str], template: SearchConfig, workspace: Workspace,
     very data is skipped, so rerunning an interrupted build finishes only what is missing.
     """
     from raynas.experiment import ExperimentConfig, check_experiment
+    from raynas.search.results import remove_abandoned_runs
 
+    remove_abandoned_runs(workspace.store.home.runs)  # the folders of earlier builds that were killed
     template = template.replace(transfer="scratch")
     if multi:
         check_name(multi)
