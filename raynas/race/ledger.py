@@ -193,18 +193,26 @@ class LedgerHandler(pafs.FileSystemHandler):
             _update_ledger(self.run_dir, rel, None)
 
     def move(self, src, dest):
+        digest = self._source_digest(src)
         self.inner.move(src, dest)
-        self._record_copy(src, dest)
+        self._record_copy(src, dest, digest)
+        rel = self._watched(src)
+        if rel is not None:
+            _update_ledger(self.run_dir, rel, None)
 
     def copy_file(self, src, dest):
+        digest = self._source_digest(src)
         self.inner.copy_file(src, dest)
-        self._record_copy(src, dest)
+        self._record_copy(src, dest, digest)
 
-    def _record_copy(self, src: str, dest: str) -> None:
+    def _source_digest(self, src: str) -> str | None:
+        """The digest of a watched source, checked before it is moved or copied."""
+        return hashlib.sha256(self._check(src)).hexdigest() if self._watched(src) is not None else None
+
+    def _record_copy(self, src: str, dest: str, digest: str | None) -> None:
         rel = self._watched(dest)
-        if rel is not None:  # the copy is what the source was, if the source was checked
-            self._check(src) if self._watched(src) else None
-            _update_ledger(self.run_dir, rel, _sha256(self.inner, dest)[1])
+        if rel is not None:  # a checked source's digest, else what arrived
+            _update_ledger(self.run_dir, rel, digest or _sha256(self.inner, dest)[1])
 
     def _check(self, path: str) -> bytes:
         """The bytes of a watched file, refused unless they match the record."""

@@ -121,3 +121,16 @@ def test_a_missing_or_damaged_ledger_refuses_the_resume(experiment, content, mes
         (run_dir / LEDGER_FILE).write_text(content)
     with pytest.raises(RaynasError, match=message):
         verify_ledger(run_dir, storage, "run-1")
+
+
+def test_moves_and_copies_inside_the_storage_keep_the_record(experiment):
+    storage, root, run_dir, fs = experiment
+    fs.copy_file(str(root / "tuner.pkl"), str(root / "callback-states-a.pkl"))
+    fs.move(str(root / "experiment_state-a.json"), str(root / "experiment_state-b.json"))
+    files = read_ledger(run_dir)
+    assert files["callback-states-a.pkl"] == files["tuner.pkl"]
+    assert "experiment_state-b.json" in files and "experiment_state-a.json" not in files
+    verify_ledger(run_dir, storage, "run-1")
+    (root / "tuner.pkl").write_bytes(b"swapped")
+    with pytest.raises(RaynasError, match="changed: tuner.pkl"):  # a swapped source is not laundered by a copy
+        fs.copy_file(str(root / "tuner.pkl"), str(root / "searcher-state-x.pkl"))
