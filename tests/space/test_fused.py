@@ -30,14 +30,28 @@ def _forward_backward(model, x, y):
     return out
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+@pytest.fixture
+def exact_cuda_math():
+    """On a GPU, full float32 (no TF32) so both implementations are compared at CPU precision."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list(CASES))
-def test_fused_matches_reference_outputs_and_gradients(name):
+def test_fused_matches_reference_outputs_and_gradients(name, device, exact_cuda_math):
     space: SpaceConfig = CASES[name]
     ref = create_supernet(space, "reference", seed=0)
     fused = create_supernet(space, "fused", seed=1)
     fused.load_state_dict(reference_to_fused(ref.state_dict(), fused.cells))
-    x = torch.randn(6, space.in_channels, space.image_size, space.image_size)
-    y = torch.randint(0, space.num_classes, (6,))
+    ref, fused = ref.to(device), fused.to(device)
+    x = torch.randn(6, space.in_channels, space.image_size, space.image_size).to(device)
+    y = torch.randint(0, space.num_classes, (6,)).to(device)
 
     out_ref, out_fused = _forward_backward(ref, x, y), _forward_backward(fused, x, y)
     torch.testing.assert_close(out_fused, out_ref, atol=1e-5, rtol=1e-4)
