@@ -188,15 +188,16 @@ class LedgerHandler(pafs.FileSystemHandler):
 
     def delete_file(self, path):
         self.inner.delete_file(path)
-        rel = self._watched(path)
-        if rel is not None:
-            _update_ledger(self.run_dir, rel, None)
+        self._forget(path)
 
     def move(self, src, dest):
         digest = self._source_digest(src)
         self.inner.move(src, dest)
         self._record_copy(src, dest, digest)
-        rel = self._watched(src)
+        self._forget(src)
+
+    def _forget(self, path: str) -> None:
+        rel = self._watched(path)
         if rel is not None:
             _update_ledger(self.run_dir, rel, None)
 
@@ -226,13 +227,15 @@ class LedgerHandler(pafs.FileSystemHandler):
         return data
 
     def open_input_stream(self, path):
-        if self._watched(path) is None:
-            return self.inner.open_input_stream(path)
-        return pa.BufferReader(self._check(path))
+        return self._open_for_reading(path, self.inner.open_input_stream)
 
     def open_input_file(self, path):
+        return self._open_for_reading(path, self.inner.open_input_file)
+
+    def _open_for_reading(self, path: str, open_inner):
+        """A watched file is served from the bytes just checked; any other straight from ``inner``."""
         if self._watched(path) is None:
-            return self.inner.open_input_file(path)
+            return open_inner(path)
         return pa.BufferReader(self._check(path))
 
     def open_output_stream(self, path, metadata):
