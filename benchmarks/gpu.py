@@ -1,0 +1,142 @@
+"""Search-step time and peak GPU memory at the DARTS paper's scale, for a GPU node.
+
+One run times every variant on the ``gpu`` preset (16 channels, 8 cells, 4 nodes, 32x32,
+batch 64): the fused and the reference cell; first-order DARTS, second-order DARTS and
+PC-DARTS; float32 and bfloat16 autocast; and ``torch.compile`` of the fused cell (first-order,
+both precisions). A step is what the search loop does per batch: the algorithm's architecture
+step plus the weight step. Each variant gets warm-up steps (compiling happens there), then
+``--steps`` timed ones; peak memory is the CUDA allocator's during the timed steps. It prints
+times and ratios to the fused first-order float32 step and writes JSON.
+
+    python benchmarks/gpu.py [--steps 10] [--out gpu.json]      # on a GPU node, a few minutes
+    python benchmarks/gpu.py --dry --out dry.json                 # on CPU: tiny preset, 1 step, no compile
+
+``--dry`` checks the benchmark itself on a machine without a GPU (the tests run it): the tiny
+preset on CPU, one timed step per variant, and the compiled variants skipped (compiling the
+supernet takes minutes on a small CPU). Not measured here yet: a race of two warm-started
+trials sharing one GPU (``raynas search ... --gpus-per-trial 0.5``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import platform
+import statistics
+import time
+
+import raynas  # noqa: F401 - first, as in every raynas process: it configures OpenMP before torch loads
+import torch
+import torch.nn.functional as F
+
+from raynas.search.algorithms import StepContext, create_algorithm
+from raynas.search.algorithms.base import frozen
+from raynas.search.config import SearchConfig
+from raynas.space.config import PRESETS
+from raynas.space.supernet import create_supernet
+
+BASELINE = "fused darts fp32"
+
+
+def variants() -> list[dict]:
+    """Every variant: cell, algorithm, precision, compiled or not."""
+    out = []
+    for cell in ("fused", "reference"):
+        for algo in ("darts", "darts2", "pcdarts"):
+            for precision in ("fp32", "bf16"):
+                out.append({"cell": cell, "algo": algo, "precision": precision, "compile": False})
+    for precision in ("fp32", "bf16"):
+        out.append({"cell": "fused", "algo": "darts", "precision": precision, "compile": True})
+    return out
+
+
+def name_of(v: dict) -> str:
+    return f"{v['cell']} {v['algo']} {v['precision']}{' compiled' if v['compile'] else ''}"
+
+
+def measure(v: dict, preset_name: str, device: torch.device, warmup: int, steps: int) -> dict:
+    """Median seconds per step and peak CUDA memory (MiB; None on CPU) of one variant."""
+    config = SearchConfig(dataset="synthetic", algo=v["algo"], preset=preset_name)
+    algorithm = create_algorithm(config)
+    preset = PRESETS.get(preset_name)
+    space = algorithm.configure_space(preset.space(in_channels=3, num_classes=10))
+    model = create_supernet(space, v["cell"], seed=0).to(device)
+    if v["compile"]:
+        model.compile()  # in place: the search code keeps calling the supernet's own methods
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999))
+    g = torch.Generator().manual_seed(0)
+    shape = (preset.batch_size, 3, preset.image_size, preset.image_size)
+    train = (torch.randn(shape, generator=g).to(device), torch.randint(0, 10, shape[:1], generator=g).to(device))
+    val = (torch.randn(shape, generator=g).to(device), torch.randint(0, 10, shape[:1], generator=g).to(device))
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if v["precision"] == "bf16"
+                else contextlib.nullcontext())
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        with autocast:
+            algorithm.arch_step(StepContext(model, w_opt, a_opt, config, 0.025), train, val)
+            w_opt.zero_grad(set_to_none=True)
+            with frozen(model.arch_parameters()):
+                F.cross_entropy(model(train[0]), train[1]).backward()
+        torch.nn.utils.clip_grad_norm_(model.weight_parameters(), 5.0)
+        w_opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    first = [step() for _ in range(warmup)]  # compiling, cuDNN autotuning
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = [step() for _ in range(steps)]
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None
+    return {"median_s": statistics.median(times), "warmup_s": sum(first), "peak_mib": peak}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling happens there)")
+    p.add_argument("--dry", action="store_true", help="check the benchmark on CPU: tiny preset, 1 step, no compile")
+    p.add_argument("--out", default=None, help="JSON file for the results")
+    args = p.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be at least 1 and --warmup at least 0")
+    device = torch.device("cpu" if args.dry or not torch.cuda.is_available() else "cuda")
+    if device.type == "cpu" and not args.dry:
+        p.error("no GPU here: run it on a GPU node, or pass --dry to check it on CPU")
+    preset, steps, warmup = ("tiny", 1, 1) if args.dry else ("gpu", args.steps, args.warmup)
+    if device.type == "cuda":  # float32 means float32: TF32 would blur the bf16 comparison
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    rows = []
+    for v in variants():
+        row = {"variant": name_of(v), **v}
+        if v["compile"] and args.dry:
+            row["skipped"] = "compiling the supernet on CPU takes minutes; runs on a GPU node"
+        else:
+            row.update(measure(v, preset, device, warmup, steps))
+        rows.append(row)
+        done = "skipped" if "skipped" in row else f"{row['median_s']:.4f} s"
+        print(f"  {row['variant']:<32} {done}", flush=True)
+    base = next(r for r in rows if r["variant"] == BASELINE)["median_s"]
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"search step, preset {preset}, device {card}, torch {torch.__version__}")
+    print(f"{'variant':<32} {'s/step':>8} {'x ' + BASELINE:>22} {'peak MiB':>9}")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['variant']:<32} skipped: {r['skipped']}")
+            continue
+        r["ratio"] = r["median_s"] / base
+        peak = f"{r['peak_mib']:9.0f}" if r["peak_mib"] is not None else f"{'-':>9}"
+        print(f"{r['variant']:<32} {r['median_s']:8.4f} {r['ratio']:22.2f} {peak}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"date": dt.date.today().isoformat(), "device": card, "preset": preset, "dry": args.dry,
+                       "torch": torch.__version__, "steps": steps, "warmup": warmup, "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
