@@ -11,10 +11,13 @@ times and ratios to the fused first-order float32 step and writes JSON.
     python benchmarks/gpu.py [--steps 10] [--out gpu.json]      # on a GPU node, a few minutes
     python benchmarks/gpu.py --dry --out dry.json                 # on CPU: tiny preset, 1 step, no compile
 
+Then it races two warm-started trials sharing the GPU (half a GPU each): a throwaway home gets
+two small zoo entries pretrained on the GPU, and the race's wall time is compared with the sum
+of its trials' times (below 1: the trials overlapped on the one GPU). ``--skip-race`` leaves it out.
+
 ``--dry`` checks the benchmark itself on a machine without a GPU (the tests run it): the tiny
-preset on CPU, one timed step per variant, and the compiled variants skipped (compiling the
-supernet takes minutes on a small CPU). Not measured here yet: a race of two warm-started
-trials sharing one GPU (``raynas search ... --gpus-per-trial 0.5``).
+preset on CPU, one timed step per variant, the compiled variants skipped (compiling the
+supernet takes minutes on a small CPU), and the race on CPU with one CPU per trial.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import datetime as dt
 import json
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import raynas  # noqa: F401 - first, as in every raynas process: it configures OpenMP before torch loads
 import torch
@@ -95,11 +100,41 @@ def measure(v: dict, preset_name: str, device: torch.device, warmup: int, steps:
     return {"median_s": statistics.median(times), "warmup_s": sum(first), "peak_mib": peak}
 
 
+def race_sharing_the_device(dry: bool, home: Path) -> dict:
+    """Two warm-started trials racing on one GPU (half each), or on CPU in the dry mode."""
+    from raynas.data import DatasetStore
+    from raynas.experiment import ExperimentConfig
+    from raynas.race.config import RaceConfig
+    from raynas.race.race import run_race
+    from raynas.ray_session import ensure_ray
+    from raynas.workspace import Workspace
+    from raynas.zoo.build import plan_jobs, run_jobs
+
+    sources, target = ["glyph-upper", "mnist5k"], "glyph-digits"
+    size = dict(preset="tiny", epochs=1, max_steps_per_epoch=2, device="cpu") if dry else \
+        dict(preset="gpu", epochs=2, max_steps_per_epoch=20, device="cuda")
+    DatasetStore(home).ensure_builtins([*sources, target])
+    ensure_ray()
+    workspace = Workspace.open(home)
+    jobs, _ = plan_jobs(sources, SearchConfig(dataset="x", **size), workspace)
+    run_jobs(jobs, parallel=False, verbose=False)
+    race = RaceConfig(race=2, multi=False, early_stop=False, cpus_per_trial=1, gpus_per_trial=0 if dry else 0.5)
+    t0 = time.perf_counter()
+    result = run_race(ExperimentConfig(SearchConfig(dataset=target, **size), race), workspace, verbose=False,
+                      tensorboard=False)
+    wall = time.perf_counter() - t0
+    trials = [{"source": r["source"], "time_s": r["time_s"], "status": r["status"]}
+              for r in result.answer["leaderboard"]]
+    return {"gpus_per_trial": race.gpus_per_trial, "wall_s": wall, "trials": trials,
+            "wall_over_trials": wall / max(sum(t["time_s"] for t in trials), 1e-9)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling happens there)")
     p.add_argument("--dry", action="store_true", help="check the benchmark on CPU: tiny preset, 1 step, no compile")
+    p.add_argument("--skip-race", action="store_true", help="leave out the race of two trials sharing the GPU")
     p.add_argument("--out", default=None, help="JSON file for the results")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
@@ -132,10 +167,17 @@ def main() -> None:
         r["ratio"] = r["median_s"] / base
         peak = f"{r['peak_mib']:9.0f}" if r["peak_mib"] is not None else f"{'-':>9}"
         print(f"{r['variant']:<32} {r['median_s']:8.4f} {r['ratio']:22.2f} {peak}")
+    race = None
+    if not args.skip_race:
+        with tempfile.TemporaryDirectory(prefix="raynas-gpu-bench-") as home:
+            race = race_sharing_the_device(args.dry, Path(home))
+        print(f"race of 2 trials at {race['gpus_per_trial']:g} GPU each: {race['wall_s']:.1f} s wall, "
+              f"{race['wall_over_trials']:.2f}x the sum of its trials' times")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"date": dt.date.today().isoformat(), "device": card, "preset": preset, "dry": args.dry,
-                       "torch": torch.__version__, "steps": steps, "warmup": warmup, "rows": rows}, fh, indent=2)
+                       "torch": torch.__version__, "steps": steps, "warmup": warmup, "rows": rows, "race": race},
+                      fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,17 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
 
-def test_the_dry_run_steps_every_variant_and_writes_json(tmp_path):
+def _dry(tmp_path, *flags):
     out = tmp_path / "dry.json"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--dry", "--out", str(out)], capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run([sys.executable, str(SCRIPT), "--dry", "--out", str(out), *flags], capture_output=True,
+                         text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    result = json.loads(out.read_text())
-    assert result["dry"] and result["preset"] == "tiny"
+    return run, json.loads(out.read_text())
+
+
+def test_the_dry_run_steps_every_variant_and_writes_json(tmp_path):
+    run, result = _dry(tmp_path, "--skip-race")
+    assert result["dry"] and result["preset"] == "tiny" and result["race"] is None
     rows = {r["variant"]: r for r in result["rows"]}
     cells_algos = {(r["cell"], r["algo"], r["precision"]) for r in rows.values() if not r["compile"]}
     assert cells_algos == {(c, a, p) for c in ("fused", "reference") for a in ("darts", "darts2", "pcdarts")
@@ -29,6 +33,14 @@ def test_the_dry_run_steps_every_variant_and_writes_json(tmp_path):
         else:
             assert r["median_s"] > 0 and r["ratio"] > 0 and r["peak_mib"] is None
     assert "x fused darts fp32" in run.stdout
+
+
+@pytest.mark.slow
+def test_the_dry_race_of_two_trials_finishes(tmp_path):
+    run, result = _dry(tmp_path)
+    race = result["race"]
+    assert [t["status"] for t in race["trials"]] == ["finished", "finished"]
+    assert race["wall_s"] > 0 and race["wall_over_trials"] > 0 and "race of 2 trials" in run.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
