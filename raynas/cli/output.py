@@ -4,31 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 
-_answered = False  # whether the running command has printed its JSON answer
+_command = threading.local()  # per thread: whether the running command printed its JSON answer
 
 
 def print_json(obj: Any) -> None:
-    global _answered
     print(json.dumps(obj, indent=2, default=str), flush=True)
-    _answered = True
+    _command.answered = True
 
 
 def start_command() -> None:
-    """Forget an earlier command's answer (``main`` can run several in one process)."""
-    global _answered
-    _answered = False
+    """Forget an earlier command's answer (``main`` can run several, also in threads of one process)."""
+    _command.answered = False
 
 
 def print_json_error(problem: str, fix: str | None, exit_code: int) -> None:
     """A failed ``--json`` command's one JSON answer, so scripts reading stdout learn why it
     failed; nothing when the command already printed its answer (stdout holds one object)."""
-    if not _answered:
+    if not getattr(_command, "answered", False):
         print_json({"error": problem, "fix": fix, "exit_code": exit_code})
 
 

@@ -158,6 +158,16 @@ def test_links_that_stay_inside_the_folder_are_fine(home, tmp_path, capsys):
 
 # -- 2. two imports racing for one name: exactly one wins -------------------------------------
 
+def _json_objects(text: str) -> list:
+    decoder, objects, at, text = json.JSONDecoder(), [], 0, text.strip()
+    while at < len(text):
+        obj, at = decoder.raw_decode(text, at)
+        objects.append(obj)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return objects
+
+
 def test_concurrent_imports_of_one_name_one_wins_the_other_is_told(home, tmp_path, capsys, monkeypatch):
     sources = [_tree(tmp_path / "a", seed=1), _tree(tmp_path / "b", seed=2)]
     barrier = threading.Barrier(2, timeout=60)
@@ -178,7 +188,10 @@ def test_concurrent_imports_of_one_name_one_wins_the_other_is_told(home, tmp_pat
     out = capsys.readouterr()
     assert sorted(codes) == [0, 1]
     assert out.err.count("dataset 'shapes' already exists") == 1 and "--overwrite" in out.err
-    winner = json.loads(out.out)  # only the winner printed
+    answers = _json_objects(out.out)  # one object per command: the winner's answer, the loser's error
+    [winner] = [a for a in answers if "content_hash" in a]
+    [loser] = [a for a in answers if "error" in a]
+    assert "already exists" in loser["error"] and loser["exit_code"] == 1
     assert read_dataset(home / "datasets" / "shapes.parquet", verify=True).info.content_hash == winner["content_hash"]
     assert sorted(os.listdir(home / "datasets")) == ["shapes.parquet"]  # no temporary file left
 
