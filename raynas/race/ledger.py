@@ -193,7 +193,7 @@ class LedgerHandler(pafs.FileSystemHandler):
     def move(self, src, dest):
         digest = self._source_digest(src)
         self.inner.move(src, dest)
-        self._record_copy(src, dest, digest)
+        self._record_copy(dest, digest)
         self._forget(src)
 
     def _forget(self, path: str) -> None:
@@ -204,13 +204,13 @@ class LedgerHandler(pafs.FileSystemHandler):
     def copy_file(self, src, dest):
         digest = self._source_digest(src)
         self.inner.copy_file(src, dest)
-        self._record_copy(src, dest, digest)
+        self._record_copy(dest, digest)
 
     def _source_digest(self, src: str) -> str | None:
         """The digest of a watched source, checked before it is moved or copied."""
         return hashlib.sha256(self._check(src)).hexdigest() if self._watched(src) is not None else None
 
-    def _record_copy(self, src: str, dest: str, digest: str | None) -> None:
+    def _record_copy(self, dest: str, digest: str | None) -> None:
         rel = self._watched(dest)
         if rel is not None:  # a checked source's digest, else what arrived
             _update_ledger(self.run_dir, rel, digest or _sha256(self.inner, dest)[1])

@@ -52,9 +52,9 @@ class SearchState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     data: SingleDataset | MultiDataset
     device: torch.device
+    threads: ThreadGovernor  # sizes torch's threads to the CPUs others leave idle
     epoch: int = 0  # epochs completed
     history: list[dict[str, Any]] = field(default_factory=list)
-    threads: ThreadGovernor | None = None  # sizes torch's threads to the CPUs others leave idle
 
     @property
     def genotype(self) -> Genotype:
@@ -174,7 +174,7 @@ def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supern
     a_opt = torch.optim.Adam(model.arch_parameters(), lr=algorithm.a_lr(), betas=(config.a_beta1, config.a_beta2),
                              weight_decay=config.a_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs, eta_min=config.w_lr_min)
-    return SearchState(config, space, model, algorithm, w_opt, a_opt, sched, data, device, threads=threads)
+    return SearchState(config, space, model, algorithm, w_opt, a_opt, sched, data, device, threads)
 
 
 def train_epoch(state: SearchState) -> dict[str, float]:
@@ -191,8 +191,7 @@ def train_epoch(state: SearchState) -> dict[str, float]:
             break
         if head is not None:
             model.select(head)
-        if state.threads is not None:
-            state.threads.tick()
+        state.threads.tick()
         t0 = time.perf_counter()
         if update_arch:
             state.algorithm.arch_step(ctx, (x, y), val_batch)
