@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints/local.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints/local.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints/local.txt -e '.[dev,serve,onnx]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -15,3 +15,11 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
 __version__ = "0.1.0"
+
+
+def load_model(source, **kwargs):
+    """``model, preprocess = raynas.load_model(run_dir_or_model_dir_or_"zoo:NAME")``; see
+    :func:`raynas.model.load.load_model` (imported here on first use, after the settings above)."""
+    from raynas.model.load import load_model as load
+
+    return load(source, **kwargs)

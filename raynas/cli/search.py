@@ -16,6 +16,7 @@ from raynas.errors import RaynasError
 from raynas.experiment import ExperimentConfig
 from raynas.race.config import RaceConfig
 from raynas.search.config import SearchConfig
+from raynas.search.results import new_folder
 from raynas.search.retrain import RetrainConfig, retrain
 from raynas.space.genotype import Genotype
 
@@ -48,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p = sub.add_parser("retrain", parents=[parent],
                        help="train the discrete network of a genotype and evaluate it on the test split")
     p.add_argument("source", metavar="RUN_DIR_OR_GENOTYPE", help="a run directory or a genotype.json")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the trained model (model/), retrain.json and the per-epoch checkpoint go (default: "
+                        "the run directory; for a genotype.json, a new folder under the home's runs/). Running the "
+                        "same retrain again after a kill continues from the last epoch")
     add_config_flags(p, RetrainConfig, "retrain")
     p.set_defaults(run=run_retrain_cmd)
 
@@ -150,9 +155,22 @@ def run_retrain_cmd(args: argparse.Namespace) -> None:
     config = RetrainConfig.from_json(values)
     if not config.dataset:
         raise RaynasError("no dataset given", "pass --dataset NAME")
+    store.info(config.dataset)  # an unknown dataset fails before a folder is made
+    if args.out:
+        out_dir = Path(args.out)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RaynasError(f"--out {out_dir} is a file", "give a folder")
+    elif out_dir is None:
+        out_dir = new_folder(store.home.runs, f"retrain-{config.dataset}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / "genotype.json").is_file():
+        genotype.save(out_dir / "genotype.json")
     result = retrain(genotype, config, store, out_dir, verbose=not args.json)
     if args.json:
         print_json({k: v for k, v in result.items() if k != "history"})
     else:
         print(f"test accuracy {100 * result['test_acc']:.1f}% (chance {100 * result['chance_acc']:.1f}%), "
-              f"{result['params']:,} parameters, {result['total_s']:.0f} s")
+              f"{result['params']:,} parameters, {result['total_s']:.0f} s\nmodel: {result['model']['path']} "
+              f"(use it: raynas predict {out_dir} IMAGES, raynas serve {out_dir}, raynas export {out_dir} "
+              "--format onnx)")
+

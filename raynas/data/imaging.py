@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -21,37 +22,44 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _too_large(path: Path, size: str) -> RaynasError:
+def _too_large(name: str, size: str, max_pixels: int) -> RaynasError:
+    side = int(max_pixels ** 0.5)
     return RaynasError(
-        f"image {path} is {size}, more than the {MAX_IMAGE_PIXELS // 2**20} megapixels "
-        f"({int(MAX_IMAGE_PIXELS ** 0.5)}x{int(MAX_IMAGE_PIXELS ** 0.5)}) raynas decodes per image",
+        f"image {name} is {size}, more than the {max_pixels / 2**20:g} megapixels ({side}x{side}) raynas decodes per image",
         "shrink it first (e.g. ImageMagick: mogrify -resize 1024x1024 FILE, or PIL's Image.thumbnail), "
-        "then run the import again",
+        "then try again",
     )
 
 
-def read_rgb(path: Path) -> Image.Image:
+def read_rgb(path: Path, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode one image as RGB, naming the file on any failure.
 
     The size in the header is checked before any pixel is decoded, so a decompression bomb
     (a tiny file claiming 50000x50000) or a huge photograph never fills the memory.
     """
+    return decode_rgb(path, str(path), max_pixels)
+
+
+def decode_rgb(source: Path | BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """:func:`read_rgb` for a path or an open binary stream (an upload, a Parquet cell);
+    ``name`` says which image it is in errors; ``max_pixels`` defaults to MAX_IMAGE_PIXELS."""
+    max_pixels = max_pixels or MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound is stricter
-            img = Image.open(path)
+            img = Image.open(source)
         with img:
             width, height = img.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise _too_large(path, f"{width}x{height} pixels")
+            if width * height > max_pixels:
+                raise _too_large(name, f"{width}x{height} pixels", max_pixels)
             img.load()
             return _to_8bit(img).convert("RGB")
     except Image.DecompressionBombError as exc:  # PIL's own, looser bound (a bomb, most likely)
-        raise _too_large(path, f"over {2 * (Image.MAX_IMAGE_PIXELS or 0) // 2**20} megapixels") from exc
+        raise _too_large(name, f"over {2 * (Image.MAX_IMAGE_PIXELS or 0) // 2**20} megapixels", max_pixels) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise RaynasError(
-            f"cannot read image {path}: {exc}",
-            "replace or remove the damaged file and run the import again",
+            f"cannot read image {name}: {exc}",
+            "replace or remove the damaged file, then try again",
         ) from exc
 
 

@@ -234,3 +234,11 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
 def create_loader(dataset: str, split: str = "train", config: LoaderConfig = LoaderConfig(),
                   store: DatasetStore | None = None) -> Loader:
     return create_loaders(dataset, config, (split,), store)[split]
+
+
+def fit_normalization(dataset: str, image_size: int, channels: int, store: DatasetStore | None = None) -> Normalize:
+    """The normalisation every loader of ``dataset`` applies at this size and channel count, read
+    from the first train images alone (what a model trained on the dataset expects)."""
+    store = store or DatasetStore()
+    config = LoaderConfig(image_size=image_size, channels=channels)
+    return Normalize.fit(_stats_sample(store.path(dataset), store.info(dataset), config))

@@ -27,8 +27,13 @@ from raynas.storage import atomic_write_text
 
 
 def new_run_dir(runs: Path, config: SearchConfig) -> Path:
+    return new_folder(runs, f"{config.dataset}-{config.algo}-{config.transfer}")
+
+
+def new_folder(runs: Path, label: str) -> Path:
+    """A new folder ``<time>-<label>`` in ``runs`` (``-2``, ``-3``... when that second already has one)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = runs / f"{stamp}-{config.dataset}-{config.algo}-{config.transfer}"
+    base = runs / f"{stamp}-{label}"
     for n in range(1, 1000):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from raynas.config import check_fields, from_json, option, to_json
 from raynas.data.loader import LoaderConfig, create_loaders
 from raynas.data.store import DatasetStore
 from raynas.errors import RaynasError
+from raynas.model.artifact import MODEL_DIR, ModelCard, save_model
+from raynas.model.preprocess import Preprocess
+from raynas.search.checkpoint import checkpoint_info, has_checkpoint, load_checkpoint, save_checkpoint
 from raynas.search.config import MAX_CHANNELS, MAX_IMAGE_SIZE
 from raynas.search.loop import evaluate, resolve_device
 from raynas.space.genotype import Genotype
@@ -75,9 +79,18 @@ def retrain_epochs(config: RetrainConfig, batches: int) -> int:
     return max(config.epochs, math.ceil(config.min_steps / per_epoch))
 
 
+RETRAIN_CHECKPOINT = "retrain-checkpoint"
+
+
 def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | None = None,
             out_dir: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
-    """Train from scratch on train+val and report test accuracy; writes retrain.json to ``out_dir``."""
+    """Train from scratch on train+val and report test accuracy.
+
+    With ``out_dir`` the trained network is kept: ``out_dir/model/`` (see :mod:`raynas.model`)
+    and ``out_dir/retrain.json``. Each epoch is checkpointed to ``out_dir/retrain-checkpoint``,
+    so running the same retrain again after a kill continues where it stopped (a checkpoint of
+    another config, genotype or dataset version is set aside and the retrain starts over).
+    """
     store = store or DatasetStore()
     if config.dataset is None:
         raise RaynasError("no dataset to retrain on", "pass --dataset NAME")
@@ -91,14 +104,21 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
                                                           seed=config.seed, device=str(device)),
                              ("train+val", "test"), store)
     train = loaders["train+val"].view(train=True)
+    network_config = {"genotype": genotype.to_json(), "in_channels": info.shape[0], "num_classes": info.num_classes,
+                      "channels": config.channels, "cells": config.cells, "auxiliary": config.auxiliary}
     model = DiscreteNetwork(genotype, info.shape[0], info.num_classes, config.channels, config.cells,
                             config.auxiliary).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     epochs = retrain_epochs(config, len(train))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs, eta_min=config.lr_min)
-    history, start = [], time.perf_counter()
-    for epoch in range(epochs):
+    history: list[dict[str, Any]] = []
+    checkpoint = Path(out_dir) / RETRAIN_CHECKPOINT if out_dir is not None else None
+    identity = {"config": config.to_json(), "network": network_config, "content_hash": info.content_hash}
+    if checkpoint is not None:
+        history = _resume(checkpoint, identity, model, opt, sched, verbose)
+    start = time.perf_counter() - sum(h["epoch_s"] for h in history)
+    for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
         model.drop_path_prob = config.drop_path * epoch / epochs
         model.train()
@@ -122,10 +142,14 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
         sched.step()
         if not math.isfinite(loss_sum):
             raise RaynasError(f"retraining diverged in epoch {epoch + 1}: the training loss is {loss_sum / seen}",
-                              "lower --lr (and check the genotype); nothing was written")
+                              "lower --lr (and check the genotype); no model was written")
         test_loss, test_acc = evaluate(model, loaders["test"])
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                         "test_loss": test_loss, "test_acc": test_acc, "epoch_s": time.perf_counter() - t0})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"model": model.state_dict(), "opt": opt.state_dict(),
+                                         "sched": sched.state_dict(), "rng": torch.get_rng_state(),
+                                         "history": history}, identity)
         if verbose:
             h = history[-1]
             print(f"retrain {epoch + 1:>3}/{epochs}  train {h['train_loss']:.3f} / "
@@ -135,5 +159,40 @@ def retrain(genotype: Genotype, config: RetrainConfig, store: DatasetStore | Non
               "test_loss": history[-1]["test_loss"], "params": sum(p.numel() for p in model.parameters()),
               "chance_acc": 1.0 / info.num_classes, "history": history, "total_s": time.perf_counter() - start}
     if out_dir is not None:
+        normalize = loaders["train+val"].normalize
+        preprocess = Preprocess(info.shape[1], info.shape[0], image_size, info.shape[0], normalize.mean, normalize.std)
+        card = ModelCard("discrete", network_config, preprocess.to_json(), info.class_names,
+                         {"name": info.name, "content_hash": info.content_hash},
+                         {"test_acc": result["test_acc"], "test_loss": result["test_loss"], "epochs": epochs},
+                         {"retrain": config.to_json()})
+        model_path = Path(out_dir) / MODEL_DIR
+        result["model"] = {"path": str(model_path), "weights_sha256": save_model(model_path, model, card).weights_sha256}
         atomic_write_text(Path(out_dir) / "retrain.json", json.dumps(result, indent=2))
+        shutil.rmtree(checkpoint, ignore_errors=True)  # the model holds what it had
     return result
+
+
+def _resume(checkpoint: Path, identity: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer,
+            sched: Any, verbose: bool) -> list[dict[str, Any]]:
+    """Restore the last epoch of an interrupted retrain of the same thing; [] to start over."""
+    if not has_checkpoint(checkpoint):
+        return []
+    if checkpoint_info(checkpoint) != json.loads(json.dumps(identity)):
+        if verbose:
+            print(f"retrain: the checkpoint in {checkpoint} is of another config, genotype or dataset version; "
+                  "starting over", file=sys.stderr)
+        shutil.rmtree(checkpoint)
+        return []
+    state = load_checkpoint(checkpoint)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["rng"])
+        history = list(state["history"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise RaynasError(f"the retrain checkpoint {checkpoint} does not fit this retrain ({exc!r})",
+                          f"remove {checkpoint} to start the retrain over") from None
+    if verbose:
+        print(f"retrain: continuing after epoch {len(history)} from {checkpoint}", file=sys.stderr)
+    return history
