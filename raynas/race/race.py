@@ -29,7 +29,8 @@ from raynas.race.trial import TrialJob, search_trial
 from raynas.search.algorithms import create_algorithm
 from raynas.search.loop import Callback, check_config, load_result
 from raynas.search.results import new_run_dir
-from raynas.storage import Storage
+from raynas.model.artifact import CARD_FILE, MODEL_DIR, WEIGHTS_FILE
+from raynas.storage import Storage, atomic_write_bytes
 from raynas.workspace import Workspace
 
 METRIC, MODE = "val_acc", "max"
@@ -365,12 +366,15 @@ def _finish_winner(best: Row, config: ExperimentConfig, workspace: Workspace, ru
     task = ray.remote(_finish_task).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"],
                                             max_retries=0)
     try:
-        return ray.get(task.remote(best.checkpoint, config.to_json(), home, storage, str(run_dir)))
+        answer = ray.get(task.remote(best.checkpoint, config.to_json(), home, storage, str(run_dir)))
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(exc.cause, RaynasError) else None
         if cause is not None:
             raise RaynasError(f"finishing the winner failed: {cause.problem}", cause.fix) from None
         raise
+    for name, data in answer.pop("files", {}).items():  # the task may have run on a node without this home
+        atomic_write_bytes(run_dir / name, data)
+    return answer
 
 
 def _finish_task(checkpoint, experiment: dict[str, Any], home: str, storage: str | None,
@@ -382,6 +386,9 @@ def _finish_task(checkpoint, experiment: dict[str, Any], home: str, storage: str
     answer: dict[str, Any] = {}
     if out.retrain is not None:
         answer["retrain"] = {k: v for k, v in out.retrain.items() if k != "history"}
+        # the trained model and its record go back to the driver, weights before the card that names them
+        answer["files"] = {name: (Path(run_dir) / name).read_bytes() for name in
+                           (f"{MODEL_DIR}/{WEIGHTS_FILE}", f"{MODEL_DIR}/{CARD_FILE}", "retrain.json")}
     if out.published is not None:
         answer["published"] = out.published.summary()
     return answer

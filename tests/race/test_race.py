@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from ray.tune import Callback
 
 from raynas.errors import RaynasError
@@ -268,3 +269,20 @@ def test_a_race_that_cannot_start_leaves_no_run_folder(ray_session, workspace, m
     with pytest.raises(RaynasError, match="cannot access the Tune storage"):
         run_race(race_config(epochs=1, race=1, multi=False), workspace, verbose=False, tensorboard=False)
     assert set(runs.iterdir()) == before
+
+
+def test_a_race_with_retrain_ends_with_a_model_in_its_run_directory(ray_session, workspace, tmp_path):
+    import raynas
+    from raynas.search.retrain import RetrainConfig
+
+    config = ExperimentConfig(SearchConfig(dataset=TARGET, epochs=1, **TINY), RaceConfig(race=1),
+                              RetrainConfig(epochs=1, channels=4, cells=3, max_steps_per_epoch=2, threads=1))
+    result = run_race(config, workspace, run_dir=tmp_path / "run-model", verbose=False)
+    retrained = result.answer["retrain"]
+    assert retrained["model"]["path"] == str(tmp_path / "run-model" / "model")
+    model, preprocess = raynas.load_model(tmp_path / "run-model")  # written back by the driver, checked on load
+    assert model.card.network["genotype"] == result.answer["genotype"]
+    x, y = workspace.store.load(TARGET).split("test")
+    with torch.no_grad():
+        acc = float((model(preprocess.batch(x)).argmax(1).numpy() == y).mean())
+    assert acc == pytest.approx(retrained["test_acc"], abs=1e-9)
