@@ -7,7 +7,11 @@
 3. ranks the zoo's sources for the target by OT dataset distance;
 4. races the nearest sources and a search from scratch as Ray Tune trials with the same
    budget (ASHA stops trailing ones), prints the leaderboard and the val curves side by side;
-5. retrains the winner's architecture and publishes the target's supernet to the zoo.
+5. retrains the winner's architecture (the trained model goes to the run directory) and
+   publishes the target's supernet to the zoo;
+6. points ``<home>/demo/winner`` at the winner's run and writes a few of the target's test
+   images to ``<home>/demo/sample-images``, so ``raynas predict`` and ``raynas serve`` can be
+   tried on them at once.
 
 Everything stays under ``<home>/demo``: the zoo, embeddings and Tune results there, so a demo
 never mixes with a real zoo. Searches are seeded, so a second demo gives the same numbers.
@@ -16,8 +20,11 @@ never mixes with a real zoo. Searches are seeded, so a second demo gives the sam
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
+from pathlib import Path
 
 from raynas.cli.data import INFO_COLUMNS, info_rows
 from raynas.cli.output import print_json, print_table
@@ -115,7 +122,10 @@ def run_demo(args: argparse.Namespace) -> None:
     answer["race"] = {k: race[k] for k in ("run_dir", "leaderboard", "winner", "tensorboard", "genotype")}
     retrained, published = race.get("retrain", {}), race.get("published", {})
     answer.update(test_acc=retrained.get("test_acc"), chance_acc=retrained.get("chance_acc"), published=published,
-                  run_dir=race["run_dir"])
+                  run_dir=race["run_dir"], model=retrained.get("model"))
+    demo_dir = store.home.root / "demo"
+    answer["winner_link"] = str(point_at(demo_dir / "winner", race["run_dir"]))
+    answer["sample_images"] = str(write_sample_images(store, demo_dir / "sample-images"))
     if quiet:
         print_json(answer)
         return
@@ -132,4 +142,32 @@ def run_demo(args: argparse.Namespace) -> None:
     print(f"\nwinner: {race['winner']['source']}\n{race['genotype_text']}\nretrained for 5 epochs: test accuracy "
           f"{100 * retrained['test_acc']:.1f}% (chance {100 * retrained['chance_acc']:.1f}%)\n"
           f"published {DEMO_TARGET} to the demo zoo; run directory: {race['run_dir']}\n"
-          f"TensorBoard: {race['tensorboard']}")
+          f"TensorBoard: {race['tensorboard']}\n\nuse the trained model ({answer['winner_link']} is the winner's run):\n"
+          f"  raynas predict {answer['winner_link']} {answer['sample_images']} --out predictions.parquet\n"
+          f"  raynas serve {answer['winner_link']}\n"
+          f"  raynas export {answer['winner_link']} --format onnx")
+
+
+def point_at(link: Path, target: str) -> Path:
+    """Make ``link`` a symbolic link to ``target``, replacing an older one in one step."""
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path(target).resolve(), tmp)
+    os.replace(tmp, link)
+    return link
+
+
+def write_sample_images(store: DatasetStore, folder: Path, count: int = 12) -> Path:
+    """The first ``count`` test images of the target as PNG files, named by their true class."""
+    from PIL import Image
+
+    from raynas.storage import atomic_path
+
+    ds = store.load(DEMO_TARGET)
+    x, y = ds.split("test")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(x[:count], y[:count])):
+        name = re.sub(r"[^\w.-]", "_", ds.info.class_names[label])
+        with atomic_path(folder / f"{i:02d}-{name}.png") as tmp:
+            Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).save(tmp, format="PNG")
+    return folder

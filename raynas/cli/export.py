@@ -43,5 +43,9 @@ def run_export(args: argparse.Namespace) -> None:
               f"{', opset ' + str(answer['opset']) if 'opset' in answer else ''}); checked on "
               f"{answer['checked_images']} images: largest logit difference from PyTorch {answer['max_abs_diff']:.2g}\n"
               f"input '{answer['input']['name']}': float32 {' x '.join(map(str, answer['input']['shape']))}, "
-              f"preprocessed as the card inside the file says (mean {card.preprocess['mean']}, std "
-              f"{card.preprocess['std']})")
+              f"preprocessed as the card inside the file says (mean {_rounded(card.preprocess['mean'])}, std "
+              f"{_rounded(card.preprocess['std'])})")
+
+
+def _rounded(values: list[float]) -> str:
+    return ", ".join(f"{v:.4f}" for v in values)

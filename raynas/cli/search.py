@@ -111,7 +111,8 @@ def run_search_cmd(args: argparse.Namespace) -> None:
     print(f"\nwinner: {answer['winner']['source']} (trial {answer['winner']['trial']})\n{answer['genotype_text']}")
     if "retrain" in answer:
         r = answer["retrain"]
-        print(f"retrained: test accuracy {100 * r['test_acc']:.1f}% (chance {100 * r['chance_acc']:.1f}%)")
+        print(f"retrained: test accuracy {100 * r['test_acc']:.1f}% (chance {100 * r['chance_acc']:.1f}%); "
+              f"trained model in {r['model']['path']} (raynas predict/serve/export {answer['run_dir']})")
     if "published" in answer:
         print(f"published to the zoo as '{answer['published']['name']}'")
     print(f"run directory: {answer['run_dir']}\nTensorBoard: {answer['tensorboard']}")
