@@ -97,7 +97,7 @@ def save_model(directory: str | Path, network: nn.Module, card: ModelCard) -> Mo
 
 def model_dir(path: str | Path) -> Path:
     """The model folder a user means: the folder itself, or a run directory's ``model/``."""
-    path = Path(path)
+    path = Path(path).expanduser()
     for candidate in (path, path / MODEL_DIR):
         if (candidate / CARD_FILE).is_file():
             return candidate
