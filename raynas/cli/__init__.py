@@ -7,11 +7,11 @@ import os
 import sys
 
 from raynas import __version__
-from raynas.cli import bench, data, demo, distance, export, search, serve, zoo
+from raynas.cli import bench, data, demo, distance, export, predict, search, serve, zoo
 from raynas.cli.output import print_json_error, start_command
 from raynas.errors import RaynasError
 
-COMMAND_GROUPS = (data, zoo, distance, search, export, serve, bench, demo)
+COMMAND_GROUPS = (data, zoo, distance, search, predict, export, serve, bench, demo)
 
 
 def common_options() -> argparse.ArgumentParser:
