@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
+import numpy as np
 import torch
 
 from raynas.data.format import DatasetInfo, check_labels_and_splits, tensor_column_to_numpy
@@ -195,13 +196,18 @@ def choose_backend(info: DatasetInfo, config: LoaderConfig) -> str:
     return "memory" if decoded <= config.memory_limit_mb * 2 ** 20 else "ray"
 
 
-def _stats_sample(path: Path, info: DatasetInfo, config: LoaderConfig) -> torch.Tensor:
+def first_images(path: Path, info: DatasetInfo, split: str, count: int) -> np.ndarray:
+    """The first ``count`` uint8 images of ``split`` in file order, reading only two columns."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, columns=["image", "split"])
-    train = table.filter(pc.equal(table.column("split"), "train")).slice(0, STATS_SAMPLE)
-    images = torch.from_numpy(tensor_column_to_numpy(train.column("image"), info.shape))
+    rows = table.filter(pc.equal(table.column("split"), split)).slice(0, count)
+    return tensor_column_to_numpy(rows.column("image"), info.shape)
+
+
+def _stats_sample(path: Path, info: DatasetInfo, config: LoaderConfig) -> torch.Tensor:
+    images = torch.from_numpy(first_images(path, info, "train", STATS_SAMPLE))
     return to_float(images, config.image_size, config.channels)
 
 

@@ -2,7 +2,8 @@
 
 ``discrete``: a retrained genotype (what ``raynas retrain`` trains). ``supernet``: a zoo
 supernet used as it was trained (every edge the softmax-of-alphas mixture of its ops), with
-the head of one of its datasets.
+the head of one of its datasets and, once calibrated, fixed BatchNorm statistics
+(:mod:`raynas.space.calibration`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def build_discrete(config: dict[str, Any]) -> nn.Module:
 
 @ARCHITECTURES.register("supernet")
 def build_supernet(config: dict[str, Any]) -> nn.Module:
+    from raynas.space.calibration import CalibratedSupernet
     from raynas.space.config import SpaceConfig
     from raynas.space.multihead import create_multihead_supernet
     from raynas.space.supernet import create_supernet
@@ -53,10 +55,13 @@ def build_supernet(config: dict[str, Any]) -> nn.Module:
     try:
         space = SpaceConfig.from_json(config["space"])
         if config.get("class_counts") is None:
-            return create_supernet(space)
-        network = create_multihead_supernet(space, [int(k) for k in config["class_counts"]])
-        network.select(int(config["head"]))  # a multi-dataset supernet, fixed to one dataset's head
-        return network
+            network = create_supernet(space)
+        else:
+            network = create_multihead_supernet(space, [int(k) for k in config["class_counts"]])
+            network.select(int(config["head"]))  # a multi-dataset supernet, fixed to one dataset's head
+        if config.get("calibration") is None:
+            return network
+        return CalibratedSupernet(network, [int(c) for c in config["calibration"]["channels"]])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise _bad_config("supernet", exc) from None
 

@@ -154,7 +154,8 @@ def network_from_state(card: ModelCard, state: dict[str, torch.Tensor], where: s
         first = " ".join(str(exc).strip().splitlines()[:2])
         raise RaynasError(f"{where} does not fit the network its card describes: {first}",
                           "the model file is damaged; retrain to write it again") from None
-    head = network.heads[network.active] if hasattr(network, "heads") else network.classifier
+    bare = getattr(network, "supernet", network)  # a calibrated supernet wraps the supernet
+    head = bare.heads[bare.active] if hasattr(bare, "heads") else bare.classifier
     if head.out_features != card.num_classes:
         raise RaynasError(f"{where}: the network has {head.out_features} outputs but the card names "
                           f"{card.num_classes} classes", "the model file is damaged; retrain to write it again")

@@ -154,14 +154,7 @@ def sample_input(card: ModelCard, store: Any, count: int = 16) -> torch.Tensor |
     name, digest = card.dataset.get("name"), card.dataset.get("content_hash")
     if not name or not store.exists(name) or store.info(name).content_hash != digest:
         return None
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    from raynas.data.loader import first_images
 
-    from raynas.data.format import tensor_column_to_numpy
-
-    info = store.info(name)
-    table = pq.read_table(store.path(name), columns=["image", "split"])
-    test = table.filter(pc.equal(table.column("split"), "test")).slice(0, count)
-    if not len(test):
-        return None
-    return card.preprocessing().batch(tensor_column_to_numpy(test.column("image"), info.shape))
+    images = first_images(store.path(name), store.info(name), "test", count)
+    return card.preprocessing().batch(images) if len(images) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from raynas.model.artifact import ModelCard, model_dir, network_from_state, read
 from raynas.model.preprocess import Preprocess
 
 ZOO_PREFIX = "zoo:"
+CALIBRATION_IMAGES = 1024  # train images whose BatchNorm statistics a zoo supernet is fixed to
+CALIBRATION_BATCH = 256
 
 
 def load_model(source: str | Path, *, dataset: str | None = None, home: str | Path | None = None,
@@ -89,6 +92,21 @@ def zoo_card(name: str, dataset: str | None, home: str | Path | None = None, sto
 
 def _from_zoo(name: str, dataset: str | None, home: str | Path | None, storage: str | None,
               device: str | torch.device) -> tuple[Logits, ModelCard]:
+    """The zoo supernet with its weights, calibrated on the dataset's first train images."""
+    from raynas.data.loader import first_images
+    from raynas.data.store import DatasetStore
+    from raynas.space.calibration import calibrate
+
     card, weights = zoo_card(name, dataset, home, storage)
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
-    return network_from_state(card, state, f"zoo entry '{name}'", device), card
+    supernet = network_from_state(card, state, f"zoo entry '{name}'").network
+    store = DatasetStore(home)
+    images = first_images(store.path(card.dataset["name"]), store.info(card.dataset["name"]), "train",
+                          CALIBRATION_IMAGES)
+    preprocess = card.preprocessing()
+    calibrated = calibrate(supernet, (preprocess.batch(images[i:i + CALIBRATION_BATCH])
+                                      for i in range(0, len(images), CALIBRATION_BATCH)))
+    network = {**card.network, "calibration": {"channels": calibrated.channels, "images": len(images),
+                                               "split": "train"}}
+    card = replace(card, network=network)
+    return Logits(calibrated).to(device).eval(), card

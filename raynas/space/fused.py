@@ -18,6 +18,7 @@ zoo entries; :func:`reference_to_fused` maps a reference state_dict onto it.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,6 +30,12 @@ from raynas.registry import Registry
 from raynas.space.cells import channel_shuffle, edge_index, edges_from
 
 
+BATCH_STATISTICS: ContextVar["Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None"] = ContextVar(
+    "raynas_batch_statistics", default=None)
+"""Set only while a calibrated supernet runs (:mod:`raynas.space.calibration`): it normalises
+each ``_bn`` call with fixed statistics instead of the batch's own."""
+
+
 def _bn(x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """Affine-free BatchNorm with batch statistics: one call for all stacked edges.
 
@@ -36,6 +43,9 @@ def _bn(x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     affine slot saves a full pass over the activations (forward and backward).
     """
     weight = None if scale is None else scale.repeat_interleave(x.shape[1] // scale.shape[0])
+    fixed = BATCH_STATISTICS.get()
+    if fixed is not None:
+        return fixed(x, weight)
     return F.batch_norm(x, None, None, weight=weight, training=True, eps=1e-5)
 
 

@@ -127,10 +127,10 @@ def test_zoo_entry_with_the_head_of_a_dataset(ray_session, suite_home, tmp_path,
     with torch.inference_mode():
         expected = network(card.preprocessing().batch(torch.from_numpy(x))).argmax(1).numpy()
 
-    # a supernet normalises with the statistics of its batch: one batch of the whole split, as above
+    # the supernet's BatchNorm statistics are fixed when it loads: small batches give the same classes
     answer = run_json(capsys, "zoo:mix", "glyph-upper", "--dataset", "glyph-upper", "--split", "val",
                       "--out", tmp_path / "p.parquet", "--home", suite_home, "--storage", storage,
-                      "--batch-size", 4096)
+                      "--batch-size", 100)
 
     assert answer["classes"] == 26 and answer["predicted"] == len(y)
     assert pq.read_table(tmp_path / "p.parquet").column("class_index").to_pylist() == expected.tolist()
