@@ -23,6 +23,9 @@ class RaceConfig:
                                           help="CPUs per trial (default: 1 on CPU-only clusters, 2 with GPUs)")
     gpus_per_trial: float | None = option(None, low=0, high=64, help="GPUs per trial, fractions allowed "
                                                                      "(default: 1 when the cluster has GPUs)")
+    node_wait_s: float = option(600.0, low=0, high=86_400, flag="--node-wait-s",
+                                help="when no node fits a trial yet and the autoscaler does not say whether one "
+                                     "can join: seconds to wait for one before giving up")
     max_concurrent: int | None = option(None, low=1, high=10_000, help="trials running at once (default: as "
                                                                        "many as the resources allow)")
     max_failures: int = option(2, low=0, high=100, help="retries of a crashed trial from its last checkpoint")

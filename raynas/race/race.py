@@ -45,28 +45,23 @@ class RaceResult:
 
 
 # -- planning (driver, before any trial) -------------------------------------------------
-def trial_resources(race, search) -> dict[str, float]:
-    """CPUs and GPUs per trial: as asked, or fitted to the cluster; refused when no node fits one."""
-    import ray
+def trial_resources(race, search, verbose: bool = True) -> dict[str, float]:
+    """CPUs and GPUs per trial: as asked, else a GPU when ``--device`` wants one (``auto``: when the
+    cluster has GPUs or its autoscaler can add them). Refused only when the cluster can never
+    give a trial that much; an autoscaler may add the node first (see :mod:`raynas.capacity`)."""
+    from raynas.capacity import Capacity, ensure_capacity
 
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    total_gpus = sum(n.get("GPU", 0) for n in nodes)
-    gpus = race.gpus_per_trial if race.gpus_per_trial is not None else (1.0 if total_gpus >= 1 else 0.0)
+    device = search.device
+    if race.gpus_per_trial is not None:
+        gpus = race.gpus_per_trial
+    else:
+        wants_gpu = device.startswith("cuda") or (device == "auto" and Capacity.of_cluster().has_gpus())
+        gpus = 1.0 if wants_gpu else 0.0
     cpus = race.cpus_per_trial if race.cpus_per_trial is not None else (2.0 if gpus > 0 else 1.0)
-    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
-    if gpus > most_gpus:
-        raise RaynasError(f"--gpus-per-trial {gpus:g}: no node of the Ray cluster has that many GPUs (the most on "
-                          f"one node: {most_gpus:g}, in all: {total_gpus:g})",
-                          "lower --gpus-per-trial (fractions share a GPU), or add GPU nodes to the cluster")
-    if cpus > most_cpus:
-        cpus_default = race.cpus_per_trial is None
-        raise RaynasError(f"{'a trial needs' if cpus_default else '--cpus-per-trial'} {cpus:g} CPUs but no node of "
-                          f"the Ray cluster has that many (the most on one node: {most_cpus:g})",
-                          "lower --cpus-per-trial, or add bigger nodes to the cluster")
-    if search.device.startswith("cuda") and gpus == 0:
-        raise RaynasError(f"--device {search.device} but the trials get no GPU",
+    if device.startswith("cuda") and gpus == 0:
+        raise RaynasError(f"--device {device} but the trials get no GPU",
                           "pass --gpus-per-trial 1 (or a fraction), or --device auto")
+    ensure_capacity({"CPU": cpus, "GPU": gpus}, "a trial", timeout_s=race.node_wait_s, verbose=verbose)
     return {"cpu": float(cpus), "gpu": float(gpus)}
 
 
@@ -156,7 +151,7 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
     space_, algo, samples = param_space(candidates, config)
     runs = None if run_dir else workspace.store.home.runs  # a home that cannot hold runs fails before Ray starts
     ensure_ray(address)
-    resources = trial_resources(config.race, config.search)
+    resources = trial_resources(config.race, config.search, verbose)
     datasets = race_datasets(config, workspace)
     storage = tune_storage(workspace)
     made_here = run_dir is None

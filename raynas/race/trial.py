@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from raynas.errors import RaynasError
 from raynas.experiment import ExperimentConfig, SearchDiverged, run_experiment
 from raynas.race.candidates import SCRATCH
 from raynas.search.loop import Callback, SearchState
@@ -105,6 +106,20 @@ def _png_to_chw(path: Path):
         return np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy()
 
 
+def check_assigned_gpu(device: str) -> None:
+    """A trial that Ray gave a GPU must not quietly train on the CPU because this node's torch
+    cannot see it (a CPU-only torch, a missing driver): that is hours lost at CPU speed."""
+    import ray
+    import torch
+
+    gpus = ray.get_gpu_ids()
+    if gpus and device != "cpu" and not torch.cuda.is_available():
+        raise RaynasError(f"Ray gave this trial GPU {gpus[0]} on node {ray.util.get_node_ip_address()}, but torch "
+                          f"{torch.__version__} there cannot use CUDA (torch.cuda.is_available() is False)",
+                          "install a CUDA build of torch on the GPU nodes (the raynas GPU image has one), or pass "
+                          "--device cpu to train on the CPU on purpose")
+
+
 def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
     """The Tune function trainable of a race."""
     import os
@@ -112,6 +127,7 @@ def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
     from ray import tune
 
     config = trial_experiment(job, trial_config)
+    check_assigned_gpu(config.search.device)
     workspace = Workspace.open(job.home, job.storage)
     workspace.store.check_unchanged(job.datasets, since="the race started")
     key = trial_config["source"]

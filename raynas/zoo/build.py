@@ -100,7 +100,7 @@ def is_current(config: SearchConfig, workspace: Workspace) -> bool:
 def run_jobs(jobs: list[PretrainJob], parallel: bool, on_done: Callable[[dict[str, Any]], None] | None = None,
              verbose: bool = True) -> list[dict[str, Any]]:
     """Run pretraining jobs, in parallel Ray tasks (one CPU and one torch thread each, and one GPU
-    each when the cluster has GPUs) or in turn."""
+    each when the cluster has or its autoscaler adds GPUs) or in turn."""
     done: list[dict[str, Any]] = []
 
     def finish(row: dict[str, Any]) -> None:
@@ -114,8 +114,12 @@ def run_jobs(jobs: list[PretrainJob], parallel: bool, on_done: Callable[[dict[st
         return done
     import ray
 
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and jobs[0].config.device != "cpu" else 0
-    task = ray.remote(num_cpus=1, num_gpus=gpus)(pretrain)  # one GPU each when the cluster has GPUs
+    from raynas.capacity import Capacity, ensure_capacity
+
+    device = jobs[0].config.device
+    gpus = 1 if device.startswith("cuda") or (device == "auto" and Capacity.of_cluster().has_gpus()) else 0
+    ensure_capacity({"CPU": 1, "GPU": gpus}, "a pretraining job", verbose=verbose)  # an autoscaler may add it
+    task = ray.remote(num_cpus=1, num_gpus=gpus)(pretrain)  # one GPU each when the cluster has (or adds) GPUs
     pending = {task.remote(PretrainJob(job.config.replace(threads=1), job.home, job.storage)): job.name
                for job in jobs}
     failed: dict[str, BaseException] = {}

@@ -240,8 +240,8 @@ def test_a_dataset_changed_before_the_first_checkpoint_fails_the_trials(ray_sess
 @pytest.mark.parametrize("changes, message", [
     (dict(transfer="nope"), "zoo entry 'nope' not found"),
     (dict(race=0), "race (--race) must be >= 1"),
-    (dict(gpus_per_trial=4), "--gpus-per-trial 4: no node of the Ray cluster has that many GPUs"),
-    (dict(cpus_per_trial=64), "--cpus-per-trial 64 CPUs but no node"),
+    (dict(gpus_per_trial=4), "a trial needs 2 CPUs and 4 GPUs on one node, but no node of the Ray cluster"),
+    (dict(cpus_per_trial=64), "a trial needs 64 CPUs on one node, but no node of the Ray cluster has that much"),
     (dict(trials=1, baseline=True), "--trials 1 is fewer than the 4 candidates"),
     (dict(device="cuda"), "CUDA is not available"),
 ])

@@ -1,0 +1,165 @@
+"""What a Ray cluster can run: the nodes alive now, and the node types its autoscaler may add.
+
+An autoscaling cluster often starts with no worker at all (KubeRay ``minReplicas: 0``, a job
+submitted right after ``ray up``), so sizing work by the live nodes alone refuses what the
+autoscaler would have provided. A request is judged in three steps:
+
+1. a live node fits it: run now;
+2. the autoscaler publishes its node types (autoscaler v2 writes them to the GCS): run if one
+   of them fits (the trial waits for that node), refuse at once if none does;
+3. otherwise, if an autoscaler runs (v1 says only that it runs), ask it for the node
+   (``request_resources``) and wait, with a progress line, until one that fits joins or
+   ``timeout_s`` passes; a cluster without an autoscaler is refused at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from raynas.errors import RaynasError
+
+AUTOSCALER_STATUS_KEY = "__autoscaling_status"  # what Ray's autoscaler monitor writes to the GCS
+DEFAULT_WAIT_S = 600.0  # how long to wait for a node when no one can say whether one will come
+POLL_S = 2.0
+ASK_LESS = "per trial (--cpus-per-trial, --gpus-per-trial; fractions share a GPU)"
+
+
+@dataclass(frozen=True)
+class NodeType:
+    name: str
+    resources: dict[str, float]
+    max_count: int  # -1: no limit
+
+
+@dataclass
+class Capacity:
+    """A snapshot: the resources of each live node and, where known, the autoscaler's node types."""
+
+    nodes: list[dict[str, float]] = field(default_factory=list)
+    node_types: list[NodeType] | None = None  # None: the autoscaler does not say (or there is none)
+    autoscaling: bool = False  # an autoscaler runs: nodes may join
+
+    @classmethod
+    def of_cluster(cls) -> "Capacity":
+        import ray
+
+        nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+        types = autoscaler_node_types()
+        return cls(nodes, types, types is not None or autoscaler_running())
+
+    def has_gpus(self) -> bool:
+        """Whether GPUs exist now or can be added: what a ``--device auto`` default follows."""
+        return (any(n.get("GPU", 0) > 0 for n in self.nodes)
+                or any(t.resources.get("GPU", 0) > 0 and t.max_count != 0 for t in self.node_types or []))
+
+    def fits_now(self, request: dict[str, float]) -> bool:
+        return any(_fits(request, n) for n in self.nodes)
+
+    def fits_type(self, request: dict[str, float]) -> bool | None:
+        """True/False when the autoscaler's node types are known, None when they are not."""
+        if self.node_types is None:
+            return None
+        return any(_fits(request, t.resources) and t.max_count != 0 for t in self.node_types)
+
+
+def _fits(request: dict[str, float], resources: dict[str, float]) -> bool:
+    return all(resources.get(k, 0) >= v for k, v in request.items() if v > 0)
+
+
+def autoscaler_node_types() -> list[NodeType] | None:
+    """The node types autoscaler v2 published to the GCS; None when there are none to read."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - an internal API: when it is missing or fails, we do not know
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [NodeType(g.name, {k: float(v) for k, v in g.resources.items()}, int(g.max_count))
+            for g in config.node_group_configs]
+
+
+def autoscaler_running() -> bool:
+    """Whether an autoscaler reports on this cluster (its monitor writes a status to the GCS)."""
+    try:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        return _internal_kv_get(AUTOSCALER_STATUS_KEY) is not None
+    except Exception:  # noqa: BLE001 - not connected, or an internal API that moved
+        return False
+
+
+def describe(request: dict[str, float]) -> str:
+    parts = [f"{v:g} {k}{'s' if k in ('CPU', 'GPU') and v != 1 else ''}" for k, v in request.items() if v > 0]
+    return " and ".join(parts) or "no resources"
+
+
+def ensure_capacity(request: dict[str, float], what: str, *, timeout_s: float = DEFAULT_WAIT_S,
+                    capacity: Callable[[], Capacity] | None = None, verbose: bool = True,
+                    request_nodes: Callable[[list[dict[str, float]]], None] | None = None) -> str:
+    """Make sure ``request`` (e.g. ``{"CPU": 2, "GPU": 1}``, one ``what``) can run on the cluster.
+
+    Returns how: ``"now"`` (a live node fits), ``"autoscaler"`` (a published node type fits) or
+    ``"joined"`` (a fitting node joined while waiting). Raises RaynasError when no node type
+    fits, or when no node fits after ``timeout_s`` seconds.
+    """
+    capacity = capacity or Capacity.of_cluster
+    snapshot = capacity()
+    if snapshot.fits_now(request):
+        return "now"
+    need = describe(request)
+    by_type = snapshot.fits_type(request)
+    if by_type is True:
+        return "autoscaler"
+    if by_type is False:
+        types = "; ".join(f"{t.name}: {describe(t.resources)}" for t in snapshot.node_types or []) or "none"
+        raise RaynasError(f"{what} needs {need} on one node, but neither a node of the Ray cluster nor a node "
+                          f"type its autoscaler can add has that much (node types: {types})",
+                          f"ask for less {ASK_LESS}, or add a node type that big to the cluster")
+    if not snapshot.autoscaling:
+        raise RaynasError(f"{what} needs {need} on one node, but no node of the Ray cluster has that much (the "
+                          f"biggest: {_biggest(snapshot.nodes)}) and no autoscaler runs that could add one",
+                          f"ask for less {ASK_LESS}, or add a node that big to the cluster")
+    request_nodes = request_nodes or _request_from_autoscaler
+    request_nodes([request])
+    start = last = time.monotonic()
+    try:
+        while True:
+            waited = time.monotonic() - start
+            if waited >= timeout_s:
+                raise RaynasError(
+                    f"{what} needs {need} on one node; none joined the Ray cluster within {timeout_s:.0f} s "
+                    f"(the biggest node now: {_biggest(snapshot.nodes)})",
+                    "start or scale up a node that big (or check the autoscaler's log), wait longer with "
+                    f"--node-wait-s, or ask for less {ASK_LESS}")
+            if verbose and (waited == 0 or time.monotonic() - last >= 10):
+                have = sum(_fits(request, n) for n in snapshot.nodes)
+                print(f"waiting for a node with {need}: {have} of 1 there, {waited:.0f} s of at most "
+                      f"{timeout_s:.0f} s (an autoscaler adds one on demand)", file=sys.stderr, flush=True)
+                last = time.monotonic()
+            time.sleep(POLL_S)
+            snapshot = capacity()
+            if snapshot.fits_now(request):
+                return "joined"
+    finally:
+        request_nodes([])  # withdraw the standing request: the work itself now asks for its resources
+
+
+def _request_from_autoscaler(bundles: list[dict[str, float]]) -> None:
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=bundles)
+    except Exception:  # noqa: BLE001 - no autoscaler (a fixed cluster): waiting is all there is
+        pass
+
+
+def _biggest(nodes: list[dict[str, float]]) -> str:
+    if not nodes:
+        return "no node"
+    best = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
+    return describe({k: best.get(k, 0) for k in ("CPU", "GPU")})

@@ -1,0 +1,123 @@
+"""A race on a cluster that starts with no worker: the autoscaler adds a (fake) GPU node for it.
+
+Ray's fake multi-node provider runs "nodes" as processes on this machine; its GPU is a resource
+only, so the trials compute on the CPU (``--device cpu``). The cluster is started with its own
+temp dir and port and stopped by killing only its own processes (``ray stop`` would end every
+Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raynas.errors import RaynasError
+from raynas.experiment import ExperimentConfig
+from raynas.race.config import RaceConfig
+from raynas.search.config import SearchConfig
+
+TINY = dict(preset="tiny", max_steps_per_epoch=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _config(gcs_address: str) -> dict:
+    """An autoscaling config for the fake provider: a head without resources, GPU workers from zero."""
+    return {"cluster_name": "raynas-fake", "max_workers": 1, "upscaling_speed": 1.0, "idle_timeout_minutes": 5,
+            "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "disable_launch_config_check": True,
+                         "disable_node_updaters": True},
+            "auth": {"ssh_user": "ubuntu"}, "docker": {},
+            "available_node_types": {
+                "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+                "gpu_worker": {"resources": {"CPU": 2, "GPU": 1}, "node_config": {}, "min_workers": 0,
+                               "max_workers": 1}},
+            "head_node_type": "ray.head.default",
+            **{key: [] for key in ("cluster_synced_files", "rsync_exclude", "rsync_filter", "initialization_commands",
+                                   "setup_commands", "head_setup_commands", "worker_setup_commands",
+                                   "head_start_ray_commands", "worker_start_ray_commands")},
+            "file_mounts": {}, "file_mounts_sync_continuously": False}
+
+
+def _own_processes(marks: tuple[str, ...]) -> list[int]:
+    """PIDs whose command line names this cluster's temp dir or GCS address."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout  # full lines
+    return [int(line.split(None, 1)[0]) for line in out.splitlines()
+            if any(m in line for m in marks) and int(line.split(None, 1)[0]) != os.getpid()]
+
+
+@pytest.fixture
+def autoscaling_cluster(tmp_path):
+    import ray
+    from ray._private.services import get_node_ip_address
+
+    if ray.is_initialized():
+        ray.shutdown()  # this test needs its own cluster; the session Ray comes back when needed
+    port, temp = _free_port(), Path("/tmp") / f"raynas-fake-{os.getpid()}-{_free_port()}"  # short: socket paths
+    address = f"{get_node_ip_address()}:{port}"
+    config = tmp_path / "autoscaling.yaml"
+    config.write_text(yaml.safe_dump(_config(address)))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "RAY_AUTH_MODE": "disabled"}
+    marks = (str(temp), address)
+    try:
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head", "--num-cpus=0",
+                        f"--port={port}", f"--temp-dir={temp}", f"--autoscaling-config={config}",
+                        "--include-dashboard=false", f"--ray-client-server-port={_free_port()}",
+                        f"--dashboard-agent-listen-port={_free_port()}"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        ray.init(address=address, namespace="raynas-test", log_to_driver=False)
+        from raynas.capacity import autoscaler_running
+
+        deadline = time.monotonic() + 60
+        while not autoscaler_running():  # the monitor reports a few seconds after the head starts
+            assert time.monotonic() < deadline, "the fake autoscaler never reported"
+            time.sleep(1)
+        yield address
+    finally:
+        ray.shutdown()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in _own_processes(marks):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            time.sleep(2)
+        subprocess.run(["rm", "-rf", str(temp)], check=False)
+
+
+@pytest.mark.cluster
+def test_a_race_scales_a_gpu_node_up_from_zero_and_finishes(autoscaling_cluster, suite_home, tmp_path, capsys):
+    import ray
+
+    from raynas.race.race import run_race
+    from raynas.workspace import Workspace
+
+    assert not any(n["Resources"].get("GPU") for n in ray.nodes() if n["Alive"])  # head only, no GPU
+    workspace = Workspace.open(suite_home, str(tmp_path / "storage"))
+    config = ExperimentConfig(SearchConfig(dataset="glyph-digits", epochs=1, transfer="scratch", device="cpu",
+                                           threads=1, **TINY), RaceConfig(gpus_per_trial=1, cpus_per_trial=1))
+    result = run_race(config, workspace, run_dir=tmp_path / "scaled", verbose=True)
+    assert result.answer["winner"]["status"] == "finished"
+    assert result.answer["trial_resources"] == {"cpu": 1.0, "gpu": 1.0}
+    assert "waiting for a node with 1 CPU and 1 GPU" in capsys.readouterr().err
+    assert any(n["Resources"].get("GPU") for n in ray.nodes() if n["Alive"])  # the autoscaler added it
+
+    # no node type has two GPUs: this autoscaler (v1) does not say so, so the wait is bounded
+    config = ExperimentConfig(config.search, RaceConfig(gpus_per_trial=2, node_wait_s=4))
+    t0 = time.monotonic()
+    with pytest.raises(RaynasError, match="needs 2 CPUs and 2 GPUs on one node; none joined .* within 4 s"):
+        run_race(config, workspace, run_dir=tmp_path / "too-big", verbose=False)
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "too-big").exists()
+    assert json.loads((tmp_path / "scaled" / "race.json").read_text())["trial_resources"]["gpu"] == 1.0
