@@ -1,11 +1,15 @@
 """Entrypoint for `ray job submit`: runs one raynas command inside a Ray job.
 
-    ray job submit --address http://HEAD:8265 --working-dir . --entrypoint-num-gpus 1 \
-        -- python jobs/raynas_job.py search glyph-digits --preset gpu --epochs 50 --home /mnt/shared/raynas
+    ray job submit --address http://HEAD:8265 --working-dir . -- \
+        python jobs/raynas_job.py search glyph-digits --preset gpu --epochs 50 \
+            --home /mnt/raynas/home --storage /mnt/raynas/storage
 
-The command runs in the job's driver process, which Ray places on a node with the requested
-resources (`--entrypoint-num-cpus/gpus`); with `--home` on shared storage the run directory
-is visible from every node. Arguments are exactly those of the `raynas` command line.
+The command runs in the job's driver process, which needs no GPU: submit it without
+`--entrypoint-num-gpus` (and `--entrypoint-num-cpus`), so that the driver reserves nothing and
+can run on the head, where the cluster/ configs give Ray no CPU or GPU; the trials and tasks it
+starts reserve their own (`--gpus-per-trial`, `--cpus-per-trial`). With `--home` on shared
+storage the run directory is visible from every node. Arguments are exactly those of the
+`raynas` command line.
 """
 
 import sys

@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 
 from raynas.errors import RaynasError
 
 CONNECT_TIMEOUT_S = 20  # an unreachable address fails after this long instead of hanging
+_noted: set[str] = set()  # job server addresses in $RAY_ADDRESS already reported by this process
+
+
+def is_job_server_address(address: str) -> bool:
+    """An http(s):// address is the dashboard's job server (what `ray job submit` talks to),
+    never an address a driver can connect to."""
+    return address.strip().lower().startswith(("http://", "https://"))
+
+
+def cluster_address(address: str | None = None) -> str | None:
+    """The Ray cluster to connect to: ``address`` (--address), else $RAY_ADDRESS, else None (none).
+
+    The cluster guide has users export RAY_ADDRESS=http://HEAD:8265 for `ray job submit`; in that
+    shell the variable is ignored (with one note), so raynas commands keep working as without it.
+    Inside a Ray job, Ray sets RAY_ADDRESS to the cluster's own address, which is used."""
+    if address:
+        if is_job_server_address(address):
+            raise RaynasError(f"--address {address} is the address of a Ray job server (the dashboard), which "
+                              f"`ray job submit` uses; raynas connects to a Ray cluster itself",
+                              f"run the command on the cluster as a job (`ray job submit --address {address} "
+                              f"--working-dir . -- python jobs/raynas_job.py ...`), or connect from here with "
+                              f"--address ray://HEAD:10001 (Ray Client), or --address auto on a cluster node")
+        return address
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env and is_job_server_address(env):
+        if env not in _noted:
+            _noted.add(env)
+            print(f"note: RAY_ADDRESS={env} is a Ray job server's address (for `ray job submit`), not one to "
+                  f"connect to: raynas runs without it (export RAY_API_SERVER_ADDRESS={env} instead, which "
+                  f"`ray job` reads first, or pass --address ray://HEAD:10001)", file=sys.stderr)
+        return None
+    return env or None
 
 
 def ensure_ray(address: str | None = None, **kwargs) -> None:
@@ -17,20 +51,37 @@ def ensure_ray(address: str | None = None, **kwargs) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     if not address:
-        context = ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        with _without_job_server_address():
+            context = ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         _watch_local_ray(context)
         return
     try:
         _probe(address)
-        ray.init(address=address, log_to_driver=False, **kwargs)
+        with _without_job_server_address():
+            ray.init(address=address, log_to_driver=False, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RaynasError(f"cannot connect to the Ray cluster at '{address}': {first}",
                           "start one (`ray start --head`, or cluster/local.sh start), check the address and "
                           "that the cluster's Ray version matches this one, or leave out --address (and "
                           "unset RAY_ADDRESS) to run locally") from None
+
+
+@contextlib.contextmanager
+def _without_job_server_address():
+    """``ray.init`` reads $RAY_ADDRESS itself (when the address is None or "auto") and fails on an
+    http one: hide it for the call. The Ray processes started meanwhile do not inherit it either."""
+    env = os.environ.get("RAY_ADDRESS")
+    if not env or not is_job_server_address(env):
+        yield
+        return
+    del os.environ["RAY_ADDRESS"]
+    try:
+        yield
+    finally:
+        os.environ["RAY_ADDRESS"] = env
 
 
 def _probe(address: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from raynas.storage import Storage
 from raynas.workspace import Workspace
@@ -15,18 +14,21 @@ def add_shared_options(p: argparse.ArgumentParser) -> None:
                         "such as s3://bucket/raynas (default: under --home)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to connect to (e.g. auto or ray://HOST:10001); the zoo and embedding store "
-                        "are then served by Ray actors (default: $RAY_ADDRESS, else direct storage access)")
+                        "are then served by Ray actors (default: $RAY_ADDRESS unless it is a job server's "
+                        "http:// address, else direct storage access)")
 
 
 def open_workspace(args: argparse.Namespace) -> Workspace:
     """Check the ``--storage`` root, connect to Ray when an address is given (or set in
-    $RAY_ADDRESS), then open the workspace. The storage is checked first, so a missing bucket,
-    a file or a folder in /proc fails in seconds, before Ray starts or a run folder is made."""
+    $RAY_ADDRESS, but not a job server's http:// one), then open the workspace. The storage is
+    checked first, so a missing bucket, a file or a folder in /proc fails in seconds, before Ray
+    starts or a run folder is made."""
+    from raynas.ray_session import cluster_address, ensure_ray
+
     storage = getattr(args, "storage", None)
     if storage:
         Storage(storage).check_root()
-    if getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"):
-        from raynas.ray_session import ensure_ray
-
-        ensure_ray(args.address)
+    address = cluster_address(getattr(args, "address", None))
+    if address:
+        ensure_ray(address)
     return Workspace.open(args.home, storage)

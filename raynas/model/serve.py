@@ -20,7 +20,6 @@ import email.parser
 import io
 import json
 import logging
-import os
 import socket
 import time
 import urllib.request
@@ -242,12 +241,12 @@ def start_server(source: str | Path, *, port: int = DEFAULT_PORT, host: str = DE
     until :func:`stop_server`. Ray is started or joined as elsewhere in raynas (``address``).
     Everything a user can get wrong is checked before Serve starts, as a RaynasError."""
     from raynas.model.load import load_card_and_network
-    from raynas.ray_session import ensure_ray
+    from raynas.ray_session import cluster_address, ensure_ray
 
     check_options(port, replicas, gpus_per_replica, cpus_per_replica, max_upload_mb, max_pixels)
     network, card = load_card_and_network(source, dataset=dataset, home=home, storage=storage)
     state = {k: v.detach().cpu() for k, v in network.network.state_dict().items()}
-    local = not (address or os.environ.get("RAY_ADDRESS"))
+    local = cluster_address(address) is None
     if local:
         check_port_free(host, port)
     ensure_ray(address)

@@ -5,13 +5,19 @@ never hold a slot that trials need), restart forever and reload their state from
 in ``__init__``, so a killed actor comes back as it was. Calls that were in flight are
 retried (``max_task_retries=-1``): every method is idempotent. Reads run concurrently on a
 thread pool; writes are serialised by a lock.
+
+A detached actor outlives the job that made it and keeps running that job's code, so its name
+carries a hash of the raynas code: a job with other code gets an actor of its own and ends the
+others of its storage (see :mod:`raynas.service.handles`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -28,9 +34,32 @@ ACTOR_OPTIONS = dict(namespace=NAMESPACE, lifetime="detached", get_if_exists=Tru
                      max_task_retries=-1, max_concurrency=8, scheduling_strategy="DEFAULT")
 
 
-def actor_name(kind: str, location: str) -> str:
-    """One actor per storage location: ``zoo-<hash of the location>``."""
+@functools.cache
+def code_hash() -> str:
+    """A sha256 over the raynas package's .py files (names and contents), once per process (a few ms)."""
+    import raynas
+
+    root, digest = Path(raynas.__file__).parent, hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def actor_prefix(kind: str, location: str) -> str:
+    """What the names of every actor serving ``location``, whatever its code, start with."""
     return f"{kind}-{hashlib.sha1(location.encode()).hexdigest()[:12]}"
+
+
+def actor_name(kind: str, location: str, code: str | None = None) -> str:
+    """One actor per storage location and code: ``zoo-<hash of the location>-<hash of the code>``."""
+    return f"{actor_prefix(kind, location)}-{(code or code_hash())[:12]}"
+
+
+def identity() -> dict[str, str]:
+    """The raynas version and code hash of this process, as an actor reports them."""
+    from raynas import __version__
+
+    return {"version": __version__, "code": code_hash()}
 
 
 def storage_location(storage: Storage) -> str:
@@ -70,6 +99,9 @@ class ZooActor:
     def ping(self) -> list[str]:
         """The entries seen when this actor (re)started."""
         return self.started
+
+    def identity(self) -> dict[str, str]:
+        return identity()
 
     def node(self) -> str:
         """The id of the node this actor runs on (as the dashboard shows it)."""
@@ -135,6 +167,9 @@ class EmbeddingStoreActor:
         """Datasets per encoder version seen when this actor (re)started."""
         return self.started
 
+    def identity(self) -> dict[str, str]:
+        return identity()
+
     def versions(self) -> list[str]:
         return self.store.versions()
 
@@ -174,3 +209,6 @@ class EmbeddingStoreActor:
 
         found = [e for e in (self.get(s, target.encoder_version) for s in sources) if e is not None]
         return rank_sources(target, found, method, top) if found else None
+
+
+ACTOR_CLASSES = {"zoo": ZooActor, "embeddings": EmbeddingStoreActor}

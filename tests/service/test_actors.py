@@ -1,4 +1,5 @@
-"""Zoo and embedding-store actors: named, detached, restartable, zero-copy reads, one code path."""
+"""Zoo and embedding-store actors: named, detached, restartable, zero-copy reads, one code path, one
+actor per code."""
 
 import time
 
@@ -7,7 +8,8 @@ import pytest
 
 from raynas.errors import RaynasError
 from raynas.service import open_embeddings, open_zoo
-from raynas.service.actors import NAMESPACE, actor_name, storage_location
+from raynas.service.actors import (ACTOR_OPTIONS, NAMESPACE, ZooActor, actor_name, actor_prefix, code_hash,
+                                   storage_location)
 from raynas.service.handles import ActorEmbeddings, ActorZoo
 from raynas.storage import Storage
 from raynas.zoo.manifest import ZooManifest
@@ -135,3 +137,56 @@ def test_an_actors_error_reaches_the_caller_as_its_own_clear_error(ray_session, 
     assert text.startswith("zoo entry 'src' already holds") and "ray::" not in text and "File " not in text
     assert caught.value.fix and "raynas zoo remove src" in caught.value.fix
     ray.kill(zoo.actor, no_restart=True)
+
+
+def _named(location):
+    import ray
+
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE
+            and a["name"].startswith(actor_prefix("zoo", location))}
+
+
+def test_an_actor_of_other_code_is_replaced_and_one_of_the_same_code_reused(ray_session, tmp_path):
+    """Detached actors outlive their job: a later job with other code must not be served by them."""
+    import ray
+
+    import raynas
+
+    location, elsewhere = storage_location(Storage(tmp_path / "zoo")), storage_location(Storage(tmp_path / "other"))
+    stale = [ZooActor.options(name=name, **ACTOR_OPTIONS).remote(location)
+             for name in (actor_name("zoo", location, code="0" * 64), actor_prefix("zoo", location))]  # unhashed: older
+    untouched = ZooActor.options(name=actor_name("zoo", elsewhere, code="0" * 64), **ACTOR_OPTIONS).remote(elsewhere)
+    ray.get([a.ping.remote() for a in [*stale, untouched]])
+
+    zoo = open_zoo(tmp_path / "zoo")
+    identity = ray.get(zoo.actor.identity.remote())  # its own hash: equal to ours unless raynas was edited since
+    assert identity["version"] == raynas.__version__ and len(identity["code"]) == 64
+    assert _eventually(lambda: _named(location) == {actor_name("zoo", location)})
+    assert open_zoo(tmp_path / "zoo").actor._actor_id == zoo.actor._actor_id  # same code: reused
+    assert ray.get(untouched.ping.remote()) == []  # another storage's actors are left to its own clients
+
+
+def test_a_handle_whose_actor_was_ended_makes_a_new_one(ray_session, tmp_path):
+    """As a running job's handle finds it when a job with other code ended its actor."""
+    import ray
+
+    storage = Storage(tmp_path / "zoo")
+    zoo = open_zoo(storage)
+    zoo.publish(_manifest("src"), _weights(1))
+    first = zoo.actor._actor_id
+    ray.kill(zoo.actor, no_restart=True)
+    assert zoo.names() == ["src"] and zoo.actor._actor_id != first
+    np.testing.assert_array_equal(zoo.load_weights("src")[0]["stem.0.weight"], _weights(1)["stem.0.weight"])
+
+
+def test_the_code_hash_follows_the_package_files(tmp_path, monkeypatch):
+    """Any edit of a .py file gives other code, and so other actors."""
+    import raynas
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "__init__.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "m.py").write_text("y = 2\n")
+    monkeypatch.setattr(raynas, "__file__", str(tmp_path / "__init__.py"))
+    before = code_hash.__wrapped__()
+    (tmp_path / "sub" / "m.py").write_text("y = 3\n")
+    assert code_hash.__wrapped__() != before and len(before) == 64  # code_hash() itself is cached
