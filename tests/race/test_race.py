@@ -286,3 +286,22 @@ def test_a_race_with_retrain_ends_with_a_model_in_its_run_directory(ray_session,
     with torch.no_grad():
         acc = float((model(preprocess.batch(x)).argmax(1).numpy() == y).mean())
     assert acc == pytest.approx(retrained["test_acc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("device, refused", [("auto", True), ("cuda", True), ("cpu", False)])
+def test_a_trial_given_a_gpu_that_torch_cannot_use_fails_unless_the_cpu_was_asked_for(monkeypatch, device, refused):
+    import ray
+
+    from raynas.race.trial import check_assigned_gpu
+
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.7")
+    if refused:
+        with pytest.raises(RaynasError, match="Ray gave this trial GPU 0 on node 10.0.0.7, but torch") as err:
+            check_assigned_gpu(device)
+        assert "--device cpu" in err.value.fix
+    else:
+        check_assigned_gpu(device)
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    check_assigned_gpu(device)  # no GPU given: nothing to check
