@@ -158,15 +158,23 @@ def point_at(link: Path, target: str) -> Path:
 
 
 def write_sample_images(store: DatasetStore, folder: Path, count: int = 12) -> Path:
-    """The first ``count`` test images of the target as PNG files, named by their true class."""
+    """``count`` test images of the target as PNG files named by their true class, taken from the
+    classes in turn (the split is stored class by class)."""
+    import numpy as np
     from PIL import Image
 
     from raynas.storage import atomic_path
 
     ds = store.load(DEMO_TARGET)
     x, y = ds.split("test")
+    rank = np.zeros(len(y), int)  # the position of each image within its class
+    for c in np.unique(y):
+        rank[y == c] = np.arange((y == c).sum())
+    chosen = np.lexsort((y, rank))[:count]
     folder.mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(zip(x[:count], y[:count])):
+    for old in folder.glob("*.png"):  # an earlier demo's samples
+        old.unlink()
+    for i, (image, label) in enumerate(zip(x[chosen], y[chosen])):
         name = re.sub(r"[^\w.-]", "_", ds.info.class_names[label])
         with atomic_path(folder / f"{i:02d}-{name}.png") as tmp:
             Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).save(tmp, format="PNG")
