@@ -1,8 +1,9 @@
 """The cluster configurations in cluster/ (docs/cluster.md): the `ray up` YAML goes through Ray's own
 config preparation and schema validation, offline and without cloud credentials; the KubeRay
-manifests and the runtime environment are checked for the fields raynas relies on and for
-agreeing with each other, with Ray and with pyproject.toml. Deliberately broken copies show that
-each check can fail. Nothing is started; the whole file takes about three seconds."""
+manifests and the runtime environment are checked for the fields raynas relies on, for agreeing
+with each other, with Ray and with pyproject.toml, and for fitting the node types they name.
+Deliberately broken copies show that each check can fail. Nothing is started; the whole file takes
+about three seconds. tests/test_image.py checks the images they run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import shlex
 import socket
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import ray
@@ -19,11 +21,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
 RAY_MAJOR_MINOR = ray.__version__.split(".")[:2]
-IMAGE = re.compile(r"^rayproject/ray:(?P<version>\d+\.\d+\.\d+)-py(?P<python>\d+)(?P<gpu>-gpu)?$")
+# The raynas images (Dockerfile, Dockerfile.cpu): REGISTRY/raynas:RAYNAS-rayRAY-pyNNN-cpu|gpu
+IMAGE = re.compile(r"^(?P<repo>[a-z0-9][a-z0-9._:/-]*/raynas):(?P<raynas>\d+\.\d+\.\d+)"
+                   r"-ray(?P<version>\d+\.\d+\.\d+)-py(?P<python>\d+)-(?P<variant>cpu|gpu)$")
+IMAGE_FORM = "REGISTRY/raynas:X.Y.Z-rayX.Y.Z-pyNNN-cpu|gpu (the images of Dockerfile and Dockerfile.cpu)"
 KUBE_API = {"RayCluster": "ray.io/v1", "RayJob": "ray.io/v1", "PersistentVolumeClaim": "v1"}
 RUNTIME_ENV_FIELDS = {"working_dir", "py_modules", "pip", "uv", "conda", "env_vars", "excludes", "py_executable",
                       "image_uri", "container", "worker_process_setup_hook", "config"}
+INSTALLING_FIELDS = {"pip", "uv", "conda"}  # runtime_env fields that install packages when a job starts
+SETUP_TIMEOUT_DEFAULT_S = 600  # Ray's default runtime_env setup_timeout_seconds
 OBJECT_STORE_SHARE = 0.3  # Ray's default object store size, as a share of the node's memory
+GiB = 2**30
 # Field names of the KubeRay ray.io/v1 API (operator v1.x), so that a misspelt field is caught here
 # rather than silently dropped by the API server.
 KUBERAY_FIELDS = {
@@ -34,13 +42,40 @@ KUBERAY_FIELDS = {
                    "suspend", "schedule"},
     "RayClusterSpec": {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
                        "autoscalerOptions", "headServiceAnnotations", "suspend", "gcsFaultToleranceOptions",
-                       "managedBy"},
+                       "managedBy", "authOptions"},
     "HeadGroupSpec": {"serviceType", "headService", "enableIngress", "rayStartParams", "template"},
     "WorkerGroupSpec": {"groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts", "rayStartParams",
                         "template", "scaleStrategy", "idleTimeoutSeconds", "suspend"},
     "AutoscalerOptions": {"resources", "image", "imagePullPolicy", "env", "envFrom", "volumeMounts",
                           "securityContext", "idleTimeoutSeconds", "upscalingMode", "version"},
+    "AuthOptions": {"mode", "secretName", "enableK8sTokenAuth"},
 }
+
+
+class NodeType(NamedTuple):
+    vcpus: int
+    memory_gib: float
+    gpus: int = 0
+    gpu: str = ""
+
+
+# The node types the cluster files may name, as their providers list them. A file naming another
+# type fails until it is added here.
+NODE_TYPES = {
+    "m5.xlarge": NodeType(4, 16),
+    "m5.2xlarge": NodeType(8, 32),
+    "m5.4xlarge": NodeType(16, 64),
+    "g5.xlarge": NodeType(4, 16, 1, "A10G"),
+    "g5.2xlarge": NodeType(8, 32, 1, "A10G"),
+    "g5.4xlarge": NodeType(16, 64, 1, "A10G"),
+    "g6.2xlarge": NodeType(8, 32, 1, "L4"),
+    "g2-standard-8": NodeType(8, 32, 1, "L4"),  # GKE
+}
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"  # set on every node by its cloud provider
+# What DaemonSets ask on every node (CNI, kube-proxy, CSI node plugins, the NVIDIA device plugin, a
+# log or metrics agent); `kubectl describe node` shows a real cluster's.
+DAEMONSET_CPU, DAEMONSET_MEMORY = 0.5, 1 * GiB
+AUTOSCALER_SIDECAR = ("500m", "512Mi")  # KubeRay's default requests for the autoscaler in the head pod
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -84,6 +119,19 @@ def ray_validation_problems(config: dict) -> list[str]:
     return []
 
 
+def image_key(m: re.Match) -> tuple:
+    """What every image of a cluster must share: all but the -cpu/-gpu variant."""
+    return m["repo"], m["raynas"], m["version"], m["python"]
+
+
+def _docker_size(value: str) -> float:
+    """A `docker run` size ('12g', '512m') in bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([bkmg]?)", value.strip().lower())
+    if m is None:
+        raise ValueError(f"not a docker size: {value!r}")
+    return float(m[1]) * {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m[2]]
+
+
 def launcher_problems(config: dict) -> list[str]:
     """raynas's needs of a cluster-launcher config, beyond what Ray's schema says."""
     problems = []
@@ -96,33 +144,66 @@ def launcher_problems(config: dict) -> list[str]:
     if not gpu_types:
         problems.append("no worker node type with resources {GPU: >= 1}")
     for name, t in gpu_types.items():
-        if t.get("min_workers", 0) < 1:
-            problems.append(f"{name}: min_workers must be at least 1 so that a race can start at once")
-        if t.get("max_workers", 0) <= t.get("min_workers", 0):
-            problems.append(f"{name}: max_workers must exceed min_workers for the GPU workers to autoscale")
+        if t.get("min_workers", 0) != 0:
+            problems.append(f"{name}: min_workers must be 0: races scale the GPU workers up from zero, "
+                            "and an idle GPU node costs money")
+        if t.get("max_workers", 0) < 1:
+            problems.append(f"{name}: max_workers must be at least 1")
 
     docker = config.get("docker", {})
-    images = {"head": docker.get("head_image", docker.get("image")),
-              "worker": docker.get("worker_image", docker.get("image"))}
-    images.update({f"worker {n}": t["docker"]["worker_image"]
-                   for n, t in types.items() if "worker_image" in t.get("docker", {})})
+    images = {"head": docker.get("head_image", docker.get("image"))}
+    for name, t in types.items():
+        if name != head_name:
+            images[f"worker {name}"] = t.get("docker", {}).get("worker_image",
+                                                               docker.get("worker_image", docker.get("image")))
     parsed = {role: IMAGE.match(image or "") for role, image in images.items()}
     for role, m in parsed.items():
         if m is None:
-            problems.append(f"{role} image {images[role]!r} is not rayproject/ray:X.Y.Z-pyNNN[-gpu]")
+            problems.append(f"{role} image {images[role]!r} is not a raynas image: {IMAGE_FORM}")
         elif m["version"].split(".")[:2] != RAY_MAJOR_MINOR:
             problems.append(f"{role} image has Ray version {m['version']}, the installed Ray is {ray.__version__}")
-        elif role != "head" and not m["gpu"]:
+        elif role.removeprefix("worker ") in gpu_types and m["variant"] != "gpu":
             problems.append(f"{role} image {images[role]!r} is not a -gpu image")
+    keys = {image_key(m) for m in parsed.values() if m}
+    if len(keys) > 1:
+        problems.append("head and worker images must have the same tag apart from -cpu/-gpu: "
+                        f"{sorted(images.values())}")
     versions = {m["version"] for m in parsed.values() if m}
-    if len(versions) > 1:
-        problems.append(f"head and worker images disagree on the Ray version: {sorted(versions)}")
 
-    for role in ("head", "worker"):
+    run_options = [" ".join(o.split()) for o in docker.get("run_options", [])]
+    if not any(re.fullmatch(r"(?:-e|--env)[ =]RAY_AUTH_MODE=token", o) for o in run_options):
+        problems.append("no `--env RAY_AUTH_MODE=token` in the docker run options: without token auth, "
+                        "anyone who reaches the dashboard port can run code on the cluster")
+    if not any(str(remote).rstrip("/").endswith(".ray/auth_token") for remote in config.get("file_mounts", {})):
+        problems.append("token auth: no file_mounts entry copies ~/.ray/auth_token to the nodes")
+
+    for name, t in types.items():
+        role = "head" if name == head_name else "worker"
+        instance = t.get("node_config", {}).get("InstanceType")
+        node = NODE_TYPES.get(instance)
+        if node is None:
+            problems.append(f"{name}: InstanceType {instance!r} is not in this test's table of node types")
+        else:
+            # strings here are Ray's validation's to refuse
+            resources = {k: v for k, v in t.get("resources", {}).items() if isinstance(v, (int, float))}
+            if resources.get("CPU", 0) > node.vcpus:
+                problems.append(f"{name}: resources CPU {resources['CPU']} is more than the {node.vcpus} vCPUs "
+                                f"of {instance}")
+            if resources.get("GPU", 0) > node.gpus:
+                problems.append(f"{name}: resources GPU {resources['GPU']} is more than the {node.gpus} GPUs "
+                                f"of {instance}")
         options = docker.get("run_options", []) + docker.get(f"{role}_run_options", [])
-        if not any(o.startswith("--shm-size") for o in options):
+        sizes = [o.split("=", 1)[1] for o in options if o.startswith("--shm-size=")]
+        if not sizes:
             problems.append(f"no --shm-size in the {role}'s docker run options: Docker's 64 MB /dev/shm "
                             "is too small for Ray's object store")
+        elif node is not None:
+            shm = _docker_size(sizes[-1])
+            if shm < OBJECT_STORE_SHARE * node.memory_gib * GiB:
+                problems.append(f"{name}: --shm-size={sizes[-1]} is below the object store "
+                                f"({OBJECT_STORE_SHARE:.0%} of the {node.memory_gib:g} GiB of {instance})")
+            elif shm > node.memory_gib * GiB / 2:
+                problems.append(f"{name}: --shm-size={sizes[-1]} is more than half the memory of {instance}")
 
     binds = [m.groups() for o in docker.get("run_options", [])
              if (m := re.fullmatch(r"(?:-v|--volume)[ =]([^:\s]+):([^:\s]+)(?::\w+)?", o.strip()))]
@@ -137,12 +218,13 @@ def launcher_problems(config: dict) -> list[str]:
 
     project_mounts = [remote for remote, local in config.get("file_mounts", {}).items()
                       if (ROOT / local).resolve() == ROOT]
-    installs = [c for c in config.get("setup_commands", []) if "pip install" in c]
-    if not any(remote.rstrip("/") in c for c in installs for remote in project_mounts):
-        problems.append("no setup command pip-installs raynas from a file mount of the project")
     if project_mounts and ".gitignore" not in config.get("rsync_filter", []):
         problems.append("rsync_filter must list .gitignore, else .venv and build outputs are uploaded")
-    for cmd in config.get("setup_commands", []) + config.get("head_setup_commands", []):
+    commands = [c for key in ("setup_commands", "head_setup_commands", "worker_setup_commands")
+                for c in config.get(key, [])]
+    for cmd in commands:
+        if re.search(r"\bpip3? install\b.*\btorch(vision)?\b", cmd):
+            problems.append(f"a setup command pip-installs torch on every node start, which the image has: {cmd!r}")
         for pinned in re.findall(r"\bray(?:\[[^\]]*\])?==([\d.]+)", cmd):
             if pinned not in versions:
                 problems.append(f"setup command pins ray=={pinned}, the image has {sorted(versions)}")
@@ -220,11 +302,65 @@ def pod_problems(label: str, group: dict, pvcs: dict) -> tuple[list[str], dict]:
     return problems, claims
 
 
+def reserved_by_node(node: NodeType) -> tuple[float, float]:
+    """CPUs and GiB of memory a managed Kubernetes node keeps from pods: the kubelet's and system's
+    reservations (GKE's tiers; EKS reserves the same CPU and less memory) and the eviction threshold."""
+    cpu_shares = [0.06, 0.01, 0.005, 0.005] + [0.0025] * max(0, node.vcpus - 4)
+    cpu = sum(cpu_shares[:node.vcpus])
+    memory, left = 0.1, node.memory_gib
+    for size, share in [(4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (float("inf"), 0.02)]:
+        memory += min(left, size) * share
+        left -= min(left, size)
+    return cpu, memory
+
+
+def room_on_node(node: NodeType) -> tuple[float, float]:
+    """CPUs and bytes of memory left for a pod of ours on an otherwise empty node of this type."""
+    cpu, memory_gib = reserved_by_node(node)
+    return node.vcpus - cpu - DAEMONSET_CPU, (node.memory_gib - memory_gib) * GiB - DAEMONSET_MEMORY
+
+
+def pod_requests(pod: dict, sidecars=()) -> tuple[float, float, float]:
+    """CPU, memory (bytes) and GPUs the scheduler reserves for a pod: its containers' requests (a
+    limit alone is also the request) added up, or its largest init container's if that is larger."""
+    def ask(container, key):
+        resources = container.get("resources", {})
+        return quantity(resources.get("requests", {}).get(key, resources.get("limits", {}).get(key, 0)))
+
+    containers = list(pod.get("containers", [])) + list(sidecars)
+    inits = pod.get("initContainers", [])
+    cpu, memory = (max(sum(ask(c, k) for c in containers), max((ask(c, k) for c in inits), default=0))
+                   for k in ("cpu", "memory"))
+    return cpu, memory, sum(ask(c, "nvidia.com/gpu") for c in containers)
+
+
+def node_fit_problems(label: str, pod: dict, sidecars=()) -> list[str]:
+    """The pod names its node type with a nodeSelector, and fits one of those nodes."""
+    instance = pod.get("nodeSelector", {}).get(INSTANCE_TYPE_LABEL)
+    if instance is None:
+        return [f"{label}: no nodeSelector on {INSTANCE_TYPE_LABEL}: nothing says which node type its "
+                "requests are sized for"]
+    node = NODE_TYPES.get(instance)
+    if node is None:
+        return [f"{label}: node type {instance!r} is not in this test's table of node types"]
+    problems = []
+    cpu, memory, gpus = pod_requests(pod, sidecars)
+    room_cpu, room_memory = room_on_node(node)
+    if cpu > room_cpu or memory > room_memory:
+        problems.append(f"{label}: asks {cpu:g} CPU and {memory / GiB:.1f} GiB, which does not fit on {instance} nodes "
+                        f"({room_cpu:.2f} CPU and {room_memory / GiB:.1f} GiB left after the system, the kubelet "
+                        "and DaemonSets)")
+    if gpus > node.gpus:
+        problems.append(f"{label}: asks {gpus:g} GPU, {instance} nodes have {node.gpus}")
+    return problems
+
+
 def cluster_spec_problems(label: str, spec: dict, pvcs: dict) -> tuple[list[str], set]:
     """Problems of one Ray cluster spec; also the paths where the shared claim is mounted everywhere."""
     problems = []
+    autoscaler = spec.get("autoscalerOptions", {})
     parts = [("RayClusterSpec", spec), ("HeadGroupSpec", spec.get("headGroupSpec", {})),
-             ("AutoscalerOptions", spec.get("autoscalerOptions", {}))]
+             ("AutoscalerOptions", autoscaler), ("AuthOptions", spec.get("authOptions", {}))]
     parts += [("WorkerGroupSpec", g) for g in spec.get("workerGroupSpecs", [])]
     for api_type, part in parts:
         if unknown := sorted(set(part) - KUBERAY_FIELDS[api_type]):
@@ -233,6 +369,13 @@ def cluster_spec_problems(label: str, spec: dict, pvcs: dict) -> tuple[list[str]
     if not isinstance(spec.get("rayVersion"), str) or version.split(".")[:2] != RAY_MAJOR_MINOR:
         problems.append(f"{label}: rayVersion {spec.get('rayVersion')!r} must be a string with the installed "
                         f"Ray's version {ray.__version__} (at least its major.minor)")
+    if spec.get("enableInTreeAutoscaling") is not True:
+        problems.append(f"{label}: enableInTreeAutoscaling must be true: the GPU group scales up from zero")
+    if autoscaler.get("version") != "v2":
+        problems.append(f"{label}: autoscalerOptions needs version: v2")
+    if spec.get("authOptions", {}).get("mode") != "token":
+        problems.append(f"{label}: authOptions needs mode: token, else anyone who reaches the dashboard "
+                        "port can run code on the cluster")
     head = spec.get("headGroupSpec", {})
     groups = spec.get("workerGroupSpecs", [])
     all_groups = [("head", head)] + [(f"group {g.get('groupName')}", g) for g in groups]
@@ -245,19 +388,23 @@ def cluster_spec_problems(label: str, spec: dict, pvcs: dict) -> tuple[list[str]
             if not isinstance(value, str):
                 problems.append(f"{label} {name}: rayStartParams {key}={value!r} must be a string")
 
-    images = {}
+    images = {}  # group name -> the parsed image of its Ray container
+    keys = set()
     for name, group in all_groups:
-        containers = group.get("template", {}).get("spec", {}).get("containers") or [{}]
-        image = containers[0].get("image", "")
-        m = IMAGE.match(image)
-        if m is None:
-            problems.append(f"{label} {name}: image {image!r} is not rayproject/ray:X.Y.Z-pyNNN[-gpu]")
-            continue
-        images[name] = m
-        if m["version"] != version:
-            problems.append(f"{label} {name}: image {image} does not have rayVersion {version}")
-    if len({(m["version"], m["python"]) for m in images.values()}) > 1:
-        problems.append(f"{label}: head and worker images disagree on the Ray or Python version")
+        pod = group.get("template", {}).get("spec", {})
+        for container in pod.get("initContainers", []) + (pod.get("containers") or [{}]):
+            image = container.get("image", "")
+            m = IMAGE.match(image)
+            if m is None:
+                problems.append(f"{label} {name}: image {image!r} is not a raynas image: {IMAGE_FORM}")
+                continue
+            keys.add(image_key(m))
+            if m["version"] != version:
+                problems.append(f"{label} {name}: image {image} does not have rayVersion {version}")
+            if container is (pod.get("containers") or [{}])[0]:
+                images[name] = m
+    if len(keys) > 1:
+        problems.append(f"{label}: the images must have the same tag apart from -cpu/-gpu")
 
     gpu_groups = []
     for g in groups:
@@ -268,16 +415,26 @@ def cluster_spec_problems(label: str, spec: dict, pvcs: dict) -> tuple[list[str]
     if not gpu_groups:
         problems.append(f"{label}: no worker group with an nvidia.com/gpu limit")
     for g in gpu_groups:
-        name = g.get("groupName")
+        name = f"group {g.get('groupName')}"
         tolerations = g.get("template", {}).get("spec", {}).get("tolerations", [])
         if not any(t.get("key") == "nvidia.com/gpu" for t in tolerations):
-            problems.append(f"{label} group {name}: no toleration for the nvidia.com/gpu taint of GPU nodes")
-        if name in images and not images[name]["gpu"]:
-            problems.append(f"{label} group {name}: a GPU group needs a -gpu image")
+            problems.append(f"{label} {name}: no toleration for the nvidia.com/gpu taint of GPU nodes")
+        if name in images and images[name]["variant"] != "gpu":
+            problems.append(f"{label} {name}: a GPU group needs a -gpu image")
         lo, n, hi = g.get("minReplicas", 0), g.get("replicas", 0), g.get("maxReplicas", 0)
-        if not (1 <= lo <= n <= hi and hi > lo):
-            problems.append(f"{label} group {name}: needs 1 <= minReplicas <= replicas <= maxReplicas, "
-                            f"maxReplicas > minReplicas (got {lo}, {n}, {hi})")
+        if lo != 0:
+            problems.append(f"{label} {name}: minReplicas must be 0: races scale the GPU group up from zero, "
+                            "and an idle GPU node costs money")
+        if not (0 <= n <= hi and hi >= 1):
+            problems.append(f"{label} {name}: needs 0 <= replicas <= maxReplicas and maxReplicas >= 1 "
+                            f"(got {n}, {hi})")
+
+    sidecar = {"resources": autoscaler.get("resources") or {"requests": dict(zip(("cpu", "memory"),
+                                                                              AUTOSCALER_SIDECAR))}}
+    for name, group in all_groups:
+        pod = group.get("template", {}).get("spec", {})
+        on_head = name == "head" and spec.get("enableInTreeAutoscaling") is True
+        problems += node_fit_problems(f"{label} {name}", pod, [sidecar] if on_head else [])
 
     claims_per_group = []
     for name, group in all_groups:
@@ -290,7 +447,23 @@ def cluster_spec_problems(label: str, spec: dict, pvcs: dict) -> tuple[list[str]
     for claim, _ in shared:
         if "ReadWriteMany" not in pvcs.get(claim, {}).get("spec", {}).get("accessModes", []):
             problems.append(f"{label}: claim {claim!r} must be ReadWriteMany to be mounted on several nodes")
-    return problems, {path for _, path in shared}
+    shared_paths = {path for _, path in shared}
+    problems += shared_folder_problems(label, head, shared_paths)
+    return problems, shared_paths
+
+
+def shared_folder_problems(label: str, head: dict, shared_paths: set) -> list[str]:
+    """An init container of the head makes home/ and storage/ on the shared volume and gives them to the
+    images' `ray` user (uid 1000, gid 100) before Ray starts."""
+    for container in head.get("template", {}).get("spec", {}).get("initContainers", []):
+        script = " ".join(container.get("command", []) + container.get("args", []))
+        mounted = {m.get("mountPath") for m in container.get("volumeMounts", [])}
+        for path in shared_paths & mounted:
+            folders = [f"{path.rstrip('/')}/{d}" for d in ("home", "storage")]
+            if re.search(r"\bmkdir -p\b", script) and "chown 1000:100" in script and all(f in script for f in folders):
+                return []
+    return [f"{label}: no init container on the head makes home/ and storage/ on the shared volume "
+            "(mkdir -p, chown 1000:100)"]
 
 
 def rayjob_problems(job: dict, shared_paths: set) -> list[str]:
@@ -324,6 +497,9 @@ def rayjob_problems(job: dict, shared_paths: set) -> list[str]:
     if not re.match(r"^(https?|s3|gs)://.+\.zip$", working_dir):
         problems.append(f"{label}: working_dir must be a remote .zip URI: nothing is uploaded from a "
                         f"laptop with kubectl apply (got {working_dir!r})")
+    if installing := sorted(INSTALLING_FIELDS & set(env)):
+        problems.append(f"{label}: runtimeEnvYAML installs packages at job start ({installing}), which the "
+                        "raynas images already have")
     if spec.get("shutdownAfterJobFinishes") is not True:
         problems.append(f"{label}: shutdownAfterJobFinishes must be true, else its GPU nodes stay up")
     return problems
@@ -398,19 +574,48 @@ def _requirement_key(req: str) -> str:
     return re.sub(r"\s+", "", req).lower().replace("_", "-")
 
 
-def test_runtime_envs_install_the_dependencies_of_pyproject(files):
+def test_runtime_env_installs_the_dependencies_of_pyproject(files):
+    """The runtime environment for stock rayproject/ray images installs what the raynas images have."""
     tomllib = pytest.importorskip("tomllib")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     not_ray = sorted(_requirement_key(r) for r in declared if not re.match(r"ray\b", r.strip().lower()))
 
-    envs = docs_of(files, "runtime_env") + [yaml.safe_load(d["spec"]["runtimeEnvYAML"])
-                                           for d in docs_of(files, "kubernetes") if d["kind"] == "RayJob"]
-    assert len(envs) >= 2
+    envs = docs_of(files, "runtime_env")
+    assert envs
     for env in envs:
         assert sorted(_requirement_key(r) for r in env.get("pip", [])) == not_ray, \
             "the runtime_env pip list must be pyproject.toml's dependencies without Ray (the image's Ray stays)"
-    without_code = [{k: v for k, v in env.items() if k != "working_dir"} for env in envs]
-    assert all(e == without_code[0] for e in without_code), "the runtime environments drifted apart"
+
+
+def _all_runtime_envs(files):
+    return docs_of(files, "runtime_env") + [yaml.safe_load(d["spec"]["runtimeEnvYAML"])
+                                           for d in docs_of(files, "kubernetes") if d["kind"] == "RayJob"]
+
+
+def runtime_env_problems(env: dict) -> list[str]:
+    """A runtime environment that installs packages gives Ray time enough to do it."""
+    if not INSTALLING_FIELDS & set(env):
+        return []
+    timeout = (env.get("config") or {}).get("setup_timeout_seconds", SETUP_TIMEOUT_DEFAULT_S)
+    if timeout <= SETUP_TIMEOUT_DEFAULT_S:
+        return [f"a runtime_env that installs packages (torch: several GB) needs config.setup_timeout_seconds "
+                f"above Ray's default {SETUP_TIMEOUT_DEFAULT_S} s (got {timeout})"]
+    return []
+
+
+def test_runtime_envs_that_install_packages_have_time_to(files):
+    envs = _all_runtime_envs(files)
+    assert any(INSTALLING_FIELDS & set(e) for e in envs), "no runtime_env installs packages: nothing checked"
+    for env in envs:
+        assert runtime_env_problems(env) == []
+    assert runtime_env_problems({"pip": ["torch"]}), "the default timeout must be refused"
+    assert runtime_env_problems({"pip": ["torch"], "config": {"setup_timeout_seconds": 600}})
+
+
+def test_runtime_envs_agree_on_the_environment_variables(files):
+    envs = _all_runtime_envs(files)
+    assert len(envs) >= 2
+    assert all(e.get("env_vars") == envs[0].get("env_vars") for e in envs), "the runtime environments drifted apart"
 
 
 def test_rayjob_entrypoints_name_scripts_that_exist(files):
@@ -428,20 +633,39 @@ def _gpu_type(config):
     return next(t for n, t in config["available_node_types"].items() if n != head and t["resources"].get("GPU"))
 
 
+def _without_option(config, text):
+    config["docker"]["run_options"] = [o for o in config["docker"]["run_options"] if text not in o]
+
+
 LAUNCHER_BREAKAGES = {
     "typo in a node type field": (lambda c: _gpu_type(c).update(min_worker=1), "ray validation"),
-    "more minimum workers than max_workers": (lambda c: c.update(max_workers=0), "ray validation"),
+    "more minimum workers than max_workers": (lambda c: _gpu_type(c).update(min_workers=5), "ray validation"),
     "resources given as strings": (lambda c: _head_type(c).update(resources={"CPU": "0"}), "ray validation"),
     "trials allowed on the head": (lambda c: _head_type(c).update(resources={}), "CPU: 0"),
-    "no GPU workers from the start": (lambda c: _gpu_type(c).update(min_workers=0), "min_workers"),
-    "an old Ray image": (lambda c: c["docker"].update(image="rayproject/ray:2.9.0-py311-gpu"), "Ray version"),
+    "GPU workers kept while idle": (lambda c: _gpu_type(c).update(min_workers=1), "min_workers"),
+    "an old Ray image": (lambda c: c["docker"].update(
+        worker_image="ghcr.io/your-org/raynas:0.1.0-ray2.9.0-py311-gpu"), "Ray version"),
+    "a stock Ray image": (lambda c: c["docker"].update(head_image="rayproject/ray:2.60.0-py311"),
+                          "not a raynas image"),
+    "head and workers of different builds": (lambda c: c["docker"].update(
+        head_image=c["docker"]["head_image"].replace(":0.1.0-", ":0.0.9-")), "same tag"),
+    "the CPU image on GPU workers": (lambda c: c["docker"].update(
+        worker_image=c["docker"]["worker_image"].replace("-gpu", "-cpu")), "-gpu image"),
+    "more GPUs than the node has": (lambda c: _gpu_type(c)["resources"].update(GPU=2), "GPU 2 is more"),
+    "more CPUs than the node has": (lambda c: _gpu_type(c)["resources"].update(CPU=16), "vCPUs"),
+    "a node type nobody checked": (lambda c: _gpu_type(c)["node_config"].update(InstanceType="p9.mega"),
+                                   "table of node types"),
     "no shm size for workers": (lambda c: c["docker"].update(worker_run_options=[]), "--shm-size"),
-    "no shared storage in the container": (lambda c: c["docker"].update(
-        run_options=[o for o in c["docker"]["run_options"] if "/mnt/" not in o]), "shared storage"),
+    "shm smaller than the object store": (lambda c: c["docker"].update(worker_run_options=["--shm-size=2g"]),
+                                          "below the object store"),
+    "no token auth": (lambda c: _without_option(c, "RAY_AUTH_MODE"), "RAY_AUTH_MODE=token"),
+    "token not on the nodes": (lambda c: c.update(file_mounts={}), "auth_token"),
+    "no shared storage in the container": (lambda c: _without_option(c, "/mnt/"), "shared storage"),
     "shared storage never mounted": (lambda c: c.update(initialization_commands=[]), "mounts the shared storage"),
-    "project not mounted": (lambda c: c.update(file_mounts={}), "pip-installs raynas"),
-    "pip replaces the image's Ray": (lambda c: c.update(
-        setup_commands=[s.replace("==2.", "==3.") for s in c["setup_commands"]]), "pins ray"),
+    "torch installed at every start": (lambda c: c.update(setup_commands=["pip install torch torchvision"]),
+                                       "pip-installs torch"),
+    "pip replaces the image's Ray": (lambda c: c.update(setup_commands=['pip install "ray[default]==3.0.0"']),
+                                     "pins ray"),
 }
 
 
@@ -475,22 +699,59 @@ def _set_mount(pod, volume, path):
     next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume)["mountPath"] = path
 
 
+def _head_pod(docs):
+    return _job_cluster(docs)["headGroupSpec"]["template"]["spec"]
+
+
+def _set_requests(pod, **requests):
+    resources = pod["containers"][0]["resources"]
+    resources["requests"].update(requests)
+    resources["limits"].update(requests)
+
+
 KUBERAY_BREAKAGES = {
     "misspelt worker group field": (lambda d: _job_cluster(d)["workerGroupSpecs"][0].update(maxReplica=4),
                                     "unknown WorkerGroupSpec fields"),
     "misspelt RayJob field": (lambda d: _by_kind(d, "RayJob")["spec"].update(shutdownAfterJobFinish=True),
                               "unknown RayJobSpec fields"),
+    "misspelt authOptions field": (lambda d: _job_cluster(d)["authOptions"].update(mod="token"),
+                                   "unknown AuthOptions fields"),
     "wrong apiVersion": (lambda d: _by_kind(d, "RayJob").update(apiVersion="ray.io/v1alpha1"), "apiVersion"),
     "head num-cpus as a number": (lambda d: _job_cluster(d)["headGroupSpec"]["rayStartParams"].update({"num-cpus": 0}),
                                   "num-cpus"),
     "a rayStartParams value not a string": (
         lambda d: _job_cluster(d)["workerGroupSpecs"][0]["rayStartParams"].update({"num-gpus": 1}), "must be a string"),
     "an old rayVersion": (lambda d: _job_cluster(d).update(rayVersion="2.9.0"), "rayVersion"),
-    "worker image of another Ray": (
-        lambda d: _worker_pod(d)["containers"][0].update(image="rayproject/ray:2.59.0-py311-gpu"), "image"),
+    "worker image of another Ray": (lambda d: _worker_pod(d)["containers"][0].update(
+        image="ghcr.io/your-org/raynas:0.1.0-ray2.59.0-py311-gpu"), "does not have rayVersion"),
+    "a stock Ray image on the workers": (lambda d: _worker_pod(d)["containers"][0].update(
+        image="rayproject/ray:2.60.0-py311-gpu"), "not a raynas image"),
+    "head and workers of different builds": (lambda d: _worker_pod(d)["containers"][0].update(
+        image="ghcr.io/other/raynas:0.1.0-ray2.60.0-py311-gpu"), "same tag"),
+    "the CPU image on GPU workers": (lambda d: _worker_pod(d)["containers"][0].update(
+        image="ghcr.io/your-org/raynas:0.1.0-ray2.60.0-py311-cpu"), "-gpu image"),
     "no GPU limit": (lambda d: _worker_pod(d)["containers"][0]["resources"]["limits"].pop("nvidia.com/gpu"),
                      "nvidia.com/gpu limit"),
     "no GPU toleration": (lambda d: _worker_pod(d).update(tolerations=[]), "toleration"),
+    "GPU pods kept while idle": (lambda d: _job_cluster(d)["workerGroupSpecs"][0].update(minReplicas=1),
+                                 "minReplicas must be 0"),
+    "the old GPU pod size, too big for 8 vCPUs": (lambda d: _set_requests(_worker_pod(d), cpu="8", memory="48Gi"),
+                                                  "does not fit on g5.2xlarge nodes"),
+    "GPU pod memory without headroom": (lambda d: _set_requests(_worker_pod(d), memory="31Gi"), "does not fit"),
+    "head without room for the autoscaler": (lambda d: _set_requests(_head_pod(d), cpu="7"), "does not fit"),
+    "GPU pods on CPU nodes": (lambda d: _worker_pod(d)["nodeSelector"].update(
+        {INSTANCE_TYPE_LABEL: "m5.2xlarge"}), "m5.2xlarge nodes have 0"),
+    "GPU pods anywhere": (lambda d: _worker_pod(d).pop("nodeSelector"), "nodeSelector"),
+    "a node type nobody checked": (lambda d: _worker_pod(d)["nodeSelector"].update(
+        {INSTANCE_TYPE_LABEL: "p9.mega"}), "table of node types"),
+    "autoscaler v1": (lambda d: _job_cluster(d)["autoscalerOptions"].pop("version"), "version: v2"),
+    "no autoscaler": (lambda d: _job_cluster(d).update(enableInTreeAutoscaling=False), "enableInTreeAutoscaling"),
+    "no token auth": (lambda d: _job_cluster(d).pop("authOptions"), "authOptions"),
+    "shared folders never made": (lambda d: _head_pod(d).update(initContainers=[]), "init container"),
+    "shared folders left to root": (lambda d: _head_pod(d)["initContainers"][0].update(
+        command=["sh", "-c", "mkdir -p /mnt/raynas/home /mnt/raynas/storage"]), "chown 1000:100"),
+    "init container of another image": (lambda d: _head_pod(d)["initContainers"][0].update(image="busybox:1.36"),
+                                        "not a raynas image"),
     "shared claim at another path on workers": (lambda d: _set_mount(_worker_pod(d), "shared", "/mnt/other"),
                                                 "same path"),
     "claim without a manifest": (lambda d: _volume(_worker_pod(d), "shared")["persistentVolumeClaim"].update(
@@ -506,6 +767,8 @@ KUBERAY_BREAKAGES = {
         entrypoint="python jobs/search.py glyph-digits --home /tmp/raynas"), "--home"),
     "local working_dir in a RayJob": (lambda d: _by_kind(d, "RayJob")["spec"].update(
         runtimeEnvYAML="working_dir: .\n"), "remote .zip"),
+    "packages installed at job start": (lambda d: _by_kind(d, "RayJob")["spec"].update(
+        runtimeEnvYAML="working_dir: https://example.com/raynas.zip\npip: [torch]\n"), "installs packages"),
 }
 
 
@@ -516,6 +779,23 @@ def test_broken_kuberay_manifests_are_caught(files, breakage):
     mutate(broken)
     problems = kuberay_problems(broken)
     assert any(expected in p for p in problems), problems
+
+
+def test_node_room_matches_known_allocatable_figures():
+    # GKE's documented reservations for a 32 GB node: 3.56 GiB and 0.09 CPU, plus the 100 MiB eviction
+    # threshold; a g5.2xlarge pod of 7 CPU and 26 GiB fits, one of 8 CPU or 30 GiB does not
+    cpu, memory = reserved_by_node(NODE_TYPES["g5.2xlarge"])
+    assert cpu == pytest.approx(0.09) and memory == pytest.approx(3.66)
+    room_cpu, room_memory = room_on_node(NODE_TYPES["g5.2xlarge"])
+    assert 7 <= room_cpu < 8 and 26 * GiB <= room_memory < 30 * GiB
+
+
+def test_pod_requests_count_sidecars_and_init_containers():
+    pod = {"containers": [{"resources": {"requests": {"cpu": "4", "memory": "16Gi"}}},
+                          {"resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}}}],
+           "initContainers": [{"resources": {"requests": {"cpu": "8", "memory": "1Gi"}}}]}
+    sidecar = {"resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}
+    assert pod_requests(pod, [sidecar]) == (8, 17.5 * GiB, 1)
 
 
 def test_quantities():
