@@ -29,9 +29,7 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import torchvision  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
+from _scratch import scratch_space, start_ray  # noqa: E402
 from raynas.data import DatasetStore  # noqa: E402
 from raynas.data.loader import LoaderConfig, create_loaders  # noqa: E402
 
@@ -117,16 +116,6 @@ def imagefolder_loader(root: Path, config: LoaderConfig, normalize, workers: int
                                        generator=torch.Generator().manual_seed(config.seed))
 
 
-def start_ray() -> float:
-    import ray.data
-
-    from raynas.ray_session import ensure_ray
-
-    t0 = time.perf_counter()
-    ensure_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False  # keep the output readable
-    return time.perf_counter() - t0
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -141,8 +130,7 @@ def main() -> None:
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     load_before = os.getloadavg()[0]
 
-    scratch = Path(tempfile.mkdtemp(prefix="raynas-loader-bench-"))
-    try:
+    with scratch_space("raynas-loader-bench-") as scratch:
         home = Path(args.home) if args.home else scratch / "home"
         store = DatasetStore(home)
         info = store.info(args.dataset)  # builds a built-in on first use; not timed
@@ -164,14 +152,6 @@ def main() -> None:
                              args.epochs)
         ray_result.pop("loader")
         ray_result["ray_start_s"] = ray_start
-    finally:
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ray.shutdown()
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
     import ray
 

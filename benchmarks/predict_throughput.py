@@ -31,8 +31,6 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +42,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from _scratch import scratch_space, start_ray  # noqa: E402
 from raynas.data import DatasetStore  # noqa: E402
 from raynas.data.format import tensor_column, tensor_column_to_numpy  # noqa: E402
 from raynas.threads import available_cpus, set_threads  # noqa: E402
@@ -131,16 +130,6 @@ def raynas_predict(run: Path, source: Path, out: Path, batch_size: int, concurre
     return seconds, answer, classes
 
 
-def start_ray() -> float:
-    import ray.data
-
-    from raynas.ray_session import ensure_ray
-
-    t0 = time.perf_counter()
-    ensure_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False  # keep the output readable
-    return time.perf_counter() - t0
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -162,9 +151,8 @@ def main() -> None:
         p.error("--inputs takes folder and/or parquet, --images at least 1")
     load_before = os.getloadavg()[0]
 
-    scratch = Path(tempfile.mkdtemp(prefix="raynas-predict-bench-"))
     results: dict[str, dict] = {}
-    try:
+    with scratch_space("raynas-predict-bench-") as scratch:
         store = DatasetStore(Path(args.home) if args.home else scratch / "home")
         info = store.info(args.dataset)  # builds a built-in on first use; not timed
         run = make_model(store, args.dataset, scratch / "run", args.channels, args.cells, args.image_size)
@@ -190,14 +178,6 @@ def main() -> None:
                      raynas_pipeline_s=answer["seconds"], concurrency=answer["concurrency"],
                      threads_per_actor=answer["threads_per_actor"],
                      identical=bool(np.array_equal(classes, r.pop("torch_classes"))))
-    finally:
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ray.shutdown()
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
     import ray
 

@@ -24,9 +24,7 @@ import json
 import logging
 import os
 import platform
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from _scratch import scratch_space  # noqa: E402
 from raynas.model.artifact import model_dir, read_card  # noqa: E402
 
 WARMUP_REQUESTS = 32
@@ -179,8 +178,7 @@ def main() -> None:
     counts = [int(r) for r in args.replicas.split(",") if r.strip()]
     load_before = os.getloadavg()[0]
 
-    scratch = Path(tempfile.mkdtemp(prefix="raynas-serve-bench-"))
-    try:
+    with scratch_space("raynas-serve-bench-") as scratch:
         t0 = time.perf_counter()
         run = Path(args.run) if args.run else train_tiny_model(scratch)
         train_s = None if args.run else round(time.perf_counter() - t0, 1)
@@ -193,14 +191,6 @@ def main() -> None:
         ensure_ray()
         cpus = min(1.0, ray.cluster_resources().get("CPU", 1) / max(counts))
         results = [measure(run, images, n, cpus, args) for n in counts]
-    finally:
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ray.shutdown()
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
     import ray
     import torch
