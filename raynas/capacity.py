@@ -84,11 +84,22 @@ def autoscaler_node_types() -> list[NodeType] | None:
 
 
 def autoscaler_running() -> bool:
-    """Whether an autoscaler reports on this cluster (its monitor writes a status to the GCS)."""
+    """Whether an autoscaler that can add nodes runs on this cluster.
+
+    Every Ray head runs a monitor that writes a status to the GCS; without an autoscaling config
+    (a local ``ray.init``, a fixed cluster) it is read-only and names each node's type after the
+    node itself (``node_<id>``). A real autoscaler names them after its configured node types."""
     try:
+        import json
+
+        from ray.autoscaler._private.util import format_readonly_node_type
         from ray.experimental.internal_kv import _internal_kv_get
 
-        return _internal_kv_get(AUTOSCALER_STATUS_KEY) is not None
+        raw = _internal_kv_get(AUTOSCALER_STATUS_KEY)
+        if raw is None:
+            return False
+        mapping = (json.loads(raw).get("autoscaler_report") or {}).get("node_type_mapping") or {}
+        return any(kind != format_readonly_node_type(node) for node, kind in mapping.items())
     except Exception:  # noqa: BLE001 - not connected, or an internal API that moved
         return False
 
@@ -126,7 +137,8 @@ def ensure_capacity(request: dict[str, float], what: str, *, timeout_s: float = 
                           f"ask for less {ASK_LESS}, or add a node that big to the cluster")
     request_nodes = request_nodes or _request_from_autoscaler
     request_nodes([request])
-    start = last = time.monotonic()
+    start = time.monotonic()
+    last = start - 10  # say at once what is waited for
     try:
         while True:
             waited = time.monotonic() - start
@@ -136,7 +148,7 @@ def ensure_capacity(request: dict[str, float], what: str, *, timeout_s: float = 
                     f"(the biggest node now: {_biggest(snapshot.nodes)})",
                     "start or scale up a node that big (or check the autoscaler's log), wait longer with "
                     f"--node-wait-s, or ask for less {ASK_LESS}")
-            if verbose and (waited == 0 or time.monotonic() - last >= 10):
+            if verbose and time.monotonic() - last >= 10:
                 have = sum(_fits(request, n) for n in snapshot.nodes)
                 print(f"waiting for a node with {need}: {have} of 1 there, {waited:.0f} s of at most "
                       f"{timeout_s:.0f} s (an autoscaler adds one on demand)", file=sys.stderr, flush=True)

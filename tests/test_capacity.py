@@ -106,3 +106,21 @@ def test_the_race_defaults_follow_the_device_and_the_autoscaler(monkeypatch):
     assert trial_resources(RaceConfig(), search.replace(device="cpu"), verbose=False) == {"cpu": 1.0, "gpu": 0.0}
     with pytest.raises(RaynasError, match="needs 2 CPUs and 2 GPUs on one node"):
         trial_resources(RaceConfig(gpus_per_trial=2), search, verbose=False)
+
+
+def test_a_local_ray_has_no_autoscaler_that_could_add_nodes(ray_session):
+    import json
+
+    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
+
+    from raynas.capacity import AUTOSCALER_STATUS_KEY, autoscaler_running
+
+    assert not autoscaler_running()  # its monitor is read-only: node types named after the nodes
+    before = _internal_kv_get(AUTOSCALER_STATUS_KEY)
+    try:
+        _internal_kv_put(AUTOSCALER_STATUS_KEY, json.dumps(
+            {"autoscaler_report": {"node_type_mapping": {"abc": "ray.head.default"}}}), overwrite=True)
+        assert autoscaler_running()  # what a configured autoscaler reports
+    finally:
+        if before is not None:
+            _internal_kv_put(AUTOSCALER_STATUS_KEY, before, overwrite=True)

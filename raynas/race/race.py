@@ -13,6 +13,7 @@ interrupted race (``Tuner.restore``) without redoing finished trials.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 import time
@@ -63,6 +64,13 @@ def trial_resources(race, search, verbose: bool = True) -> dict[str, float]:
                           "pass --gpus-per-trial 1 (or a fraction), or --device auto")
     ensure_capacity({"CPU": cpus, "GPU": gpus}, "a trial", timeout_s=race.node_wait_s, verbose=verbose)
     return {"cpu": float(cpus), "gpu": float(gpus)}
+
+
+def trial_dirname(trial) -> str:
+    """A trial's folder, which is also its TensorBoard run: the source it warm-starts from, then its
+    id (``glyph-upper_9eb3b_00000``), so runs are told apart by name."""
+    source = re.sub(r"[^A-Za-z0-9._-]+", "-", str(trial.config.get("source", "trial")))[:48]
+    return f"{source}_{trial.trial_id}"
 
 
 def param_space(candidates: list[Candidate], experiment: ExperimentConfig) -> tuple[dict, Any, int]:
@@ -294,7 +302,7 @@ def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate],
                                     scheduler=scheduler(config), max_concurrent_trials=config.race.max_concurrent,
                                     reuse_actors=True,  # later trials skip the worker's start and imports
                                     trial_name_creator=lambda t: f"{t.config.get('source', 'trial')}_{t.trial_id[-5:]}",
-                                    trial_dirname_creator=lambda t: t.trial_id),
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=storage.root, storage_filesystem=fs,
                                   failure_config=tune.FailureConfig(max_failures=config.race.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

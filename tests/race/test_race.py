@@ -95,7 +95,8 @@ def test_a_race_of_four_trials(ray_session, workspace, tmp_path):
     experiment = Path(result.answer["experiment_path"])
     assert result.answer["tensorboard"] == f"tensorboard --logdir {experiment}"
     for row in board:
-        scalars, images = event_data(experiment / row["trial"])
+        assert Path(row["path"]).name == f"{row['source']}_{row['trial']}"  # folders named after sources
+        scalars, images = event_data(experiment / Path(row["path"]).name)
         steps = list(range(1, row["epochs"] + 1))
         assert scalars["ray/tune/val_acc"] == steps and scalars["ray/tune/alpha_entropy"] == steps
         assert images["alphas"] == steps  # every epoch
