@@ -57,6 +57,7 @@ def test_onnx_runs_in_onnxruntime_and_matches_on_real_images(trained_run, suite_
     assert read_exported_card(out)["dataset"]["name"] == "glyph-digits"
 
 
+@pytest.mark.slow  # ~10-20 s; the default run keeps the same path's cheaper tests
 def test_a_zoo_supernet_exports_too(suite_home, tmp_path, capsys):
     from tests.model.test_model import _publish_supernet
 

@@ -114,6 +114,7 @@ def test_dataset_split_reports_accuracy_and_confusion(ray_session, trained_run, 
     assert len(lines) == 11 and np.array([line.split(",")[1:] for line in lines[1:]], int).sum() == n
 
 
+@pytest.mark.slow  # ~10-20 s; the default run keeps the same path's cheaper tests
 def test_zoo_entry_with_the_head_of_a_dataset(ray_session, suite_home, tmp_path, capsys):
     from raynas.data import DatasetStore
     from raynas.model.load import load_card_and_network

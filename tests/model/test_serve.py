@@ -211,6 +211,7 @@ def test_without_ray_serve_the_command_says_how_to_install_it(trained_run, monke
     assert "pip install 'raynas[serve]'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~10-20 s; the default run keeps the same path's cheaper tests
 def test_a_replica_rebuilds_a_multi_head_zoo_supernet_from_what_the_deployment_ships(ray_session, suite_home,
                                                                                       tmp_path, test_images):
     """The weights travel with the deployment (not the path): a zoo supernet's chosen head must survive."""

@@ -272,6 +272,7 @@ def test_a_race_that_cannot_start_leaves_no_run_folder(ray_session, workspace, m
     assert set(runs.iterdir()) == before
 
 
+@pytest.mark.slow  # ~10-20 s; the default run keeps the same path's cheaper tests
 def test_a_race_with_retrain_ends_with_a_model_in_its_run_directory(ray_session, workspace, tmp_path):
     import raynas
     from raynas.search.retrain import RetrainConfig
