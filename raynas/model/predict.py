@@ -421,9 +421,11 @@ class Classifier:
     def __init__(self, *, model: list, top_k: int, carried: tuple[str, ...], device: str, threads: int):
         import ray
 
-        from raynas.threads import set_threads
+        from raynas.threads import affinity_cpus, cgroup_cpus, set_threads
 
-        set_threads(threads)
+        # the plan shares the cluster's CPUs out; this node may have fewer than that share
+        node = [x for x in (affinity_cpus(), cgroup_cpus()) if x]
+        set_threads(max(1, min(threads, *(int(x) for x in node))) if node else threads)
         card, state = ray.get(model[0])
         self.network = network_from_state(card, state, "the model", device)
         self.preprocess = card.preprocessing()

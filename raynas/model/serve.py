@@ -73,6 +73,9 @@ class ModelServer:
                  max_pixels: int = MAX_PIXELS):
         import ray
 
+        from raynas.threads import configure_threads
+
+        configure_threads()  # the CPUs Ray gave this replica, not every core of its node
         self.device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
         self.card = ModelCard.from_json(card)
         self.network = network_from_state(self.card, state, "the served model", self.device)
