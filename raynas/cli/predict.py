@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from raynas.cli.context import add_shared_options
@@ -54,7 +53,7 @@ def run_predict(args: argparse.Namespace) -> None:
         raise RaynasError("no --out given", f"{usage}: the predictions are written to that Parquet file")
     answer = predict(args.model, args.input, args.out, dataset=args.dataset, split=args.split,
                      batch_size=args.batch_size, concurrency=args.concurrency, top_k=args.top_k, home=args.home,
-                     storage=args.storage, address=args.address, progress=not args.json and sys.stderr.isatty())
+                     storage=args.storage, address=args.address, progress=not args.json)
     if args.json:
         print_json(answer)
         return

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ MAX_BATCH_SIZE = 65536
 MAX_CONCURRENCY = 1024
 MAX_TOP_K = 1000
 MIN_BLOCK_BYTES = 1 << 20  # Ray Data blocks of a Parquet input: about one batch, at least this
+PROGRESS_EVERY_S = 10.0  # a progress line this often where no progress bar shows
 MAX_LISTED = 100  # skipped or ignored files named in the answer; the counts are always complete
 SPLITS = ("train", "val", "test")
 CARRIED = ("path", "id")  # columns of an input Parquet file copied to the output
@@ -72,7 +74,8 @@ def predict(model: str | Path, data: str | Path, out: str | Path, *, dataset: st
     ``model``: a run directory, a model directory or ``zoo:NAME`` (with ``dataset`` naming the
     head and preprocessing to use). ``data``: a folder of images (recursive), an image file, a
     stored dataset (``split`` picks train, val or test) or a Parquet file whose ``image`` column
-    holds encoded image bytes or fixed-shape uint8 C x H x W tensors. ``concurrency``: inference
+    holds encoded image bytes or fixed-shape uint8 C x H x W tensors. ``progress``: Ray Data's bars on a
+    terminal, else a line every 10 s (job logs). ``concurrency``: inference
     actors (default: one per GPU, else one per CPU but one, never more than there are batches).
     Returns the JSON-ready answer: counts, skipped files with reasons, throughput and, for a
     labelled split, the accuracy and confusion matrix (also written to ``<out stem>.confusion.csv``).
@@ -99,8 +102,10 @@ def predict(model: str | Path, data: str | Path, out: str | Path, *, dataset: st
     t0 = time.perf_counter()
     ds = build_dataset(source, card=card, state=state, preprocess=preprocess, batch_size=batch_size,
                        top_k=k, plan=plan)
-    ds.context.enable_progress_bars = progress
-    ds.context.print_on_execution_start = progress
+    bars = progress and sys.stderr.isatty()  # a job log (no terminal) gets plain lines instead
+    ds.context.enable_progress_bars = bars
+    ds.context.print_on_execution_start = bars
+    last_line = time.monotonic()
 
     answer: dict[str, Any] = {
         "model": str(model), "model_dataset": card.dataset.get("name"), "classes": card.num_classes,
@@ -132,6 +137,10 @@ def predict(model: str | Path, data: str | Path, out: str | Path, *, dataset: st
                 table = output_table(batch, ok, rows, source, card, schema)
                 writer.write_table(table)
                 predicted += table.num_rows
+                if progress and not bars and time.monotonic() - last_line >= PROGRESS_EVERY_S:
+                    print(f"predict: {seen:,} of {source.rows:,} images done ({n_skipped} skipped), "
+                          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                    last_line = time.monotonic()
                 if confusion is not None:
                     np.add.at(confusion, (batch["label"][ok].astype(np.int64),
                                           batch["class_index"][ok].astype(np.int64)), 1)
