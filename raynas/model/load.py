@@ -49,8 +49,8 @@ def load_card_and_network(source: str | Path, *, dataset: str | None = None, hom
 
 
 def zoo_card(name: str, dataset: str | None, home: str | Path | None = None, storage: str | None = None
-             ) -> tuple[ModelCard, dict[str, Any]]:
-    """The card of zoo entry ``name[@version]`` used on ``dataset``, and its weights."""
+             ) -> tuple[ModelCard, dict[str, Any], Any]:
+    """The card of zoo entry ``name[@version]`` used on ``dataset``, its weights, and the dataset store."""
     from raynas.data.loader import fit_normalization
     from raynas.workspace import Workspace
 
@@ -87,20 +87,18 @@ def zoo_card(name: str, dataset: str | None, home: str | Path | None = None, sto
                      {"val_acc": manifest.val_acc} if manifest.kind == "single" else {},
                      {"zoo": name, "version": manifest.version, "kind": manifest.kind},
                      weights_sha256=manifest.weights_sha256)
-    return card, weights
+    return card, weights, workspace.store
 
 
 def _from_zoo(name: str, dataset: str | None, home: str | Path | None, storage: str | None,
               device: str | torch.device) -> tuple[Logits, ModelCard]:
     """The zoo supernet with its weights, calibrated on the dataset's first train images."""
     from raynas.data.loader import first_images
-    from raynas.data.store import DatasetStore
     from raynas.space.calibration import calibrate
 
-    card, weights = zoo_card(name, dataset, home, storage)
+    card, weights, store = zoo_card(name, dataset, home, storage)
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
     supernet = network_from_state(card, state, f"zoo entry '{name}'").network
-    store = DatasetStore(home)
     images = first_images(store.path(card.dataset["name"]), store.info(card.dataset["name"]), "train",
                           CALIBRATION_IMAGES)
     preprocess = card.preprocessing()

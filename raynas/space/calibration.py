@@ -56,9 +56,7 @@ class CalibratedSupernet(nn.Module):
     def __init__(self, supernet: nn.Module, channels: list[int]):
         super().__init__()
         self.supernet = supernet
-        for module in supernet.modules():
-            if isinstance(module, nn.BatchNorm2d) and not module.track_running_stats:
-                _track(module)
+        _track_all(supernet)
         self.channels = list(channels)
         for i, c in enumerate(self.channels):
             self.register_buffer(f"mean_{i}", torch.zeros(c))
@@ -79,21 +77,21 @@ class CalibratedSupernet(nn.Module):
             BATCH_STATISTICS.reset(token)
 
 
-def _track(module: nn.BatchNorm2d) -> None:
-    """Give a batch-statistics BatchNorm running statistics (a cumulative average: momentum None)."""
-    module.track_running_stats, module.momentum = True, None
-    module.register_buffer("running_mean", torch.zeros(module.num_features))
-    module.register_buffer("running_var", torch.ones(module.num_features))
-    module.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+def _track_all(network: nn.Module) -> None:
+    """Give each batch-statistics BatchNorm running statistics (a cumulative average: momentum None)."""
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d) and not module.track_running_stats:
+            module.track_running_stats, module.momentum = True, None
+            module.register_buffer("running_mean", torch.zeros(module.num_features))
+            module.register_buffer("running_var", torch.ones(module.num_features))
+            module.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
 
 @torch.no_grad()
 def calibrate(supernet: nn.Module, batches: Iterable[torch.Tensor]) -> CalibratedSupernet:
     """Measure every BatchNorm's statistics over ``batches`` (network inputs) and fix them.
     Outputs stay as in training for each batch; the result is in eval mode."""
-    for module in supernet.modules():
-        if isinstance(module, nn.BatchNorm2d) and not module.track_running_stats:
-            _track(module)
+    _track_all(supernet)
     supernet.train()
     recorder = _Recorder()
     for x in batches:
