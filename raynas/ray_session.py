@@ -10,7 +10,20 @@ import sys
 from raynas.errors import RaynasError
 
 CONNECT_TIMEOUT_S = 20  # an unreachable address fails after this long instead of hanging
+DASHBOARD_HOST = "127.0.0.1"  # a local Ray's dashboard (with --dashboard) is for this machine only
 _noted: set[str] = set()  # job server addresses in $RAY_ADDRESS already reported by this process
+_settings = {"dashboard": False, "forward_logs": True}  # how the next ensure_ray starts Ray; see configure_ray
+
+
+def configure_ray(dashboard: bool = False, forward_logs: bool = True) -> None:
+    """How :func:`ensure_ray` starts or joins Ray from now on (the command line sets it from its
+    flags before anything starts Ray; a Ray already started is left as it is).
+
+    ``dashboard``: start Ray's dashboard with a local Ray, on 127.0.0.1, and print its URL (a
+    cluster's dashboard is the cluster's: then there is only a note). ``forward_logs``: print what
+    Ray's tasks and actors (trials) write on this process's stdout and stderr, as Ray does (so a
+    job's log shows them); off for a command whose stdout is one machine-readable answer."""
+    _settings.update(dashboard=bool(dashboard), forward_logs=bool(forward_logs))
 
 
 def is_job_server_address(address: str) -> bool:
@@ -45,28 +58,57 @@ def cluster_address(address: str | None = None) -> str | None:
 
 
 def ensure_ray(address: str | None = None, **kwargs) -> None:
-    """Connect to ``address`` (or $RAY_ADDRESS), else start a local Ray without the dashboard."""
+    """Connect to ``address`` (or $RAY_ADDRESS), else start a local Ray, without the dashboard
+    unless :func:`configure_ray` asked for it. Either way SIGTERM then stops the command as Ctrl+C
+    does (``ray.init`` replaces that handler)."""
     import ray
+
+    from raynas.interrupts import stop_on_sigterm
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = cluster_address(address)
+    dashboard = _settings["dashboard"]
+    kwargs = {"log_to_driver": _settings["forward_logs"], **kwargs}  # Ray deduplicates repeated lines
     if not address:
+        local = {"include_dashboard": True, "dashboard_host": DASHBOARD_HOST} if dashboard else \
+            {"include_dashboard": False}
         with _without_job_server_address():
-            context = ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+            context = ray.init(**{**local, **kwargs})
+        stop_on_sigterm()
         _watch_local_ray(context)
+        if dashboard:
+            _print_dashboard_url(context)
         return
+    if dashboard:
+        print(f"note: --dashboard is ignored when connecting to a Ray cluster ({address}): its dashboard is the "
+              f"cluster's (port 8265 of its head)", file=sys.stderr, flush=True)
     try:
         _probe(address)
         with _without_job_server_address():
-            ray.init(address=address, log_to_driver=False, **kwargs)
+            ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RaynasError(f"cannot connect to the Ray cluster at '{address}': {first}",
                           "start one (`ray start --head`, or cluster/local.sh start), check the address and "
                           "that the cluster's Ray version matches this one, or leave out --address (and "
                           "unset RAY_ADDRESS) to run locally") from None
+    stop_on_sigterm()
+
+
+def _print_dashboard_url(context) -> None:
+    url = (getattr(context, "dashboard_url", None) or "").strip()
+    if not url:
+        print("note: no Ray dashboard to show: the Ray this command joined runs without one", file=sys.stderr,
+              flush=True)
+        return
+    if "://" not in url:
+        url = f"http://{url}"
+    # ray.init turns token auth on (in this variable) when it finds a token: the dashboard asks for it
+    token = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
+    print(f"Ray dashboard: {url}" + (" (it asks for the token that `ray get-auth-token` prints)" if token else ""),
+          file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

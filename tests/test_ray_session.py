@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 
 import pytest
 
@@ -72,3 +73,108 @@ def test_an_explicit_job_server_address_fails_the_command_clearly(capsys, tmp_pa
     assert main(["zoo", "list", "--home", str(tmp_path), "--address", JOB_SERVER]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: --address {JOB_SERVER} is the address of a Ray job server") and "fix: " in err
+
+
+class FakeContext:
+    dashboard_url = "127.0.0.1:8265"
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    """``ray.init`` recorded instead of run, and what happened after it, in order; no Ray starts."""
+    import ray
+
+    import raynas.interrupts
+
+    calls = []
+
+    def init(address=None, **kwargs):
+        calls.append(("init", address, kwargs))
+        return FakeContext()
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(session, "_watch_local_ray", lambda context: calls.append(("watch",)))
+    monkeypatch.setattr(session, "_probe", lambda address: None)
+    monkeypatch.setattr(raynas.interrupts, "stop_on_sigterm", lambda: calls.append(("stop_on_sigterm",)))
+    monkeypatch.setattr(session, "_settings", dict(session._settings))  # configure_ray's changes end with the test
+    handler = signal.getsignal(signal.SIGTERM)  # main() installs raynas's own
+    yield calls
+    signal.signal(signal.SIGTERM, handler)
+
+
+def test_a_local_ray_starts_quietly_without_the_dashboard_and_forwards_logs(fake_ray, capsys):
+    session.ensure_ray()
+    assert fake_ray == [("init", None, {"include_dashboard": False, "log_to_driver": True}),
+                        ("stop_on_sigterm",), ("watch",)]
+    assert capsys.readouterr().err == ""
+
+
+def test_dashboard_on_127_0_0_1_and_its_url(fake_ray, monkeypatch, capsys):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    session.configure_ray(dashboard=True)
+    session.ensure_ray()
+    assert fake_ray[0] == ("init", None, {"include_dashboard": True, "dashboard_host": "127.0.0.1",
+                                          "log_to_driver": True})
+    assert fake_ray[1] == ("stop_on_sigterm",)
+    assert capsys.readouterr().err == "Ray dashboard: http://127.0.0.1:8265\n"
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # set by ray.init when it finds a token
+    session._print_dashboard_url(FakeContext())
+    assert "`ray get-auth-token`" in capsys.readouterr().err
+
+
+def test_json_answers_keep_the_tasks_output_off_stdout(fake_ray):
+    session.configure_ray(forward_logs=False)
+    session.ensure_ray()
+    assert fake_ray[0] == ("init", None, {"include_dashboard": False, "log_to_driver": False})
+
+
+def test_a_cluster_gets_forwarded_logs_and_a_note_instead_of_a_dashboard(fake_ray, capsys):
+    session.configure_ray(dashboard=True)
+    session.ensure_ray("10.0.0.1:6379")
+    assert fake_ray == [("init", "10.0.0.1:6379", {"log_to_driver": True}), ("stop_on_sigterm",)]
+    err = capsys.readouterr().err
+    assert err.startswith("note: --dashboard is ignored when connecting to a Ray cluster") and "http" not in err
+
+
+def test_a_failed_connection_installs_nothing(fake_ray, monkeypatch):
+    import ray
+
+    def refuse(address=None, **kwargs):
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RaynasError):
+        session.ensure_ray("10.0.0.1:6379")
+    assert fake_ray == []
+
+
+@pytest.mark.parametrize("flags, settings", [
+    ([], {"dashboard": False, "forward_logs": True}),
+    (["--dashboard"], {"dashboard": True, "forward_logs": True}),
+    (["--json", "--dashboard"], {"dashboard": True, "forward_logs": False}),
+])
+def test_the_command_line_sets_how_ray_starts_without_starting_it(fake_ray, monkeypatch, tmp_path, flags, settings):
+    monkeypatch.setattr(session, "ensure_ray", lambda *a, **kw: pytest.fail("zoo list needs no Ray"))
+    assert main(["zoo", "list", "--home", str(tmp_path), *flags]) == 0
+    assert session._settings == settings
+
+
+def test_predict_sets_how_ray_starts_too(fake_ray, monkeypatch):
+    """It starts Ray without opening a workspace."""
+    seen = []
+    monkeypatch.setattr("raynas.model.predict.predict", lambda *a, **kw: seen.append(dict(session._settings)) or {})
+    monkeypatch.setattr("raynas.cli.predict.print_json", lambda answer: None)
+    assert main(["predict", "RUN", "INPUT", "--out", "p.parquet", "--json", "--dashboard"]) == 0
+    assert seen == [{"dashboard": True, "forward_logs": False}]
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "glyph-digits"], ["zoo", "build"], ["zoo", "list"], ["zoo", "remove", "x"],
+    ["distance", "glyph-digits"], ["predict", "RUN", "INPUT"], ["serve", "RUN"], ["bench", "transfer"],
+])
+def test_every_command_with_the_shared_options_takes_dashboard(command):
+    from raynas.cli import build_parser
+
+    args = build_parser().parse_args([*command, "--dashboard"])
+    assert args.dashboard is True

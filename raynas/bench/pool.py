@@ -61,8 +61,9 @@ class Pool:
 
 def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...],
                workspace: Workspace, out: Path, verbose: bool = True) -> Pool:
-    """Pretrain what the pool lacks (entries current for this config are kept), in parallel Ray tasks."""
-    from raynas.zoo.build import plan_jobs, run_jobs
+    """Pretrain what the pool lacks (entries current for this config are kept), as Ray Tune trials."""
+    from raynas.zoo.build import plan_jobs
+    from raynas.zoo.tune_build import build_zoo
 
     multi = multi_plan(config, sources, targets)
     jobs, _ = plan_jobs(list(sources), config.source_search(sources[0]), workspace, rebuild=False)
@@ -75,12 +76,7 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
         if verbose:
             print(f"pretraining {len(jobs)} zoo source(s): {', '.join(j.name for j in jobs)} ({config.source_epochs} "
                   f"epoch(s) of {config.source_steps or 'all'} steps each)", file=sys.stderr, flush=True)
-
-        def done(row: dict[str, Any]) -> None:
-            if verbose:
-                print(f"  pretrained {row['name']} in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
-
-        run_jobs(jobs, parallel=True, on_done=done, verbose=False)
+        build_zoo(jobs, workspace, verbose=verbose)
     elif verbose:
         print("the zoo's sources are pretrained already (kept)", file=sys.stderr, flush=True)
     pool = Pool(sources, multi, previous.get("build_s", 0.0) + (time.perf_counter() - t0 if jobs else 0.0),

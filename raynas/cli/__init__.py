@@ -10,6 +10,7 @@ from raynas import __version__
 from raynas.cli import bench, data, demo, distance, export, predict, search, serve, zoo
 from raynas.cli.output import print_json_error, start_command
 from raynas.errors import RaynasError
+from raynas.interrupts import stop_on_sigterm
 
 COMMAND_GROUPS = (data, zoo, distance, search, predict, export, serve, bench, demo)
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ``--json`` a failure is also one JSON object on stdout, unless the answer was already printed."""
     args = build_parser().parse_args(argv)
     start_command()
+    stop_on_sigterm()
     try:
         args.run(args)
     except RaynasError as exc:

@@ -45,8 +45,10 @@ def config_from_args(args: argparse.Namespace) -> TransferBenchConfig:
 
 def run_transfer_cmd(args: argparse.Namespace) -> None:
     from raynas.bench.transfer import run_transfer_bench
+    from raynas.cli.context import configure_ray_from_args
     from raynas.home import Home
 
+    configure_ray_from_args(args)
     config = config_from_args(args)
     out = Path(args.out) if args.out else Home.resolve(args.home).root / "bench" / (
         "transfer-quick" if args.quick else "transfer")

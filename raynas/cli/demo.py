@@ -2,7 +2,7 @@
 
 1. builds the offline suite, shows it, draws a sample grid per dataset and streams one
    epoch of each through the loader;
-2. pretrains a small zoo (one supernet per source, in parallel Ray tasks), leaving the
+2. pretrains a small zoo (one supernet per source, as Ray Tune trials), leaving the
    target ``glyph-digits`` out (a rerun reuses the sources that are already current);
 3. ranks the zoo's sources for the target by OT dataset distance;
 4. races the nearest sources and a search from scratch as Ray Tune trials with the same
@@ -88,11 +88,13 @@ def demo_configs(args: argparse.Namespace) -> tuple[SearchConfig, ExperimentConf
 
 
 def run_demo(args: argparse.Namespace) -> None:
+    from raynas.cli.context import configure_ray_from_args
     from raynas.ray_session import ensure_ray
     from raynas.race.race import run_race
     from raynas.transfer.ranking import rank_zoo
     from raynas.workspace import Workspace
     from raynas.zoo.build import plan_jobs, run_jobs
+    from raynas.zoo.tune_build import build_zoo
 
     template, experiment = demo_configs(args)
     quiet = args.json
@@ -102,12 +104,18 @@ def run_demo(args: argparse.Namespace) -> None:
     workspace = Workspace.open(store.home.root, str(store.home.root / "demo" / "shared"))
     jobs, current = plan_jobs(list(DEMO_SOURCES), template, workspace, rebuild=False)
     parallel = not args.sequential
+    configure_ray_from_args(args)
     ensure_ray()
     say(quiet, f"\npretraining the zoo: {', '.join(j.name for j in jobs) or 'nothing'} (cpu preset, "
-               f"{args.zoo_epochs} epochs, {'in parallel Ray tasks' if parallel else 'one after another'})"
+               f"{args.zoo_epochs} epochs, {'as Ray Tune trials' if parallel else 'one after another'})"
                + (f"; already current: {', '.join(current)}" if current else "") + "...")
     t0 = time.perf_counter()
-    built = run_jobs(jobs, parallel=parallel, verbose=not quiet and not parallel)
+    if not jobs:
+        built = []
+    elif parallel:
+        built = build_zoo(jobs, workspace, verbose=not quiet).rows
+    else:
+        built = run_jobs(jobs, verbose=not quiet)
     answer["zoo"] = {"entries": built, "current": current, "seconds": round(time.perf_counter() - t0, 1)}
 
     entries = [m for m in workspace.zoo.list() if m.kind == "single" and m.source != DEMO_TARGET]

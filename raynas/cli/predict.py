@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from raynas.cli.context import add_shared_options
+from raynas.cli.context import add_shared_options, configure_ray_from_args
 from raynas.cli.output import print_json, print_table
 from raynas.errors import RaynasError
 
@@ -51,6 +51,7 @@ def run_predict(args: argparse.Namespace) -> None:
                           "a dataset name or a Parquet file)")
     if not args.out:
         raise RaynasError("no --out given", f"{usage}: the predictions are written to that Parquet file")
+    configure_ray_from_args(args)
     answer = predict(args.model, args.input, args.out, dataset=args.dataset, split=args.split,
                      batch_size=args.batch_size, concurrency=args.concurrency, top_k=args.top_k, home=args.home,
                      storage=args.storage, address=args.address, progress=not args.json)

@@ -7,7 +7,7 @@ import importlib
 import logging
 import time
 
-from raynas.cli.context import add_shared_options
+from raynas.cli.context import add_shared_options, configure_ray_from_args
 from raynas.cli.output import print_json
 from raynas.errors import RaynasError
 
@@ -43,6 +43,7 @@ def run_serve_cmd(args: argparse.Namespace) -> None:
         from raynas.storage import Storage
 
         Storage(args.storage).check_root()
+    configure_ray_from_args(args)
     try:
         serving = importlib.import_module("raynas.model.serve")
     except ImportError as exc:

@@ -8,11 +8,14 @@ import sys
 from raynas.cli.context import add_shared_options, open_workspace
 from raynas.cli.output import print_json, print_table
 from raynas.errors import RaynasError
-from raynas.cli.options import add_config_flags, given, split_names
+from raynas.cli.options import add_config_flags, build, given, split_names
+from raynas.race.config import RaceConfig
 from raynas.search.config import SearchConfig
 
 # search fields that make no sense for pretraining from scratch
 BUILD_SKIPS = ("transfer", "transfer_mode", "alpha_temperature", "head", "distance", "probe_min_cut")
+# the race's fields that size, limit and retry a build's Tune trials
+TRIAL_FIELDS = ("cpus_per_trial", "gpus_per_trial", "node_wait_s", "max_concurrent", "max_failures")
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -25,11 +28,17 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("--multi", metavar="NAME", default=None,
                    help="train ONE supernet over all the datasets (shared cells and alphas, a head each) named NAME")
     add_config_flags(p, SearchConfig, "search", skip=BUILD_SKIPS)
+    add_config_flags(p, RaceConfig, "race", skip=tuple(f for f in RaceConfig.__dataclass_fields__
+                                                        if f not in TRIAL_FIELDS))
     p.add_argument("--sequential", action="store_true",
-                   help="pretrain in this process one source after another instead of in parallel Ray tasks")
+                   help="pretrain in this process one source after another, without Ray Tune (no TensorBoard "
+                        "run per source, no resume within a source)")
     p.add_argument("--rebuild", action="store_true",
                    help="pretrain every source again, also those whose zoo entry is already current (by default "
-                        "a rerun, e.g. after an interruption, only pretrains what is missing)")
+                        "a rerun only pretrains what is missing)")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue an interrupted build from its run directory: published sources are kept, the "
+                        "others continue from their last epoch")
     add_shared_options(p)
     p.set_defaults(run=run_build)
 
@@ -45,13 +54,25 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 def run_build(args: argparse.Namespace) -> None:
     from raynas.zoo.build import plan_jobs, run_jobs
+    from raynas.zoo.tune_build import build_zoo, resume_build
 
-    values = given(args, "search")
+    values, trial_values = given(args, "search"), given(args, "race")
+    quiet = args.json
+    if args.resume:
+        changed = [f"--{k.replace('_', '-')}" for k, v in (("datasets", args.datasets), ("exclude", args.exclude),
+                                                          ("multi", args.multi), ("sequential", args.sequential),
+                                                          ("rebuild", args.rebuild)) if v]
+        changed += sorted(f"--{k.replace('_', '-')}" for k in {**values, **trial_values})
+        if changed:
+            raise RaynasError(f"--resume takes the build's own settings; these options would change them: "
+                              f"{', '.join(changed)}", "resume without them, or start a new build")
+        report(resume_build(args.resume, open_workspace(args), verbose=not quiet, address=args.address).rows, quiet)
+        return
     template = SearchConfig.from_json({"dataset": "template", **values})  # bad values fail before anything runs
     if "w_lr_min" in values:
         template.check_schedule()
+    trials = build(RaceConfig, trial_values)
     exclude, named = set(split_names(args.exclude, "--exclude")), split_names(args.datasets, "--datasets")
-    parallel = not args.sequential
     workspace = open_workspace(args)
     datasets = named or workspace.store.names()
     unknown = sorted(exclude - set(datasets)) if args.datasets else []
@@ -61,28 +82,29 @@ def run_build(args: argparse.Namespace) -> None:
     if not datasets:
         raise RaynasError("no datasets left to pretrain on", "check --datasets and --exclude")
     jobs, current = plan_jobs(datasets, template, workspace, multi=args.multi, rebuild=args.rebuild)
-    quiet = args.json
     if not quiet:
         if current:
             print(f"already current in the zoo (pass --rebuild to pretrain them again): {', '.join(current)}",
                   file=sys.stderr)
-        where = "in parallel Ray tasks" if parallel and len(jobs) > 1 else "one after another"
-        if jobs:
-            print(f"pretraining {len(jobs)} supernet(s) {where}: {', '.join(j.name for j in jobs)}", file=sys.stderr)
-    if parallel and len(jobs) > 1:
-        from raynas.ray_session import ensure_ray
+        if jobs and args.sequential:
+            print(f"pretraining {len(jobs)} supernet(s) one after another in this process: "
+                  f"{', '.join(j.name for j in jobs)}", file=sys.stderr)
+    if not jobs:
+        rows = []
+    elif args.sequential:
+        def done(row: dict) -> None:
+            if not quiet:
+                print(f"published {row['name']} ({row['kind']}, val acc {100 * row['accuracy']:.1f}%, "
+                      f"{row['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-        ensure_ray(args.address)  # a local Ray unless one is connected; tasks publish through the zoo actor
-    finished = []
+        rows = run_jobs(jobs, on_done=done, verbose=not quiet)
+    else:
+        rows = build_zoo(jobs, workspace, trials=trials, verbose=not quiet, address=args.address).rows
+    report(rows, quiet)
 
-    def report(row: dict) -> None:
-        finished.append(row)
-        if not quiet:
-            print(f"[{len(finished)}/{len(jobs)}] published {row['name']} ({row['kind']}, val acc "
-                  f"{100 * row['accuracy']:.1f}%, {row['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    rows = run_jobs(jobs, parallel=parallel, on_done=report, verbose=not quiet)
-    if args.json:
+def report(rows: list[dict], quiet: bool) -> None:
+    if quiet:
         print_json(rows)
         return
     print_table("published", ["name", "source", "kind", "val acc %", "epochs", "seconds"],

@@ -58,7 +58,7 @@ def build_rows(results, candidates: dict[str, Candidate], epochs: int) -> list[R
         curve = _finite(frame["val_acc"]) if frame is not None and "val_acc" in frame else []
         entropy = _finite(frame["alpha_entropy"]) if frame is not None and "alpha_entropy" in frame else []
         done = int(metrics.get("epoch") or len(curve))
-        error = _first_line(r.error) if r.error is not None else metrics.get("error")
+        error = first_line(r.error) if r.error is not None else metrics.get("error")
         if error:
             status = FAILED
         elif metrics.get("diverged"):
@@ -76,7 +76,7 @@ def build_rows(results, candidates: dict[str, Candidate], epochs: int) -> list[R
             epochs=done, status=status, final_val_acc=curve[-1] if curve else None,
             best_val_acc=max(curve) if curve else None, time_s=float(metrics.get("time_total_s") or 0.0),
             curve=curve, entropy=entropy, error=error or None,
-            checkpoint=r.checkpoint, path=r.path, bad_input=_is_input_error(r.error)))
+            checkpoint=r.checkpoint, path=r.path, bad_input=is_input_error(r.error)))
     order = {FINISHED: 0, STOPPED: 1, DIVERGED: 2, FAILED: 3}
     rows.sort(key=lambda row: (order[row.status], -(row.final_val_acc or 0.0), -(row.best_val_acc or 0.0),
                                row.trial))
@@ -98,12 +98,12 @@ def winner(rows: list[Row]) -> Row:
                       "with `raynas search --resume RUN`")
 
 
-def _is_input_error(error: BaseException | None) -> bool:
+def is_input_error(error: BaseException | None) -> bool:
     return error is not None and (isinstance(error, RaynasError) or isinstance(getattr(error, "cause", None),
                                                                               RaynasError))
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """What went wrong in a trial: a RaynasError with its fix, else the exception's last line."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, RaynasError) or isinstance(error, RaynasError):

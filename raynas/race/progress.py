@@ -13,10 +13,14 @@ from ray.tune import Callback
 
 class RaceProgress(Callback):
     """Prints when trials start, finish an epoch, are stopped by ASHA, fail and are retried; a
-    failure says why (a bad input fails its trial with the RaynasError's problem and fix)."""
+    failure says why (a bad input fails its trial with the RaynasError's problem and fix).
+    ``compare`` marks the trial that leads (a race; a zoo build's sources are not comparable);
+    ``finished`` is what a trial that ran all its epochs did."""
 
-    def __init__(self, epochs: int, labels: dict[str, str], sampled: bool = False, out: TextIO | None = None):
+    def __init__(self, epochs: int, labels: dict[str, str], sampled: bool = False, out: TextIO | None = None,
+                 compare: bool = True, finished: str = "finished"):
         self.epochs, self.labels, self.sampled, self.out = epochs, labels, sampled, out
+        self.compare, self.finished = compare, finished
         self.start = time.perf_counter()
         self.best: float | None = None
 
@@ -41,7 +45,7 @@ class RaceProgress(Callback):
                 self._say(trial, f"epoch {result.get('epoch', '?'):>3}/{self.epochs}  DIVERGED (loss not finite)")
             return
         lead = ""
-        if self.best is None or acc > self.best:
+        if self.compare and (self.best is None or acc > self.best):
             self.best, lead = acc, "  (leads)"
         diverged = "  DIVERGED" if result.get("diverged") else ""
         self._say(trial, f"epoch {result.get('epoch', '?'):>3}/{self.epochs}  val {100 * acc:5.1f}%  "
@@ -55,7 +59,7 @@ class RaceProgress(Callback):
         elif done < self.epochs:
             self._say(trial, f"stopped early by ASHA after epoch {done}")
         else:
-            self._say(trial, "finished")
+            self._say(trial, self.finished)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._say(trial, f"crashed ({trial_error(trial)}); retried from its last checkpoint "

@@ -26,7 +26,7 @@ from raynas.experiment import ExperimentConfig, check_experiment, finish_checkpo
 from raynas.race.candidates import SCRATCH, Candidate, race_candidates
 from raynas.race.leaderboard import Row, build_rows, winner
 from raynas.race.report import RACE_FILE, read_race_file, write_race_file, write_report
-from raynas.race.trial import TrialJob, search_trial
+from raynas.race.trial import TrialJob, trainable
 from raynas.search.algorithms import create_algorithm
 from raynas.search.loop import Callback, check_config, load_result
 from raynas.search.results import new_run_dir
@@ -35,6 +35,7 @@ from raynas.storage import Storage, atomic_write_bytes
 from raynas.workspace import Workspace
 
 METRIC, MODE = "val_acc", "max"
+SEARCH_TRIAL = "SearchTrial"  # the trials' actor class, as the dashboard shows it
 
 
 @dataclass
@@ -177,13 +178,14 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
         fs = ledger_filesystem(storage, run_dir.name, run_dir)  # records the digests of Tune's state as written
         tuner = _tuner(job, config, candidates, resources, storage, fs, run_dir.name, space_, algo, samples,
                        verbose, tune_callbacks)  # writes tuner.pkl: the storage's first write
+        link_experiment(run_dir, storage)
     except BaseException:
         if made_here:  # a race that never started leaves no run folder holding only its config
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if verbose:
         _announce(config, candidates, notes, resources, samples, storage, run_dir)
-    results = tuner.fit()
+    results = _fit(tuner, run_dir)
     return _conclude(results, config, workspace, candidates, notes, run_dir, storage, resources, samples, t0,
                      verbose)
 
@@ -216,15 +218,23 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     ensure_ray(address)
     resources = race["trial_resources"]
     job = _job(config, workspace, candidates, tensorboard, trial_callbacks, race.get("datasets", {}))
-    trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
     if verbose:
         print(f"resuming the race in {run_dir}: unfinished trials continue from their last checkpoints",
               file=sys.stderr)
-    tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                               storage_filesystem=ledger_filesystem(storage, race["name"], run_dir))
-    results = tuner.fit()
+    fs = ledger_filesystem(storage, race["name"], run_dir)
+    tuner = tune.Tuner.restore(path, trainable(SEARCH_TRIAL, job, resources), resume_unfinished=True,
+                               resume_errored=True, storage_filesystem=fs)
+    results = _fit(tuner, run_dir)
     return _conclude(results, config, workspace, candidates, race.get("notes", []), run_dir, storage, resources,
                      race["samples"], t0, verbose)
+
+
+def _fit(tuner, run_dir: Path):
+    """``tuner.fit()``; a SIGTERM meanwhile (``ray job stop``) first says how to resume."""
+    from raynas.interrupts import resume_hint
+
+    with resume_hint(f"resume with `raynas search --resume {run_dir}`"):
+        return tuner.fit()
 
 
 def race_datasets(config: ExperimentConfig, workspace: Workspace) -> dict[str, str]:
@@ -236,8 +246,10 @@ def race_datasets(config: ExperimentConfig, workspace: Workspace) -> dict[str, s
     return {name: workspace.store.info(name).content_hash for name in dict.fromkeys(names)}
 
 
-def check_resume_workspace(race: dict[str, Any], workspace: Workspace, run_dir: Path) -> Storage:
-    """The Tune storage of the resumed race: this workspace's, which must be the one the race ran in.
+def check_resume_workspace(race: dict[str, Any], workspace: Workspace, run_dir: Path, what: str = "search",
+                           record: str = RACE_FILE) -> Storage:
+    """The Tune storage of the resumed race (or zoo build, whose run directory's ``record`` is
+    ``build.json``): this workspace's, which must be the one the run ran in.
 
     The location is computed from ``--home``/``--storage``, never taken from ``race.json``, so an
     edited run directory cannot send the resume's writes elsewhere; a resume in another home or
@@ -249,14 +261,24 @@ def check_resume_workspace(race: dict[str, Any], workspace: Workspace, run_dir: 
             and _same_place(race["tune_storage"], storage.uri))
     if not same:
         flags = f"--home {then_home}" + (f" --storage {then_shared}" if then_shared else "")
-        raise RaynasError(f"--resume {run_dir}: the race ran with its Tune state in {race['tune_storage']}, but this "
-                          f"home and storage keep it in {storage.uri}",
-                          f"resume with the home and storage the search was started with: {flags}")
+        raise RaynasError(f"--resume {run_dir}: the {what} ran with its Tune state in {race['tune_storage']}, but "
+                          f"this home and storage keep it in {storage.uri}",
+                          f"resume with the home and storage the {what} was started with: {flags}")
     if race["name"] != run_dir.name:
-        raise RaynasError(f"--resume {run_dir}: its race.json names the Tune experiment '{race['name']}', not "
-                          f"'{run_dir.name}' (the run directory was renamed, or race.json edited)",
-                          "give the run directory its original name, or start a new search")
+        raise RaynasError(f"--resume {run_dir}: its {record} names the Tune experiment '{race['name']}', not "
+                          f"'{run_dir.name}' (the run directory was renamed, or {record} edited)",
+                          f"give the run directory its original name, or start a new {what}")
     return storage
+
+
+def link_experiment(run_dir: Path, storage: Storage) -> None:
+    """A ``tune`` link in the run directory to its Tune experiment when that is on a local disk
+    (one place per run); on remote storage the run's ``race.json`` or ``build.json`` names its URI."""
+    if not storage.is_local:
+        return
+    link = run_dir / "tune"
+    if not link.is_symlink():
+        link.symlink_to(Path(storage.path(run_dir.name)), target_is_directory=True)
 
 
 def _same_place(a: str | None, b: str | None) -> bool:
@@ -288,25 +310,34 @@ def _job(config: ExperimentConfig, workspace: Workspace, candidates: list[Candid
 
 def _tuner(job: TrialJob, config: ExperimentConfig, candidates: list[Candidate], resources: dict[str, float],
            storage: Storage, fs, name: str, space: dict, algo, samples: int, verbose: bool, extra: Sequence = ()):
-    from ray import tune
-
     from raynas.race.progress import RaceProgress
 
     labels = {c.key: c.label for c in candidates}
     callbacks = [RaceProgress(config.search.epochs, labels, sampled=samples > 1)] if verbose else []
-    callbacks.extend(extra)
-    trainable = tune.with_resources(tune.with_parameters(search_trial, job=job), resources)
+    return new_tuner(trainable(SEARCH_TRIAL, job, resources), name=name, storage=storage, fs=fs, space=space,
+                     samples=samples, algo=algo, scheduler=scheduler(config), max_concurrent=config.race.max_concurrent,
+                     max_failures=config.race.max_failures, callbacks=[*callbacks, *extra])
+
+
+def new_tuner(trainable_cls, *, name: str, storage: Storage, fs, space: dict, samples: int = 1, algo=None,
+              scheduler=None, max_concurrent: int | None = None, max_failures: int = 2, callbacks: Sequence = ()):
+    """A Tune experiment of :mod:`raynas.race.trial` trials (a race's or a zoo build's), ``name``
+    below ``storage``: trial folders named after their source, the last two checkpoints kept,
+    crashed trials retried ``max_failures`` times from their last checkpoint."""
+    from ray import tune
+
     return tune.Tuner(
-        trainable, param_space=space,
+        trainable_cls, param_space=space,
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=samples, search_alg=algo,
-                                    scheduler=scheduler(config), max_concurrent_trials=config.race.max_concurrent,
+                                    scheduler=scheduler, max_concurrent_trials=max_concurrent,
                                     reuse_actors=True,  # later trials skip the worker's start and imports
                                     trial_name_creator=lambda t: f"{t.config.get('source', 'trial')}_{t.trial_id[-5:]}",
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=storage.root, storage_filesystem=fs,
-                                  failure_config=tune.FailureConfig(max_failures=config.race.max_failures),
+                                  failure_config=tune.FailureConfig(max_failures=max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                                  sync_config=tune.SyncConfig(sync_artifacts=True), callbacks=callbacks, verbose=0))
+                                  sync_config=tune.SyncConfig(sync_artifacts=True), callbacks=list(callbacks),
+                                  verbose=0))
 
 
 def _conclude(results, config: ExperimentConfig, workspace: Workspace, candidates: list[Candidate],
@@ -314,7 +345,7 @@ def _conclude(results, config: ExperimentConfig, workspace: Workspace, candidate
               t0: float, verbose: bool) -> RaceResult:
     """Leaderboard, winner, report; then the winner's retrain and publish, as the config asks."""
     expected = max(len(results), len(candidates) if samples == 1 else samples)  # unstarted trials are not listed
-    unfinished = expected - results.num_terminated - results.num_errors
+    unfinished = unfinished_trials(results, expected, config.search.epochs)
     if unfinished:
         raise RaynasError(f"the race was interrupted: {unfinished} of {expected} trial(s) had not ended",
                           f"resume it with `raynas search --resume {run_dir}` (finished trials are kept, the others "
@@ -360,13 +391,25 @@ def _conclude(results, config: ExperimentConfig, workspace: Workspace, candidate
     return RaceResult(run_dir, rows, best, answer)
 
 
+def unfinished_trials(results, expected: int, epochs: int) -> int:
+    """Trials of a ``ResultGrid`` that had not ended when ``fit()`` returned (trials that never
+    started may be missing from it). Tune marks the trials it stops on an interruption (SIGINT)
+    TERMINATED like finished ones, so a trial counts as ended when it failed, ran all ``epochs``,
+    diverged, or has ``done`` in its last result (stopped by the scheduler)."""
+    def ended(r) -> bool:
+        m = r.metrics or {}
+        return r.error is not None or bool(m.get("done") or m.get("diverged")) or int(m.get("epoch") or 0) >= epochs
+
+    return max(len(results), expected) - sum(1 for r in results if ended(r))
+
+
 def _finish_winner(best: Row, config: ExperimentConfig, workspace: Workspace, run_dir: Path,
                    resources: dict[str, float]) -> dict[str, Any]:
     """Retrain and publish the winner from its checkpoint, in a Ray task sized like a trial."""
     import ray
 
     home, storage = workspace.locations()
-    task = ray.remote(_finish_task).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"],
+    task = ray.remote(_finish_task).options(name="FinishWinner", num_cpus=resources["cpu"], num_gpus=resources["gpu"],
                                             max_retries=0)
     try:
         answer = ray.get(task.remote(best.checkpoint, config.to_json(), home, storage, str(run_dir)))

@@ -1,4 +1,5 @@
-"""The Tune trial of a race: one warm-started search, reported and checkpointed every epoch.
+"""The Tune trial of a race (one warm-started search) and of a zoo build (one source's search
+from scratch, published at its end), reported and checkpointed every epoch.
 
 A trial only parses its config and calls :func:`raynas.experiment.run_experiment`. What it
 receives are names and numbers: the experiment config, the home and storage to reopen the
@@ -34,22 +35,26 @@ NAN = float("nan")
 
 @dataclass(frozen=True)
 class TrialJob:
-    """What every trial of one race shares, as plain values."""
+    """What every trial of one race (or zoo build) shares, as plain values."""
 
-    experiment: dict[str, Any]  # ExperimentConfig.to_json() of the race
+    experiment: dict[str, Any] | None  # ExperimentConfig.to_json() of the race (None: a zoo build)
     home: str
     storage: str | None
-    notes: dict[str, dict[str, Any]]  # candidate key -> facts for its warm-start record
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # candidate key -> facts for its warm start
     tensorboard: bool = True
     callbacks: Sequence[Callback] = field(default=())  # extra per-epoch callbacks (tests, integrations)
     datasets: dict[str, str] = field(default_factory=dict)  # name -> content hash when the race started
+    pretrain: dict[str, dict[str, Any]] = field(default_factory=dict)  # zoo build: source -> its experiment
 
 
 def trial_experiment(job: TrialJob, trial_config: dict[str, Any]) -> ExperimentConfig:
-    """The experiment one trial runs: the race's search with this trial's source and
-    hyperparameters; no retrain or publish (the race does those for its winner)."""
-    base = ExperimentConfig.from_json(job.experiment)
+    """The experiment one trial runs. In a race: the race's search with this trial's source and
+    hyperparameters, no retrain or publish (the race does those for its winner). In a zoo build:
+    the source's own search from scratch, which the trial publishes when it ends."""
     source = trial_config["source"]
+    if job.pretrain:
+        return ExperimentConfig.from_json(job.pretrain[source])
+    base = ExperimentConfig.from_json(job.experiment)
     changes = {k: trial_config[k] for k in HYPERPARAMETERS if trial_config.get(k) is not None}
     search = base.search.replace(transfer="scratch" if source == SCRATCH else source, **changes)
     return replace(base, search=search, retrain=None, publish=False)
@@ -120,11 +125,27 @@ def check_assigned_gpu(device: str) -> None:
                           "--device cpu to train on the CPU on purpose")
 
 
+def trainable(name: str, job: TrialJob, resources: dict[str, float]):
+    """:func:`search_trial` for ``job`` as a Tune trainable class called ``name``: the dashboard and
+    the logs show trial actors by their class, which for a plain function is ``ImplicitFunc``."""
+    from ray import tune
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    cls = wrap_function(tune.with_resources(tune.with_parameters(search_trial, job=job), resources), name=name)
+    cls.__name__ = cls.__qualname__ = name
+    return cls
+
+
 def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
-    """The Tune function trainable of a race."""
+    """The Tune function trainable of a race and of a zoo build."""
+    import logging
     import os
 
     from ray import tune
+
+    # the driver prints each epoch; Ray forwards this process's log to it (and to `ray job logs`),
+    # where a line per checkpoint would drown the progress
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
     config = trial_experiment(job, trial_config)
     check_assigned_gpu(config.search.device)

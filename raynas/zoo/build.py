@@ -2,9 +2,9 @@
 
 Each source is an ordinary search experiment from scratch
 (:func:`raynas.experiment.run_experiment`) whose supernet is published with the OT embedding
-of its dataset. Several sources run in parallel
-as Ray tasks of one CPU (and one GPU, when the cluster has GPUs) each when ``parallel`` asks
-for it; otherwise they run one after another in this process.
+of its dataset. :func:`plan_jobs` checks everything and leaves out sources whose entry is
+current; the jobs then run as the trials of one Ray Tune experiment
+(:mod:`raynas.zoo.tune_build`), or one after another in this process (:func:`run_jobs`).
 """
 
 from __future__ import annotations
@@ -97,44 +97,12 @@ def is_current(config: SearchConfig, workspace: Workspace) -> bool:
     return same and [s.content_hash for s in manifest.sources] == hashes
 
 
-def run_jobs(jobs: list[PretrainJob], parallel: bool, on_done: Callable[[dict[str, Any]], None] | None = None,
+def run_jobs(jobs: list[PretrainJob], on_done: Callable[[dict[str, Any]], None] | None = None,
              verbose: bool = True) -> list[dict[str, Any]]:
-    """Run pretraining jobs, in parallel Ray tasks (one CPU and one torch thread each, and one GPU
-    each when the cluster has or its autoscaler adds GPUs) or in turn."""
+    """Run pretraining jobs one after another in this process, without Ray (``--sequential``)."""
     done: list[dict[str, Any]] = []
-
-    def finish(row: dict[str, Any]) -> None:
-        done.append(row)
+    for job in jobs:
+        done.append(pretrain(job, verbose=verbose))
         if on_done:
-            on_done(row)
-
-    if not parallel or len(jobs) < 2:
-        for job in jobs:
-            finish(pretrain(job, verbose=verbose))
-        return done
-    import ray
-
-    from raynas.capacity import Capacity, ensure_capacity
-
-    device = jobs[0].config.device
-    gpus = 1 if device.startswith("cuda") or (device == "auto" and Capacity.of_cluster().has_gpus()) else 0
-    ensure_capacity({"CPU": 1, "GPU": gpus}, "a pretraining job", verbose=verbose)  # an autoscaler may add it
-    task = ray.remote(num_cpus=1, num_gpus=gpus)(pretrain)  # one GPU each when the cluster has (or adds) GPUs
-    pending = {task.remote(PretrainJob(job.config.replace(threads=1), job.home, job.storage)): job.name
-               for job in jobs}
-    failed: dict[str, BaseException] = {}
-    while pending:  # every job runs to its end, so one failure does not lose the others' work
-        [ready], _ = ray.wait(list(pending), num_returns=1)
-        name = pending.pop(ready)
-        try:
-            finish(ray.get(ready))
-        except ray.exceptions.RayTaskError as exc:
-            failed[name] = exc.cause if isinstance(exc.cause, BaseException) else exc
-    if failed:
-        first = next(iter(failed.values()))
-        published = f"; published: {', '.join(r['name'] for r in done)}" if done else ""
-        problem = (f"pretraining failed for {', '.join(failed)}{published}; first error: "
-                   f"{getattr(first, 'problem', first)}")
-        raise RaynasError(problem, getattr(first, "fix", None)) from first
+            on_done(done[-1])
     return done
-

@@ -34,7 +34,7 @@ def pool(suite_home, tmp_path_factory):
     jobs, _ = plan_jobs(list(SOURCES), TINY.source_search(SOURCES[0]), ws)
     for name, datasets in multi_plan(TINY, SOURCES, SOURCES[:3]).items():
         jobs += plan_jobs(list(datasets), TINY.source_search(name), ws, multi=name)[0]
-    run_jobs(jobs, parallel=False, verbose=False)
+    run_jobs(jobs, verbose=False)
     return ws
 
 

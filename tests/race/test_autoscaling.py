@@ -121,3 +121,24 @@ def test_a_race_scales_a_gpu_node_up_from_zero_and_finishes(autoscaling_cluster,
         run_race(config, workspace, run_dir=tmp_path / "too-big", verbose=False)
     assert time.monotonic() - t0 < 30 and not (tmp_path / "too-big").exists()
     assert json.loads((tmp_path / "scaled" / "race.json").read_text())["trial_resources"]["gpu"] == 1.0
+
+
+@pytest.mark.cluster
+def test_a_zoo_build_scales_a_gpu_node_up_from_zero_and_publishes(autoscaling_cluster, suite_home, tmp_path, capsys):
+    import ray
+
+    from raynas.workspace import Workspace
+    from raynas.zoo.build import plan_jobs
+    from raynas.zoo.tune_build import build_zoo
+
+    assert not any(n["Resources"].get("GPU") for n in ray.nodes() if n["Alive"])  # head only, no GPU
+    workspace = Workspace.open(suite_home, str(tmp_path / "storage"))
+    template = SearchConfig(dataset="x", epochs=1, device="cpu", threads=1, **TINY)
+    jobs, _ = plan_jobs(["digits", "textures"], template, workspace)
+    result = build_zoo(jobs, workspace, trials=RaceConfig(gpus_per_trial=1, cpus_per_trial=1),
+                       run_dir=tmp_path / "build", verbose=True)
+    assert sorted(r["name"] for r in result.rows) == ["digits", "textures"] == workspace.zoo.names()
+    err = capsys.readouterr().err
+    assert "waiting for a node with 1 CPU and 1 GPU" in err and "digits" in err and "finished; published" in err
+    assert any(n["Resources"].get("GPU") for n in ray.nodes() if n["Alive"])  # the autoscaler added it
+    assert json.loads((tmp_path / "build" / "build.json").read_text())["trial_resources"] == {"cpu": 1.0, "gpu": 1.0}

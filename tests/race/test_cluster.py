@@ -68,7 +68,7 @@ def test_trials_spread_over_nodes_and_the_zoo_outlives_its_node(two_nodes, suite
     storage = str(tmp_path / "storage")
     jobs, _ = plan_jobs(["glyph-upper", "mnist5k"], SearchConfig(dataset="x", epochs=1, **TINY),
                         Workspace.open(suite_home, storage, use_actors=False))
-    run_jobs(jobs, parallel=False, verbose=False)
+    run_jobs(jobs, verbose=False)
 
     # the zoo actor happens to start on the worker node (soft affinity: it may move when that node goes)
     location = storage_location(Workspace.open(suite_home, storage, use_actors=False).zoo_storage)

@@ -31,7 +31,7 @@ def zoo_storage(suite_home, tmp_path_factory):
     """Storage with a zoo of three tiny supernets (the target left out), built once for the module."""
     storage = str(tmp_path_factory.mktemp("race-storage"))
     jobs, _ = plan_jobs(SOURCES, SearchConfig(dataset="x", epochs=1, **TINY), Workspace.open(suite_home, storage))
-    run_jobs(jobs, parallel=False, verbose=False)
+    run_jobs(jobs, verbose=False)
     return storage
 
 

@@ -1,0 +1,122 @@
+"""SIGTERM (`ray job stop`, Kubernetes, batch schedulers) stops a command as Ctrl+C does, after
+one line on how to resume. Each test runs a small Python process of its own; no Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import raynas
+from raynas import interrupts
+
+ROOT = str(Path(raynas.__file__).resolve().parent.parent)
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+PROGRAM = """
+import contextlib, signal, sys, time
+from raynas.interrupts import resume_hint, stop_on_sigterm
+
+{setup}
+stop_on_sigterm()
+stop_on_sigterm()  # twice: still one handler, one line
+try:
+    with {context}:
+        print("ready", flush=True)
+        time.sleep(60)
+    print("not interrupted", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def run_until_sigterm(context: str = "resume_hint('resume with X')", setup: str = "",
+                      signals: int = 1) -> tuple[int, str, str]:
+    program = textwrap.dedent(PROGRAM).format(context=context, setup=setup)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        for _ in range(signals):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def test_sigterm_interrupts_like_ctrl_c_and_says_how_to_resume():
+    code, out, err = run_until_sigterm()
+    assert code == 130 and out.strip() == "interrupted", (out, err)
+    assert err.splitlines() == ["received SIGTERM (ray job stop?): stopping; resume with X"]
+
+
+def test_without_a_hint_the_line_only_says_it_stops():
+    code, out, err = run_until_sigterm(context="contextlib.nullcontext()")
+    assert code == 130 and out.strip() == "interrupted", (out, err)
+    assert err.splitlines() == ["received SIGTERM (ray job stop?): stopping"]
+
+
+def test_ray_job_drivers_with_sigint_blocked_still_stop():
+    """Ray's job supervisor starts the driver with SIGINT blocked (unless RAY_JOB_STOP_SIGNAL=SIGINT)."""
+    code, out, err = run_until_sigterm(setup="signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})")
+    assert code == 130 and out.strip() == "interrupted", (out, err)
+    assert "resume with X" in err and "Traceback" not in err
+
+
+def test_ignored_sigint_still_stops():
+    """A background job of a shell script starts with SIGINT ignored."""
+    code, out, err = run_until_sigterm(setup="signal.signal(signal.SIGINT, signal.SIG_IGN)")
+    assert code == 130 and out.strip() == "interrupted", (out, err)
+    assert "Traceback" not in err
+
+
+def test_a_second_sigterm_is_a_second_ctrl_c():
+    """What Ray Tune does on the first SIGINT: note it, and let the next one interrupt."""
+    setup = textwrap.dedent("""
+        def first(signum, frame):
+            print("stopping gracefully", flush=True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, first)
+    """)
+    code, out, err = run_until_sigterm(setup=setup, signals=2)
+    assert code == 130 and out.split() == ["stopping", "gracefully", "interrupted"], (out, err)
+    assert "Traceback" not in err and err.count("received SIGTERM") == 2
+
+
+def test_off_the_main_thread_it_does_nothing():
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    failures = []
+
+    def call():
+        try:
+            interrupts.stop_on_sigterm()
+        except BaseException as exc:  # noqa: BLE001 - what the test looks for
+            failures.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    assert failures == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_resume_hint_nests():
+    assert interrupts._hint is None
+    with interrupts.resume_hint("outer"):
+        with interrupts.resume_hint("inner"):
+            assert interrupts._hint == "inner"
+        assert interrupts._hint == "outer"
+    assert interrupts._hint is None
