@@ -1,7 +1,8 @@
 """How much of a race's wall time goes into training, and how much into Tune around it.
 
 Runs one race of ``--trials`` trials of about ``--trial-seconds`` each on this machine (one
-CPU per trial, as many at once as there are CPUs) and splits its wall time into:
+CPU per trial, as many at once as there are CPUs; steps per epoch are sized from one short
+epoch measured first) and splits its wall time into:
 
 * training: the trials' epochs (search steps and validation), summed over trials and divided
   by the number of trial slots;
@@ -28,6 +29,21 @@ import time
 from pathlib import Path
 
 
+def size_epochs(search, workspace, trial_seconds: float) -> tuple[int, float, float]:
+    """Steps per epoch for trials of about ``trial_seconds``: one epoch of 3 steps with one thread
+    (as a trial of one CPU runs) measures a step and the validation here and now."""
+    from raynas.search.loop import run_search
+
+    result = run_search(search.replace(epochs=1, max_steps_per_epoch=3, threads=1), store=workspace.store,
+                        verbose=False)
+    epoch = result.history[0]
+    step_s = epoch["search_step_s"]
+    val_s = max(0.0, epoch["epoch_s"] - 3 * step_s)
+    steps = max(1, round((trial_seconds / search.epochs - val_s) / step_s))
+    print(f"calibration: a search step {step_s:.2f} s, validation {val_s:.2f} s: {steps} steps per epoch")
+    return steps, step_s, val_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
@@ -51,11 +67,10 @@ def main() -> None:
     home = Path(args.home or tempfile.mkdtemp(prefix="raynas-bench-"))
     workspace = Workspace.open(home)
     workspace.store.info("glyph-digits")  # build the dataset outside the timing
-    # a step takes about 1.5-3 s with one thread on a small machine: size epochs to the trial time
-    steps = max(1, round(args.trial_seconds / args.epochs / 2.5))
-    config = ExperimentConfig(SearchConfig(dataset="glyph-digits", preset="cpu", epochs=args.epochs,
-                                           max_steps_per_epoch=steps, transfer="scratch"),
-                              RaceConfig(trials=args.trials, early_stop=False))
+    search = SearchConfig(dataset="glyph-digits", preset="cpu", epochs=args.epochs, transfer="scratch")
+    steps, step_s, val_s = size_epochs(search, workspace, args.trial_seconds)
+    config = ExperimentConfig(search.replace(max_steps_per_epoch=steps), RaceConfig(trials=args.trials,
+                                                                                    early_stop=False))
     t0 = time.perf_counter()
     ensure_ray()
     ray_start = time.perf_counter() - t0
@@ -72,7 +87,7 @@ def main() -> None:
     slots = min(slots, args.trials)
     training = epoch_s / slots / wall
     in_trial = (reported_s - epoch_s) / slots / wall
-    rows = {"ray_start_s": ray_start, "race_wall_s": wall, "trials": args.trials, "slots": slots,
+    rows = {"calibrated_step_s": step_s, "calibrated_val_s": val_s, "ray_start_s": ray_start, "race_wall_s": wall, "trials": args.trials, "slots": slots,
             "epochs": args.epochs, "steps_per_epoch": steps, "trial_epoch_s_sum": epoch_s,
             "trial_reported_s_sum": reported_s, "share_training": training, "share_in_trial_overhead": in_trial,
             "share_start_schedule_report": 1 - training - in_trial,

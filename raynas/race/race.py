@@ -185,7 +185,7 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
         raise
     if verbose:
         _announce(config, candidates, notes, resources, samples, storage, run_dir)
-    results = _fit(tuner, run_dir)
+    results = _fit(tuner, run_dir, pending_trials(resources, samples, config.race.max_concurrent))
     return _conclude(results, config, workspace, candidates, notes, run_dir, storage, resources, samples, t0,
                      verbose)
 
@@ -224,17 +224,58 @@ def resume_race(run_dir: str | Path, workspace: Workspace, *, verbose: bool = Tr
     fs = ledger_filesystem(storage, race["name"], run_dir)
     tuner = tune.Tuner.restore(path, trainable(SEARCH_TRIAL, job, resources), resume_unfinished=True,
                                resume_errored=True, storage_filesystem=fs)
-    results = _fit(tuner, run_dir)
+    results = _fit(tuner, run_dir, pending_trials(resources, race["samples"], config.race.max_concurrent))
     return _conclude(results, config, workspace, candidates, race.get("notes", []), run_dir, storage, resources,
                      race["samples"], t0, verbose)
 
 
-def _fit(tuner, run_dir: Path):
-    """``tuner.fit()``; a SIGTERM meanwhile (``ray job stop``) first says how to resume."""
+def _fit(tuner, run_dir: Path, pending: int | None = None):
+    """``tuner.fit()``, creating up to ``pending`` trials ahead of a free slot (see
+    :func:`pending_trials`); a SIGTERM meanwhile (``ray job stop``) first says how to resume."""
+    import os
+
     from raynas.interrupts import resume_hint
 
-    with resume_hint(f"resume with `raynas search --resume {run_dir}`"):
-        return tuner.fit()
+    import threading
+
+    from raynas.figures import pyplot
+
+    # the report after the trials draws with matplotlib: import it while the driver waits on trials
+    threading.Thread(target=pyplot, name="raynas-import-pyplot", daemon=True).start()
+    before = os.environ.get(PENDING_ENV)
+    if pending is not None and before is None:  # Tune reads it when fit() starts; a user's setting wins
+        os.environ[PENDING_ENV] = str(pending)
+    try:
+        with resume_hint(f"resume with `raynas search --resume {run_dir}`"):
+            return tuner.fit()
+    finally:
+        if before is None:
+            os.environ.pop(PENDING_ENV, None)
+
+
+PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+def pending_trials(resources: dict[str, float], samples: int, max_concurrent: int | None) -> int | None:
+    """How many trials Tune may create before a slot is free, for a race with a searcher (HyperOpt).
+
+    Tune's default there is one (unless ``max_concurrent`` is set): the first wave of trials then
+    started one after another (5 s apart on a 2-CPU machine, 6% of a 4-trial race) and an
+    autoscaler saw the resources of one trial at a time. Here: as many trials as fit the cluster
+    now, or up to 16 while an autoscaler can add nodes. None: Tune's own choice is right."""
+    import math
+
+    from raynas.capacity import Capacity
+
+    if samples <= 1 or max_concurrent:
+        return None
+    cpus, gpus = resources["cpu"], resources["gpu"]
+    capacity = Capacity.of_cluster()
+    fit = sum(int(min(n.get("CPU", 0) // cpus if cpus else math.inf, n.get("GPU", 0) // gpus if gpus else math.inf))
+              for n in capacity.nodes if cpus or gpus)
+    if capacity.autoscaling:
+        fit = max(fit, 16)
+    return max(1, min(samples, fit))
 
 
 def race_datasets(config: ExperimentConfig, workspace: Workspace) -> dict[str, str]:

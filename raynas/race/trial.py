@@ -15,7 +15,9 @@ TensorBoard images next to Tune's scalars.
 
 from __future__ import annotations
 
+import math
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -80,10 +82,13 @@ def tune_metrics(metrics: dict[str, Any], diverged: bool = False) -> dict[str, A
 
 class TensorBoardImages:
     """The op weights of both cells as a TensorBoard image every epoch, and the derived cells
-    drawn whenever they change (drawing them takes a matplotlib figure, a quarter second)."""
+    drawn when they change: at the first epoch, the last, and in between at most every
+    ``draw_every_s`` seconds (a drawing takes a matplotlib figure, a quarter second: with short
+    epochs, early on the cells change every epoch and the drawings alone took 1-2% of a trial)."""
 
-    def __init__(self, logdir: str | Path):
+    def __init__(self, logdir: str | Path, draw_every_s: float = 30.0):
         self.logdir, self.writer, self.drawn = Path(logdir), None, None
+        self.draw_every_s, self.drawn_at = draw_every_s, -math.inf
 
     def on_epoch_end(self, metrics: dict[str, Any], state: SearchState) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -94,12 +99,13 @@ class TensorBoardImages:
             self.writer = SummaryWriter(str(self.logdir))
         step = int(metrics["epoch"])
         self.writer.add_image("alphas", alpha_image(state.model), global_step=step)
-        genotype = state.genotype
-        if str(genotype) != self.drawn:
+        genotype, now = state.genotype, time.monotonic()
+        due = now - self.drawn_at >= self.draw_every_s or step >= state.config.epochs
+        if str(genotype) != self.drawn and due:
             with tempfile.TemporaryDirectory() as tmp:
                 path = draw_genotype(genotype, Path(tmp) / "g.png", f"epoch {step}")
                 self.writer.add_image("genotype", _png_to_chw(path), global_step=step)
-            self.drawn = str(genotype)
+            self.drawn, self.drawn_at = str(genotype), now
         self.writer.flush()
 
 
