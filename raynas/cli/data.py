@@ -9,7 +9,7 @@ from raynas.cli.output import print_json, print_table
 from raynas.data import IMPORTERS, DatasetInfo, DatasetStore
 from raynas.data.builtin import BUILTINS
 from raynas.data.grid import MAX_GRID_CLASSES, MAX_PER_CLASS, check_grid_size, sample_grid
-from raynas.data.importers import check_options
+from raynas.data.importers import FILE_IMPORTS, check_options
 from raynas.data.store import DatasetEntry
 from raynas.data.validate import MAX_SIDE, MIN_SIDE
 from raynas.errors import RaynasError
@@ -135,12 +135,17 @@ def run_import(args: argparse.Namespace) -> None:
                   seed=args.seed, fractions=fractions)
     if args.domain:
         kwargs["domain"] = args.domain
-    ds = IMPORTERS.get(fmt)(source, **kwargs)
-    path = store.save(ds, overwrite=args.overwrite)
-    if args.json:
-        print_json(dict(ds.info.to_json(), path=str(path)))
+    if fmt in FILE_IMPORTS:  # image files: streamed into the store, in memory that does not grow with them
+        plan = FILE_IMPORTS.get(fmt)(source, name=args.name, **({"domain": args.domain} if args.domain else {}))
+        path, info = store.save_streamed(plan, overwrite=args.overwrite, image_size=args.image_size,
+                                         channels=args.channels, seed=args.seed, fractions=fractions)
     else:
-        print_table(f"imported {fmt} from {source}", INFO_COLUMNS, info_rows([ds.info]))
+        ds = IMPORTERS.get(fmt)(source, **kwargs)
+        path, info = store.save(ds, overwrite=args.overwrite), ds.info
+    if args.json:
+        print_json(dict(info.to_json(), path=str(path)))
+    else:
+        print_table(f"imported {fmt} from {source}", INFO_COLUMNS, info_rows([info]))
         print(f"stored: {path}")
 
 

@@ -1,7 +1,9 @@
 """Importers: bring external images into the raynas format (one registry entry per format).
 
 Every importer returns a validated :class:`ImageDataset`; nothing touches the store until
-all files have been read and checked, so a bad input never leaves half a dataset behind.
+all files have been read and checked, so a bad input never leaves half a dataset behind. Image
+files (folders, Meta-Album) are also planned without reading (:data:`FILE_IMPORTS`) and then
+streamed into the store chunk by chunk, which is how ``raynas data import`` reads them.
 Input is treated as untrusted: options are checked before any file is read, every path
 taken from the input must stay inside the folder being imported (no ``..``, no absolute
 paths, no links leading out), and sizes are checked before memory is allocated for them.
@@ -15,13 +17,14 @@ import io
 import math
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from raynas.data import splits, validate
-from raynas.data.format import ImageDataset, make_dataset
+from raynas.data.format import DatasetInfo, ImageDataset, make_dataset
 from raynas.data.imaging import (IMAGE_EXTENSIONS, WORK_CHUNK_BYTES, array_to_nchw, fit_square, is_grayscale,
                                  is_image_file, nchw_shape, read_rgb, resize_nchw, rgb_to_chw, to_channels)
 from raynas.errors import RaynasError
@@ -149,12 +152,94 @@ def _image_files(class_dir: Path, root: Path) -> list[Path]:
     return found
 
 
-@IMPORTERS.register("imagefolder")
-def import_imagefolder(path: str | Path, *, name: str, image_size: int | None = None,
-                       channels: int | None = None, domain: str = "custom", seed: int = 0,
-                       fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+@dataclass(frozen=True)
+class FileImport:
+    """An import of image files, planned but not read: the files (found and checked), their
+    labels and class names. :meth:`dataset` reads them into memory; :meth:`write` streams them
+    into a dataset file chunk by chunk, in memory that does not grow with the dataset."""
+
+    name: str
+    files: list[Path]
+    labels: np.ndarray
+    class_names: list[str]
+    domain: str
+    provenance: dict[str, Any]
+
+    def dataset(self, image_size: int | None = None, channels: int | None = None, seed: int = 0,
+                fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+        images = images_from_files(self.files, image_size, channels)
+        return make_dataset(self.name, images, self.labels, self.class_names, domain=self.domain,
+                            provenance=self.provenance, seed=seed, fractions=fractions)
+
+    def write(self, path: Path, image_size: int | None = None, channels: int | None = None, seed: int = 0,
+              fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> DatasetInfo:
+        """Write the dataset to ``path`` (a temporary file the store renames), streamed: the same
+        file and content hash as :meth:`dataset` then saving it. Without ``channels``, images are
+        kept in RGB while read and, when all turn out gray, converted to one channel in a second
+        pass over the written file."""
+        from raynas.data.format import row_group_rows
+        from raynas.data.writer import stored_chunks, write_streamed
+        from raynas.storage import exclusive_path
+
+        validate.check_channels(channels)
+        validate.check_image_size(image_size)
+        validate.check_name(self.name)
+        validate.check_seed(seed)
+        class_names = validate.check_class_names(self.class_names)
+        labels = validate.check_labels(self.labels, len(self.files), class_names,
+                                       splits.min_images_per_class(fractions))
+        split = splits.stratified_split(labels, fractions, seed)
+        first = _decoded(self.files[0], image_size, None)
+        side = first.size[0]
+        validate.check_max_side(side, side, str(self.files[0]))
+        rows = row_group_rows(3 * side * side)
+        gray = [channels is None]
+
+        def chunks():
+            batch = []
+            for i, path in enumerate(progress(self.files, "reading images")):
+                batch.append(rgb_to_chw(_decoded(path, image_size, (self.files[0], first.size))))
+                if len(batch) == rows or i == len(self.files) - 1:
+                    chunk = np.stack(batch)
+                    batch = []
+                    if gray[0]:
+                        gray[0] = is_grayscale(chunk)
+                    yield chunk if channels is None else to_channels(chunk, channels)
+
+        kwargs = dict(name=self.name, class_names=class_names, labels=labels, splits=split, domain=self.domain,
+                      provenance=dict(self.provenance, split_seed=seed, split_fractions=list(fractions)))
+        info = write_streamed(path, chunks(), shape=(channels or 3, side, side), **kwargs)
+        if channels is None and gray[0]:
+            with exclusive_path(path, overwrite=True) as gray_path:
+                info = write_streamed(gray_path, (to_channels(c, 1) for c in stored_chunks(path, rows)),
+                                      shape=(1, side, side), **kwargs)
+        return info
+
+
+def _decoded(path: Path, image_size: int | None, first: tuple[Path, tuple[int, int]] | None):
+    """One image, decoded and fitted to ``image_size``; without it the image must be square and,
+    when ``first`` is given, the size of the first."""
+    img = read_rgb(path)
+    if image_size is not None:
+        return fit_square(img, image_size)
+    expected = first[1] if first else img.size
+    if img.size != expected or img.size[0] != img.size[1]:
+        where = first[0] if first else path
+        raise RaynasError(
+            f"images differ in size or are not square ({expected[0]}x{expected[1]} in {where}, "
+            f"{img.size[0]}x{img.size[1]} in {path})",
+            "pass --image-size N to centre-crop and resize every image to NxN",
+        )
+    return img
+
+
+FILE_IMPORTS: Registry[Callable[..., FileImport]] = Registry("file import format")
+
+
+@FILE_IMPORTS.register("imagefolder")
+def plan_imagefolder(path: str | Path, *, name: str, domain: str = "custom") -> FileImport:
     """A class-per-folder tree: ``PATH/<class>/<image>``; files with other extensions are skipped."""
-    check_options(name, image_size, channels, seed, fractions)
+    validate.check_name(name)
     root = Path(path)
     if not root.is_dir():
         raise RaynasError(f"{root} is not a directory", "give the folder that holds one sub-folder per class")
@@ -175,9 +260,17 @@ def import_imagefolder(path: str | Path, *, name: str, image_size: int | None = 
             )
         files += found
         labels += [label] * len(found)
-    images = images_from_files(files, image_size, channels)
-    return make_dataset(name, images, np.array(labels), [d.name for d in class_dirs], domain=domain,
-                        provenance=_provenance(root, "imagefolder"), seed=seed, fractions=fractions)
+    return FileImport(name, files, np.array(labels), [d.name for d in class_dirs], domain,
+                      _provenance(root, "imagefolder"))
+
+
+@IMPORTERS.register("imagefolder")
+def import_imagefolder(path: str | Path, *, name: str, image_size: int | None = None,
+                       channels: int | None = None, domain: str = "custom", seed: int = 0,
+                       fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+    """A class-per-folder tree: ``PATH/<class>/<image>``; files with other extensions are skipped."""
+    check_options(name, image_size, channels, seed, fractions)
+    return plan_imagefolder(path, name=name, domain=domain).dataset(image_size, channels, seed, fractions)
 
 
 def _read_labels_csv(csv_path: Path) -> list[tuple[int, str, str]]:
@@ -227,12 +320,10 @@ def _listed_file(image_dir: Path, root: Path, file_name: str, where: str) -> Pat
                       "raynas never imports images from outside the dataset folder")
 
 
-@IMPORTERS.register("meta-album")
-def import_meta_album(path: str | Path, *, name: str, image_size: int | None = None,
-                      channels: int | None = None, domain: str | None = None, seed: int = 0,
-                      fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+@FILE_IMPORTS.register("meta-album")
+def plan_meta_album(path: str | Path, *, name: str, domain: str | None = None) -> FileImport:
     """A Meta-Album dataset folder: ``labels.csv`` (FILE_NAME, CATEGORY) and ``images/``."""
-    check_options(name, image_size, channels, seed, fractions)
+    validate.check_name(name)
     root = Path(path)
     csv_path = root / "labels.csv"
     if not csv_path.is_file():
@@ -251,9 +342,16 @@ def import_meta_album(path: str | Path, *, name: str, image_size: int | None = N
     class_names = sorted({c for _, _, c in rows})
     index = {c: i for i, c in enumerate(class_names)}
     labels = np.array([index[c] for _, _, c in rows])
-    images = images_from_files(files, image_size, channels)
-    return make_dataset(name, images, labels, class_names, domain=domain or "meta-album",
-                        provenance=_provenance(root, "meta-album"), seed=seed, fractions=fractions)
+    return FileImport(name, files, labels, class_names, domain or "meta-album", _provenance(root, "meta-album"))
+
+
+@IMPORTERS.register("meta-album")
+def import_meta_album(path: str | Path, *, name: str, image_size: int | None = None,
+                      channels: int | None = None, domain: str | None = None, seed: int = 0,
+                      fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+    """A Meta-Album dataset folder: ``labels.csv`` (FILE_NAME, CATEGORY) and ``images/``."""
+    check_options(name, image_size, channels, seed, fractions)
+    return plan_meta_album(path, name=name, domain=domain).dataset(image_size, channels, seed, fractions)
 
 
 NPZ_FIX = "save the arrays with numpy.savez(path, x=images, y=labels)"

@@ -12,7 +12,7 @@ from raynas.data.validate import NAME_PATTERN, check_name
 from raynas.errors import RaynasError
 from raynas.home import Home
 from raynas.progress import progress
-from raynas.storage import remove_stale_temps
+from raynas.storage import exclusive_path, remove_stale_temps
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,25 @@ class DatasetStore:
     def load(self, name: str, verify: bool = False) -> ImageDataset:
         self.info(name)
         return read_dataset(self.path(name), verify=verify)
+
+    def save_streamed(self, plan, overwrite: bool = False, **options) -> tuple[Path, DatasetInfo]:
+        """Store a planned import of image files (:class:`raynas.data.importers.FileImport`),
+        streamed chunk by chunk into the file; as :meth:`save`, one atomic step at the end."""
+        name, path = plan.name, self.path(plan.name)
+        if name in BUILTINS:
+            raise RaynasError(f"'{name}' is the name of a built-in dataset", "choose another --name")
+        try:
+            with exclusive_path(path, overwrite=overwrite) as tmp:
+                info = plan.write(tmp, **options)
+        except FileExistsError:
+            raise RaynasError(f"dataset '{name}' already exists (another import may have saved it first)",
+                              "choose another --name, or pass --overwrite to replace it") from None
+        except OSError as exc:
+            raise RaynasError(f"cannot write dataset '{name}' to {path.parent}: {exc.strerror or exc}",
+                              "make the folder writable and free some disk space, or pass --home with "
+                              "another folder") from exc
+        remove_stale_temps(self.folder)
+        return path, info
 
     def save(self, ds: ImageDataset, overwrite: bool = False) -> Path:
         """Store an imported dataset; the existence check and the write are one atomic step."""
