@@ -159,6 +159,13 @@ class DatasetStore:
                     "or '-' (starting with a letter or digit) followed by .parquet, or delete it")))
         return out
 
+    def open(self, name: str) -> "StoredDataset":
+        """The dataset read in parts (labels whole, images where asked): for readers that need a
+        sample or only the info, in memory that does not grow with the dataset."""
+        from raynas.data.stored import StoredDataset
+
+        return StoredDataset(self.path(name), self.info(name))
+
     def load(self, name: str, verify: bool = False) -> ImageDataset:
         self.info(name)
         return read_dataset(self.path(name), verify=verify)

@@ -239,10 +239,11 @@ def summarise(features: np.ndarray, labels: np.ndarray, *, dataset: str, content
 
 
 def embed_dataset(ds: ImageDataset, encoder: Encoder, config: EmbeddingConfig = EmbeddingConfig()) -> DatasetEmbedding:
-    """Encode a seeded class-stratified subset of ``config.split`` and summarise it."""
-    images, labels = ds.split(config.split)
+    """Encode a seeded class-stratified subset of ``config.split`` and summarise it. ``ds`` may be
+    a :class:`raynas.data.stored.StoredDataset`, which reads only the subset's images."""
+    labels = ds.split_labels(config.split)
     idx = stratified_indices(labels, config.max_images, config.seed)
-    features = encoder.encode(images[idx])
+    features = encoder.encode(ds.split_images(config.split, idx))
     if features.shape != (len(idx), encoder.dim):
         raise RaynasError(f"encoder {encoder.version} returned features of shape {features.shape} "
                           f"for {len(idx)} images, expected ({len(idx)}, {encoder.dim})",

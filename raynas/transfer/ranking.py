@@ -47,7 +47,7 @@ def rank_zoo(target: str, entries: Sequence[ZooManifest], store: DatasetStore, e
         raise NoSource("the zoo has no single-dataset supernets to rank",
                           f"build some with `raynas zoo build --exclude {target}`")
     t0 = time.perf_counter()
-    target_embedding = embeddings.ensure(store.load(target), encoder, EmbeddingConfig())
+    target_embedding = embeddings.ensure(store.open(target), encoder, EmbeddingConfig())
     embed_s = time.perf_counter() - t0
     stored = embeddings.content_hashes(encoder.version, list(by_dataset))
     missing = []
@@ -57,7 +57,7 @@ def rank_zoo(target: str, entries: Sequence[ZooManifest], store: DatasetStore, e
             continue
         # absent, or embedded from other content than the supernet saw (the dataset was re-imported)
         if store.exists(dataset) and store.info(dataset).content_hash == trained_on:
-            embeddings.ensure(store.load(dataset), encoder, EmbeddingConfig())
+            embeddings.ensure(store.open(dataset), encoder, EmbeddingConfig())
         else:
             missing.append(dataset)
     ranking = embeddings.rank(target_embedding, [d for d in by_dataset if d not in missing], method, top)

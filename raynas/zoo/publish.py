@@ -38,7 +38,7 @@ def embed_source(dataset: str, store: DatasetStore, embeddings, encoder) -> str:
     """Make sure the embedding store holds ``dataset``'s embedding; returns its encoder version."""
     from raynas.ot.embedding import EmbeddingConfig
 
-    embeddings.ensure(store.load(dataset), encoder, EmbeddingConfig())
+    embeddings.ensure(store.open(dataset), encoder, EmbeddingConfig())
     return encoder.version
 
 

@@ -1,0 +1,63 @@
+"""A stored dataset read in parts: its labels whole, its images only where asked.
+
+:class:`StoredDataset` answers what :class:`raynas.data.format.ImageDataset` answers about one
+split (:meth:`split_labels`, :meth:`split_images`) from the file, reading the label and split
+columns (a few bytes per image) and then only the row groups that hold the images asked for.
+Readers that need a sample (the OT embedding takes at most 2,000 images a dataset) so hold the
+sample and one row group, not the dataset; and a reader that only checks a cache (an embedding
+stored for this content hash) reads nothing but the footer.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from raynas.data.format import DatasetInfo, _labels_and_splits, _read_parquet, damaged, tensor_column_to_numpy
+from raynas.data.splits import SPLITS
+from raynas.errors import RaynasError
+
+
+class StoredDataset:
+    """A dataset file, opened by its footer; columns are read on first use."""
+
+    def __init__(self, path: str | Path, info: DatasetInfo):
+        self.path, self.info = Path(path), info
+
+    @cached_property
+    def _labels_and_splits(self) -> tuple[np.ndarray, np.ndarray]:
+        table = _read_parquet(self.path, lambda p: pq.read_table(p, columns=["label", "split"]))
+        return _labels_and_splits(table, self.info, self.path)
+
+    def _rows(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise RaynasError(f"unknown split '{split}'", f"choose one of: {', '.join(SPLITS)}")
+        return np.flatnonzero(self._labels_and_splits[1] == split)
+
+    def split_labels(self, split: str) -> np.ndarray:
+        """The labels of one split, in file order (as ``ImageDataset.split(split)[1]``)."""
+        return self._labels_and_splits[0][self._rows(split)]
+
+    def split_images(self, split: str, index: np.ndarray) -> np.ndarray:
+        """Images ``index`` (positions within the split) of one split, in that order."""
+        return read_rows(self.path, self._rows(split)[np.asarray(index, dtype=np.int64)], self.info.shape)
+
+
+def read_rows(path: Path, rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 images of file ``rows`` (any order), reading only the row groups that hold them."""
+    parquet = _read_parquet(path, pq.ParquetFile)
+    starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+    out = np.empty((len(rows), *shape), np.uint8)
+    groups = np.searchsorted(starts, rows, side="right") - 1
+    for g in np.unique(groups):
+        where = np.flatnonzero(groups == g)
+        column = _read_parquet(path, lambda _: parquet.read_row_group(int(g), columns=["image"])).column("image")
+        try:
+            images = tensor_column_to_numpy(column, shape)
+        except ValueError as exc:
+            raise damaged(path, f"its image column cannot be read as {list(shape)} tensors ({exc})") from None
+        out[where] = images[rows[where] - starts[g]]
+    return out

@@ -1,0 +1,87 @@
+"""A stored dataset read in parts: the same labels, images and embeddings as the whole dataset, from
+only the row groups that hold them."""
+
+import dataclasses
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import raynas.data.format as format_mod
+from raynas.data import DatasetStore
+from raynas.data.format import make_dataset, write_dataset
+from raynas.data.stored import StoredDataset
+from raynas.errors import RaynasError
+
+
+@pytest.fixture
+def many_groups(tmp_path, monkeypatch):
+    """A dataset of 60 images in row groups of 8, and its in-memory twin."""
+    rng = np.random.default_rng(0)
+    ds = make_dataset("parts", rng.integers(0, 256, (60, 3, 6, 6), dtype=np.uint8), np.arange(60) % 4,
+                      ["a", "b", "c", "d"], domain="test")
+    monkeypatch.setattr(format_mod, "ROW_GROUP_BYTES", 8 * 3 * 36)
+    path = write_dataset(ds, tmp_path / "parts.parquet")
+    assert pq.ParquetFile(path).num_row_groups == 8
+    return StoredDataset(path, ds.info), ds
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_labels_and_images_of_a_split_are_those_of_the_dataset(many_groups, split):
+    stored, ds = many_groups
+    images, labels = ds.split(split)
+    assert np.array_equal(stored.split_labels(split), labels)
+    index = np.random.default_rng(1).permutation(len(labels))[: len(labels) // 2 + 1]  # any order
+    assert np.array_equal(stored.split_images(split, index), images[index])
+    assert np.array_equal(ds.split_images(split, index), images[index])
+
+
+def test_only_the_row_groups_holding_the_rows_are_read(many_groups, monkeypatch):
+    stored, ds = many_groups
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def counted(self, group, **kwargs):
+        read.append(group)
+        return original(self, group, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    rows = np.flatnonzero(ds.splits == "train")
+    first_group = np.flatnonzero(rows < 8)  # the train images among the file's first 8 rows
+    stored.split_images("train", first_group)
+    assert read == [0]
+
+
+def test_an_unknown_split_is_named(many_groups):
+    with pytest.raises(RaynasError, match="unknown split 'dev'"):
+        many_groups[0].split_labels("dev")
+
+
+def test_the_embedding_of_the_stored_dataset_is_that_of_the_loaded_one(suite_home, pixel_encoder_local):
+    from raynas.ot import EmbeddingConfig, embed_dataset
+
+    store = DatasetStore(suite_home)
+    config = EmbeddingConfig(max_images=300)
+    a = embed_dataset(store.open("digits"), pixel_encoder_local, config)
+    b = embed_dataset(store.load("digits"), pixel_encoder_local, config)
+    for field in dataclasses.fields(a):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, field.name
+
+
+def test_a_cached_embedding_reads_no_image(suite_home, pixel_encoder_local, tmp_path, monkeypatch):
+    from raynas.ot import EmbeddingStore
+    from raynas.storage import Storage
+
+    store, embeddings = DatasetStore(suite_home), EmbeddingStore(Storage(tmp_path / "embeddings"))
+    first = embeddings.ensure(store.open("textures"), pixel_encoder_local)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda *a, **k: pytest.fail("an image was read"))
+    assert embeddings.ensure(store.open("textures"), pixel_encoder_local).content_hash == first.content_hash
+
+
+@pytest.fixture
+def pixel_encoder_local(tmp_path, suite_home):
+    from raynas.ot import create_encoder
+    from raynas.storage import Storage
+
+    return create_encoder("pixels", storage=Storage(tmp_path / "encoders"), home=suite_home)
