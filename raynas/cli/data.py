@@ -88,7 +88,7 @@ def run_show(args: argparse.Namespace) -> None:
     is a clear error naming it (from :func:`raynas.figures.save_figure`)."""
     check_grid_size(args.per_class, args.max_classes)
     store = DatasetStore(args.home)
-    ds = store.load(args.name)
+    ds = store.open(args.name)  # labels, and the row groups of the images drawn
     out = Path(args.out) if args.out else store.home.root / "plots" / f"{args.name}.png"
     sample_grid(ds, out, per_class=args.per_class, max_classes=args.max_classes)
     if args.json:

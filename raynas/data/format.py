@@ -74,6 +74,10 @@ class ImageDataset:
         mask = np.isin(self.splits, names)
         return self.images[mask], self.labels[mask]
 
+    def images_at(self, rows: np.ndarray) -> np.ndarray:
+        """Images of ``rows`` (positions in the dataset), in that order."""
+        return self.images[np.asarray(rows, dtype=np.int64)]
+
     def split_labels(self, split: str) -> np.ndarray:
         """The labels of one split (what :class:`raynas.data.stored.StoredDataset` reads from a file)."""
         return self.split(split)[1]

@@ -24,7 +24,7 @@ def check_grid_size(per_class: int, max_classes: int) -> None:
                               f"pass {flag} between 1 and {high} (a grid is a sample to look at)")
 
 
-def sample_grid(ds: ImageDataset, out: str | Path, per_class: int = 8, max_classes: int = 16,
+def sample_grid(ds: "ImageDataset | StoredDataset", out: str | Path, per_class: int = 8, max_classes: int = 16,
                 seed: int = 0) -> Path:
     """Draw ``per_class`` random images of the first ``max_classes`` classes into a PNG."""
     check_grid_size(per_class, max_classes)
@@ -33,16 +33,20 @@ def sample_grid(ds: ImageDataset, out: str | Path, per_class: int = 8, max_class
     classes = list(range(min(ds.info.num_classes, max_classes)))
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.7 + 1.2, len(classes) * 0.7 + 0.6),
                              squeeze=False)
-    for row, cls in enumerate(classes):
-        idx = np.flatnonzero(ds.labels == cls)
-        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+    labels = ds.labels
+    picks = []
+    for cls in classes:
+        idx = np.flatnonzero(labels == cls)
+        picks.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    images = iter(ds.images_at(np.concatenate(picks)))  # one read of only these (a stored dataset's row groups)
+    for row, (cls, pick) in enumerate(zip(classes, picks)):
         for col in range(per_class):
             ax = axes[row, col]
             ax.set_xticks([]), ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if col < len(pick):
-                img = ds.images[pick[col]]
+                img = next(images)
                 ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255,
                           interpolation="nearest")
         axes[row, 0].set_ylabel(ds.info.class_names[cls], rotation=0, ha="right", va="center", fontsize=9)

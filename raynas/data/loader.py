@@ -22,7 +22,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from raynas.data.format import DatasetInfo, check_labels_and_splits, tensor_column_to_numpy
+from raynas.data.format import DatasetInfo, check_labels_and_splits
 from raynas.data.splits import SPLITS
 from raynas.data.store import DatasetStore
 from raynas.data.transforms import Normalize, RandomCropFlip, to_float
@@ -197,13 +197,11 @@ def choose_backend(info: DatasetInfo, config: LoaderConfig) -> str:
 
 
 def first_images(path: Path, info: DatasetInfo, split: str, count: int) -> np.ndarray:
-    """The first ``count`` uint8 images of ``split`` in file order, reading only two columns."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    """The first ``count`` uint8 images of ``split`` in file order, from the row groups that hold
+    them (the normalisation's sample and calibrations need no more of a large dataset)."""
+    from raynas.data.stored import StoredDataset
 
-    table = pq.read_table(path, columns=["image", "split"])
-    rows = table.filter(pc.equal(table.column("split"), split)).slice(0, count)
-    return tensor_column_to_numpy(rows.column("image"), info.shape)
+    return StoredDataset(path, info).split_images(split, np.arange(min(count, info.split_counts[split])))
 
 
 def _stats_sample(path: Path, info: DatasetInfo, config: LoaderConfig) -> torch.Tensor:

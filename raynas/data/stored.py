@@ -32,6 +32,15 @@ class StoredDataset:
         table = _read_parquet(self.path, lambda p: pq.read_table(p, columns=["label", "split"]))
         return _labels_and_splits(table, self.info, self.path)
 
+    @property
+    def labels(self) -> np.ndarray:
+        """Every row's label, in file order (as ``ImageDataset.labels``)."""
+        return self._labels_and_splits[0]
+
+    def images_at(self, rows: np.ndarray) -> np.ndarray:
+        """Images of ``rows`` (positions in the file), in that order."""
+        return read_rows(self.path, np.asarray(rows, dtype=np.int64), self.info.shape)
+
     def _rows(self, split: str) -> np.ndarray:
         if split not in SPLITS:
             raise RaynasError(f"unknown split '{split}'", f"choose one of: {', '.join(SPLITS)}")

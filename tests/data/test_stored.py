@@ -85,3 +85,20 @@ def pixel_encoder_local(tmp_path, suite_home):
     from raynas.storage import Storage
 
     return create_encoder("pixels", storage=Storage(tmp_path / "encoders"), home=suite_home)
+
+
+def test_the_first_images_of_a_split_come_from_the_first_row_groups(many_groups, monkeypatch):
+    from raynas.data.loader import first_images
+
+    stored, ds = many_groups
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def counted(self, group, **kwargs):
+        read.append(group)
+        return original(self, group, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    images = first_images(stored.path, stored.info, "train", 3)
+    assert np.array_equal(images, ds.split("train")[0][:3]) and max(read) < 2  # not the other 6 groups
+    assert len(first_images(stored.path, stored.info, "val", 1000)) == ds.info.split_counts["val"]
