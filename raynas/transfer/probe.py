@@ -67,9 +67,11 @@ def error_cut(accuracy: float, baseline: float) -> float:
 
 
 def _sample(ds: ImageDataset, split: str, total: int) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = ds.split(split)
+    """A seeded class-stratified sample of one split; ``ds`` may be a
+    :class:`raynas.data.stored.StoredDataset`, which reads only the sample's images."""
+    labels = ds.split_labels(split)
     keep = stratified_indices(labels, total, PROBE_SEED)
-    return images[keep], labels[keep]
+    return ds.split_images(split, keep), labels[keep]
 
 
 def probe_zoo(target: ImageDataset, entries: Sequence[ZooManifest], zoo: Any, *, max_train: int = PROBE_TRAIN,

@@ -113,7 +113,7 @@ def best_by_probe(ctx: SelectionContext) -> SourceChoice:
     entries = ctx.candidates("single") + ctx.candidates("multi")
     if not entries:
         raise _empty_zoo("probe", ctx)
-    target = ctx.store.load(ctx.target.name)
+    target = ctx.store.open(ctx.target.name)  # the probe reads only its sample's images
     scores = probe_zoo(target, entries, ctx.zoo)
     baseline = probe_scratch(target, ctx.space)
     ranking = [s.to_json() for s in sorted([*scores, baseline], key=lambda s: (-s.accuracy, s.source))]
