@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +68,20 @@ class DatasetStore:
 
     def _write(self, ds: ImageDataset, overwrite: bool) -> Path:
         """Write one dataset file, as one atomic step; file-system failures become clear errors."""
-        name, path = ds.info.name, self.path(ds.info.name)
+        with self._write_errors(ds.info.name):
+            return write_dataset(ds, self.path(ds.info.name), overwrite=overwrite)
+
+    @contextlib.contextmanager
+    def _write_errors(self, name: str):
+        """An existing name (written without ``overwrite``) and file-system failures during a
+        write of dataset ``name`` become clear errors."""
         try:
-            return write_dataset(ds, path, overwrite=overwrite)
+            yield
         except FileExistsError:
             raise RaynasError(f"dataset '{name}' already exists (another import may have saved it first)",
                               "choose another --name, or pass --overwrite to replace it") from None
         except OSError as exc:
-            raise RaynasError(f"cannot write dataset '{name}' to {path.parent}: {exc.strerror or exc}",
+            raise RaynasError(f"cannot write dataset '{name}' to {self.folder}: {exc.strerror or exc}",
                               "make the folder writable and free some disk space, or pass --home with "
                               "another folder") from exc
 
@@ -176,16 +183,8 @@ class DatasetStore:
         name, path = plan.name, self.path(plan.name)
         if name in BUILTINS:
             raise RaynasError(f"'{name}' is the name of a built-in dataset", "choose another --name")
-        try:
-            with exclusive_path(path, overwrite=overwrite) as tmp:
-                info = plan.write(tmp, **options)
-        except FileExistsError:
-            raise RaynasError(f"dataset '{name}' already exists (another import may have saved it first)",
-                              "choose another --name, or pass --overwrite to replace it") from None
-        except OSError as exc:
-            raise RaynasError(f"cannot write dataset '{name}' to {path.parent}: {exc.strerror or exc}",
-                              "make the folder writable and free some disk space, or pass --home with "
-                              "another folder") from exc
+        with self._write_errors(name), exclusive_path(path, overwrite=overwrite) as tmp:
+            info = plan.write(tmp, **options)
         remove_stale_temps(self.folder)
         return path, info
 

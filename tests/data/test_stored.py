@@ -26,6 +26,20 @@ def many_groups(tmp_path, monkeypatch):
     return StoredDataset(path, ds.info), ds
 
 
+@pytest.fixture
+def groups_read(monkeypatch):
+    """The row groups read from dataset files, in order."""
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def counted(self, group, **kwargs):
+        read.append(group)
+        return original(self, group, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    return read
+
+
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_labels_and_images_of_a_split_are_those_of_the_dataset(many_groups, split):
     stored, ds = many_groups
@@ -36,20 +50,12 @@ def test_labels_and_images_of_a_split_are_those_of_the_dataset(many_groups, spli
     assert np.array_equal(ds.split_images(split, index), images[index])
 
 
-def test_only_the_row_groups_holding_the_rows_are_read(many_groups, monkeypatch):
+def test_only_the_row_groups_holding_the_rows_are_read(many_groups, groups_read):
     stored, ds = many_groups
-    read = []
-    original = pq.ParquetFile.read_row_group
-
-    def counted(self, group, **kwargs):
-        read.append(group)
-        return original(self, group, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
     rows = np.flatnonzero(ds.splits == "train")
     first_group = np.flatnonzero(rows < 8)  # the train images among the file's first 8 rows
     stored.split_images("train", first_group)
-    assert read == [0]
+    assert groups_read == [0]
 
 
 def test_an_unknown_split_is_named(many_groups):
@@ -87,18 +93,10 @@ def pixel_encoder_local(tmp_path, suite_home):
     return create_encoder("pixels", storage=Storage(tmp_path / "encoders"), home=suite_home)
 
 
-def test_the_first_images_of_a_split_come_from_the_first_row_groups(many_groups, monkeypatch):
+def test_the_first_images_of_a_split_come_from_the_first_row_groups(many_groups, groups_read):
     from raynas.data.loader import first_images
 
     stored, ds = many_groups
-    read = []
-    original = pq.ParquetFile.read_row_group
-
-    def counted(self, group, **kwargs):
-        read.append(group)
-        return original(self, group, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
     images = first_images(stored.path, stored.info, "train", 3)
-    assert np.array_equal(images, ds.split("train")[0][:3]) and max(read) < 2  # not the other 6 groups
+    assert np.array_equal(images, ds.split("train")[0][:3]) and max(groups_read) < 2  # not the other 6 groups
     assert len(first_images(stored.path, stored.info, "val", 1000)) == ds.info.split_counts["val"]
