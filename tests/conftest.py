@@ -54,4 +54,7 @@ def _no_leftover_service_actors():
 
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor["namespace"] == NAMESPACE:
-            ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)
+            try:
+                ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)
+            except ValueError:  # ended between the listing and the look-up (replaced, or killed by a test)
+                pass

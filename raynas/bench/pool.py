@@ -76,7 +76,10 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
         if verbose:
             print(f"pretraining {len(jobs)} zoo source(s): {', '.join(j.name for j in jobs)} ({config.source_epochs} "
                   f"epoch(s) of {config.source_steps or 'all'} steps each)", file=sys.stderr, flush=True)
-        build_zoo(jobs, workspace, verbose=verbose)
+        from raynas.search.results import new_folder
+
+        # the build's run directory goes with the benchmark's output, not into the user's runs/
+        build_zoo(jobs, workspace, run_dir=new_folder(out / "zoo-builds", "pool"), verbose=verbose)
     elif verbose:
         print("the zoo's sources are pretrained already (kept)", file=sys.stderr, flush=True)
     pool = Pool(sources, multi, previous.get("build_s", 0.0) + (time.perf_counter() - t0 if jobs else 0.0),

@@ -164,6 +164,12 @@ def plan(config: TransferBenchConfig, targets: tuple[str, ...], workspace: Works
     return picks, zoos
 
 
+def arm_dirname(trial) -> str:
+    """An arm trial's folder (and TensorBoard run): target, arm and seed, then its id."""
+    pick = trial.config["pick"]
+    return f"{pick['target']}-{pick['arm']}-seed{pick['seed']}_{trial.trial_id}"
+
+
 def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Workspace, out: Path,
                     say) -> list[dict[str, Any]]:
     """The search and zero-shot arms as one Tune experiment: a trial each, in parallel."""
@@ -172,14 +178,15 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
     from raynas.bench.progress import BenchProgress
     from raynas.race.ledger import ledger_filesystem, verify_ledger
     from raynas.race.race import quiet_tune, tune_storage
+    from raynas.race.trial import named_trainable
 
     if not picks:
         return []
     quiet_tune()
     home, storage = workspace.locations()
     job = BenchJob(config.to_json(), home, storage)
-    trainable = tune.with_resources(tune.with_parameters(arm_trial, job=job),
-                                    {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
+    trainable = named_trainable("ArmTrial", arm_trial, {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+                                job=job)
     tstore = tune_storage(workspace)
     path = tstore.path(EXPERIMENT)
     callbacks = [BenchProgress(config.arm_epochs, say)]
@@ -195,7 +202,7 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
             trainable, param_space={"pick": tune.grid_search([p.to_json() for p in picks])},
             tune_config=tune.TuneConfig(reuse_actors=True,
                                         trial_name_creator=lambda t: t.config["pick"]["arm"] + "_" + t.trial_id[-5:],
-                                        trial_dirname_creator=lambda t: t.trial_id),
+                                        trial_dirname_creator=arm_dirname),
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=tstore.root, storage_filesystem=fs,
                                       failure_config=tune.FailureConfig(max_failures=2),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

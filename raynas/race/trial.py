@@ -132,12 +132,18 @@ def check_assigned_gpu(device: str) -> None:
 
 
 def trainable(name: str, job: TrialJob, resources: dict[str, float]):
-    """:func:`search_trial` for ``job`` as a Tune trainable class called ``name``: the dashboard and
-    the logs show trial actors by their class, which for a plain function is ``ImplicitFunc``."""
+    """:func:`search_trial` for ``job`` as a Tune trainable called ``name``."""
+    return named_trainable(name, search_trial, resources, job=job)
+
+
+def named_trainable(name: str, function, resources: dict[str, float], **parameters):
+    """A Tune function trainable as a class called ``name``, with its ``parameters`` and
+    ``resources``: the dashboard and the logs show trial actors by their class, which for a
+    plain function is ``ImplicitFunc``."""
     from ray import tune
     from ray.tune.trainable.function_trainable import wrap_function
 
-    cls = wrap_function(tune.with_resources(tune.with_parameters(search_trial, job=job), resources), name=name)
+    cls = wrap_function(tune.with_resources(tune.with_parameters(function, **parameters), resources), name=name)
     cls.__name__ = cls.__qualname__ = name
     return cls
 

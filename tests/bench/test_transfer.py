@@ -39,6 +39,9 @@ def bench(suite_home, tmp_path_factory):
 def test_every_arm_runs_and_the_answers_are_consistent(bench):
     out, a = bench
     assert {r["arm"] for r in a["runs"]} == set(TINY.arms)
+    # each arm's trial folder (its TensorBoard run) is named after its target, arm and seed
+    folders = sorted(d.name.rsplit("_", 2)[0] for d in (out / "store" / "tune" / "bench-arms").iterdir() if d.is_dir())
+    assert folders == sorted(f"glyph-digits-{arm}-seed0" for arm in TINY.arms if arm != "race")
     by_arm = {r["arm"]: r for r in a["runs"]}
     for arm, run in by_arm.items():
         assert 0.0 <= run["retrain_test_acc"] <= 1.0
