@@ -192,3 +192,16 @@ def test_console_script_reports_a_bad_path(tmp_path):
     assert proc.returncode != 0
     assert f"error: {missing} does not exist" in proc.stderr and "fix: check the path" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(suite_home, tmp_path):
+    """`raynas data list --json | head -1`: the pipe closes early; no traceback, exit code 141."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "raynas"), "data", "list", "--json", "--home",
+                             str(suite_home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the answer is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipeError" not in err, err

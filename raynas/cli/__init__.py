@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"error: {exc}", exc.problem, exc.fix, 1)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", "interrupted", None, 130)
+    except BrokenPipeError:  # the reader of stdout went away (`raynas data list --json | head`): stop quietly
+        _drop_stdout()
+        return 141  # as a shell reports a command ended by SIGPIPE
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
         if os.environ.get("RAYNAS_DEBUG"):
             raise
@@ -56,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"error: unexpected {type(exc).__name__}: {exc}\n  {fix}",
                      f"unexpected {type(exc).__name__}: {exc}", fix, 2)
     return 0
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so Python's last flush at exit does not fail on the closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(args: argparse.Namespace, message: str, problem: str, fix: str | None, exit_code: int) -> int:
