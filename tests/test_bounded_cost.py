@@ -157,14 +157,16 @@ def test_sample_grid_sizes_out_of_range_are_refused(places, capsys, flags, messa
 
 # -- 3. imports that would grow in memory ---------------------------------------------------
 
-def _tiny_npz(path: Path, n: int = 400, side: int = 16, channels: int = 3) -> Path:
+def _tiny_npz(path: Path, n: int = 400, side: int = 16, channels: int = 3, dtype=np.uint8) -> Path:
     rng = np.random.default_rng(0)
-    np.savez(path, x=rng.integers(0, 256, (n, side, side, channels), dtype=np.uint8), y=np.arange(n) % 4)
+    np.savez(path, x=rng.integers(0, 256, (n, side, side, channels)).astype(dtype), y=np.arange(n) % 4)
     return path
 
 
 def test_an_import_that_would_resize_beyond_memory_is_refused_before_allocating(places, capsys, monkeypatch):
-    src = _tiny_npz(places["tmp"] / "x.npz")  # 400 images of 16x16: 300 KB stored, 1.2 GB at 1024x1024
+    # 400 float images of 16x16: 1.2 MB stored, 1.2 GB at 1024x1024; floats are read whole (their range
+    # sets their scale), uint8 arrays stream and need no such check
+    src = _tiny_npz(places["tmp"] / "x.npz", dtype=np.float32)
     monkeypatch.setattr(validate, "memory_budget", lambda: 1 << 30)
 
     def no_reading(*args, **kwargs):

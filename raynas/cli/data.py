@@ -135,8 +135,10 @@ def run_import(args: argparse.Namespace) -> None:
                   seed=args.seed, fractions=fractions)
     if args.domain:
         kwargs["domain"] = args.domain
-    if fmt in FILE_IMPORTS:  # image files: streamed into the store, in memory that does not grow with them
+    plan = None
+    if fmt in FILE_IMPORTS:  # streamed into the store, in memory that does not grow with the dataset
         plan = FILE_IMPORTS.get(fmt)(source, name=args.name, **({"domain": args.domain} if args.domain else {}))
+    if plan is not None:
         path, info = store.save_streamed(plan, overwrite=args.overwrite, image_size=args.image_size,
                                          channels=args.channels, seed=args.seed, fractions=fractions)
     else:

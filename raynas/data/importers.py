@@ -2,8 +2,9 @@
 
 Every importer returns a validated :class:`ImageDataset`; nothing touches the store until
 all files have been read and checked, so a bad input never leaves half a dataset behind. Image
-files (folders, Meta-Album) are also planned without reading (:data:`FILE_IMPORTS`) and then
-streamed into the store chunk by chunk, which is how ``raynas data import`` reads them.
+files (folders, Meta-Album) and uint8 ``.npz`` arrays are also planned without reading their
+pixels (:data:`FILE_IMPORTS`) and then streamed into the store chunk by chunk, which is how
+``raynas data import`` reads them.
 Input is treated as untrusted: options are checked before any file is read, every path
 taken from the input must stay inside the folder being imported (no ``..``, no absolute
 paths, no links leading out), and sizes are checked before memory is allocated for them.
@@ -178,8 +179,7 @@ class FileImport:
         kept in RGB while read and, when all turn out gray, converted to one channel in a second
         pass over the written file."""
         from raynas.data.format import row_group_rows
-        from raynas.data.writer import stored_chunks, write_streamed
-        from raynas.storage import exclusive_path
+        from raynas.data.writer import write_images
 
         validate.check_channels(channels)
         validate.check_image_size(image_size)
@@ -193,7 +193,6 @@ class FileImport:
         side = first.size[0]
         validate.check_max_side(side, side, str(self.files[0]))
         rows = row_group_rows(3 * side * side)
-        gray = [channels is None]
 
         def chunks():
             batch = []
@@ -202,18 +201,11 @@ class FileImport:
                 if len(batch) == rows or i == len(self.files) - 1:
                     chunk = np.stack(batch)
                     batch = []
-                    if gray[0]:
-                        gray[0] = is_grayscale(chunk)
                     yield chunk if channels is None else to_channels(chunk, channels)
 
-        kwargs = dict(name=self.name, class_names=class_names, labels=labels, splits=split, domain=self.domain,
-                      provenance=dict(self.provenance, split_seed=seed, split_fractions=list(fractions)))
-        info = write_streamed(path, chunks(), shape=(channels or 3, side, side), **kwargs)
-        if channels is None and gray[0]:
-            with exclusive_path(path, overwrite=True) as gray_path:
-                info = write_streamed(gray_path, (to_channels(c, 1) for c in stored_chunks(path, rows)),
-                                      shape=(1, side, side), **kwargs)
-        return info
+        return write_images(path, chunks(), shape=(channels or 3, side, side), find_gray=channels is None, rows=rows,
+                            name=self.name, class_names=class_names, labels=labels, splits=split, domain=self.domain,
+                            provenance=dict(self.provenance, split_seed=seed, split_fractions=list(fractions)))
 
 
 def _decoded(path: Path, image_size: int | None, first: tuple[Path, tuple[int, int]] | None):
@@ -233,7 +225,9 @@ def _decoded(path: Path, image_size: int | None, first: tuple[Path, tuple[int, i
     return img
 
 
-FILE_IMPORTS: Registry[Callable[..., FileImport]] = Registry("file import format")
+# Imports that stream into the store: each plans one (a FileImport, NpzImport) or returns None
+# when the input must be read whole (then its IMPORTERS entry does that).
+FILE_IMPORTS: Registry[Callable[..., Any]] = Registry("streamed import format")
 
 
 @FILE_IMPORTS.register("imagefolder")
@@ -380,17 +374,23 @@ def _open_npz(src: Path) -> zipfile.ZipFile:
 
 def _npz_header(archive: zipfile.ZipFile, member: str, src: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of one array from its header alone, so its size is known before it is read."""
+    shape, dtype, _ = _npz_layout(archive, member, src)
+    return shape, dtype
+
+
+def _npz_layout(archive: zipfile.ZipFile, member: str, src: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """Shape, dtype and Fortran order of one array, from its header alone."""
     try:
         with archive.open(member) as fh:
             version = np.lib.format.read_magic(fh)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh)
+            shape, fortran, dtype = read(fh)
     except _NPZ_ERRORS as exc:
         raise RaynasError(f"cannot read {src} as .npz: array {member!r}: {exc}", NPZ_FIX) from None
     if dtype.hasobject:
         raise RaynasError(f"cannot read {src} as .npz: array {member!r} holds Python objects, which are never "
                           "unpickled", "store numbers (images, labels) and strings (class names) only")
-    return tuple(int(s) for s in shape), dtype
+    return tuple(int(s) for s in shape), dtype, bool(fortran)
 
 
 def _npz_array(archive: zipfile.ZipFile, member: str, src: Path) -> np.ndarray:
@@ -420,6 +420,134 @@ def number_labels(y: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
     return np.searchsorted(values, y).astype(np.int64), [str(v) for v in values.tolist()]
 
 
+@dataclass(frozen=True)
+class _NpzContents:
+    """What an .npz holds, checked from its headers, with its labels read (not its images)."""
+
+    member: str  # the images' archive member
+    x_shape: tuple[int, ...]
+    x_dtype: np.dtype
+    fortran: bool
+    nchw: tuple[int, int, int, int]
+    labels: np.ndarray
+    class_names: list[str]
+    sizes: dict[str, int]  # bytes of each array
+
+
+def _npz_contents(archive: zipfile.ZipFile, src: Path, image_size: int | None,
+                  before_reading: Callable[[tuple[int, int, int, int], np.dtype, dict[str, int]], None] | None = None
+                  ) -> _NpzContents:
+    """The headers checked, then ``before_reading(nchw, x dtype, bytes per array)`` (a memory
+    check), then the labels read."""
+    members = {m[:-4]: m for m in archive.namelist() if m.endswith(".npy")}
+    missing = [k for k in ("x", "y") if k not in members]
+    if missing:
+        raise RaynasError(f"{src} lacks the array(s) {missing} (has {sorted(members)})", NPZ_FIX)
+    layouts = {k: _npz_layout(archive, members[k], src) for k in ("x", "y", "class_names") if k in members}
+    (x_shape, x_dtype, fortran), (y_shape, _, _) = layouts["x"], layouts["y"]
+    n, c, h, w = nchw_shape(x_shape, str(src))
+    if len(y_shape) != 1:
+        raise RaynasError(f"{src}: labels have shape {y_shape}, expected a flat array of one label per image",
+                          "store y as a 1-d array, e.g. y.reshape(-1)")
+    if n != y_shape[0]:
+        raise RaynasError(f"{src}: mismatched lengths: {n} images but {y_shape[0]} labels",
+                          "give exactly one label per image")
+    if n == 0 or min(h, w) == 0:
+        raise RaynasError(f"{src}: the images array {x_shape} holds no pixels", "add images before importing")
+    if image_size is None:
+        validate.check_max_side(h, w, str(src))
+    if "class_names" in layouts and math.prod(layouts["class_names"][0]) > validate.MAX_CLASSES:
+        raise RaynasError(f"{src}: class_names holds more than {validate.MAX_CLASSES:,} names",
+                          "give one name per class")
+    sizes = {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype, _) in layouts.items()}
+    if before_reading is not None:
+        before_reading((n, c, h, w), x_dtype, sizes)
+    y = _npz_array(archive, members["y"], src)
+    if y.dtype.kind in "US":  # string labels name their classes
+        class_names, y = np.unique(y, return_inverse=True)
+        class_names = [str(c) for c in class_names]
+    elif "class_names" in members:
+        class_names = [str(c) for c in np.ravel(_npz_array(archive, members["class_names"], src))]
+    else:
+        y, class_names = number_labels(y, str(src))
+    return _NpzContents(members["x"], x_shape, x_dtype, fortran, (n, c, h, w), y, class_names, sizes)
+
+
+def _fit_images(images: np.ndarray, image_size: int | None) -> np.ndarray:
+    """Centre-crop to a square and resize, when ``image_size`` asks for it."""
+    if image_size is None:
+        return images
+    if images.shape[2] != images.shape[3]:
+        short = min(images.shape[2:])
+        top, left = (images.shape[2] - short) // 2, (images.shape[3] - short) // 2
+        images = images[:, :, top:top + short, left:left + short]
+    return resize_nchw(np.ascontiguousarray(images), image_size)
+
+
+@dataclass(frozen=True)
+class NpzImport:
+    """An import of a uint8 .npz, planned: headers checked and labels read; :meth:`write` streams
+    the images from the archive a row group at a time (a float or Fortran-ordered ``x`` is imported
+    whole by :func:`import_npz`, whose value range must be known first)."""
+
+    name: str
+    src: Path
+    domain: str
+
+    def write(self, path: Path, image_size: int | None = None, channels: int | None = None, seed: int = 0,
+              fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> DatasetInfo:
+        from raynas.data.format import row_group_rows
+        from raynas.data.writer import write_images
+
+        check_options(self.name, image_size, channels, seed, fractions)
+        with _open_npz(self.src) as archive:
+            found = _npz_contents(archive, self.src, image_size)
+        class_names = validate.check_class_names(found.class_names)
+        labels = validate.check_labels(found.labels, found.nchw[0], class_names, splits.min_images_per_class(fractions))
+        split = splits.stratified_split(labels, fractions, seed)
+        n, c, h, w = found.nchw
+        out_h, out_w = (image_size, image_size) if image_size is not None else (h, w)
+        rows = row_group_rows(c * max(h * w, out_h * out_w))
+
+        def chunks():
+            row_bytes = math.prod(found.x_shape[1:])
+            with _open_npz(self.src) as archive, archive.open(found.member) as fh:
+                try:
+                    version = np.lib.format.read_magic(fh)
+                    (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)(fh)
+                    for start in progress(range(0, n, rows), "reading images"):
+                        k = min(rows, n - start)
+                        data = fh.read(k * row_bytes)
+                        if len(data) != k * row_bytes:
+                            raise ValueError(f"the array ends after {start + len(data) // row_bytes} of {n} images")
+                        x = np.frombuffer(data, np.uint8).reshape(k, *found.x_shape[1:])
+                        images = _fit_images(array_to_nchw(x, str(self.src)), image_size)
+                        yield images if channels is None else to_channels(images, channels)
+                except _NPZ_ERRORS as exc:
+                    raise RaynasError(f"cannot read {self.src} as .npz: array {found.member!r}: {exc}",
+                                      NPZ_FIX) from None
+
+        return write_images(path, chunks(), shape=(channels or c, out_h, out_w), find_gray=channels is None and c == 3,
+                            rows=rows, name=self.name, class_names=class_names, labels=labels, splits=split,
+                            domain=self.domain, provenance=dict(_provenance(self.src, "npz"), split_seed=seed,
+                                                                split_fractions=list(fractions)))
+
+
+@FILE_IMPORTS.register("npz")
+def plan_npz(path: str | Path, *, name: str, domain: str = "custom") -> NpzImport | None:
+    """A streamed import of ``path`` when its images are uint8 in C order, else None (import it
+    whole with :func:`import_npz`)."""
+    validate.check_name(name)
+    src = Path(path)
+    with _open_npz(src) as archive:
+        members = {m[:-4]: m for m in archive.namelist() if m.endswith(".npy")}
+        if "x" not in members:
+            return None  # import_npz names what is missing
+        _, dtype, fortran = _npz_layout(archive, members["x"], src)
+    return NpzImport(name, src, domain) if dtype == np.uint8 and not fortran else None
+
+
 @IMPORTERS.register("npz")
 def import_npz(path: str | Path, *, name: str, image_size: int | None = None, channels: int | None = None,
                domain: str = "custom", seed: int = 0,
@@ -431,52 +559,21 @@ def import_npz(path: str | Path, *, name: str, image_size: int | None = None, ch
     """
     check_options(name, image_size, channels, seed, fractions)
     src = Path(path)
-    with _open_npz(src) as archive:
-        members = {m[:-4]: m for m in archive.namelist() if m.endswith(".npy")}
-        missing = [k for k in ("x", "y") if k not in members]
-        if missing:
-            raise RaynasError(f"{src} lacks the array(s) {missing} (has {sorted(members)})", NPZ_FIX)
-        headers = {k: _npz_header(archive, members[k], src) for k in ("x", "y", "class_names") if k in members}
-        (x_shape, x_dtype), (y_shape, _) = headers["x"], headers["y"]
-        n, c, h, w = nchw_shape(x_shape, str(src))
-        if len(y_shape) != 1:
-            raise RaynasError(f"{src}: labels have shape {y_shape}, expected a flat array of one label per image",
-                              "store y as a 1-d array, e.g. y.reshape(-1)")
-        if n != y_shape[0]:
-            raise RaynasError(f"{src}: mismatched lengths: {n} images but {y_shape[0]} labels",
-                              "give exactly one label per image")
-        if n == 0 or min(h, w) == 0:
-            raise RaynasError(f"{src}: the images array {x_shape} holds no pixels", "add images before importing")
-        if image_size is None:
-            validate.check_max_side(h, w, str(src))
-        sizes = {k: math.prod(shape) * dtype.itemsize for k, (shape, dtype) in headers.items()}
-        peak = npz_peak_bytes((n, c, h, w), x_bytes=sizes["x"], other_bytes=sum(sizes.values()) - sizes["x"],
+
+    def check_memory(nchw: tuple[int, int, int, int], x_dtype: np.dtype, sizes: dict[str, int]) -> None:
+        n, c, h, w = nchw
+        peak = npz_peak_bytes(nchw, x_bytes=sizes["x"], other_bytes=sum(sizes.values()) - sizes["x"],
                               float_input=x_dtype != np.uint8, image_size=image_size, channels=channels)
         resized = f" resized to {image_size}x{image_size}" if image_size is not None else ""
         validate.check_memory(peak, f"{src}: importing {n} images of {h}x{w}{resized}")
-        if "class_names" in headers and math.prod(headers["class_names"][0]) > validate.MAX_CLASSES:
-            raise RaynasError(f"{src}: class_names holds more than {validate.MAX_CLASSES:,} names",
-                              "give one name per class")
 
-        y = _npz_array(archive, members["y"], src)
-        if y.dtype.kind in "US":  # string labels name their classes
-            class_names, y = np.unique(y, return_inverse=True)
-            class_names = [str(c) for c in class_names]
-        elif "class_names" in members:
-            class_names = [str(c) for c in np.ravel(_npz_array(archive, members["class_names"], src))]
-        else:
-            y, class_names = number_labels(y, str(src))
-        x = _npz_array(archive, members["x"], src)
-    images = array_to_nchw(x, str(src))
+    with _open_npz(src) as archive:
+        found = _npz_contents(archive, src, image_size, check_memory)
+        x = _npz_array(archive, found.member, src)
+    images = _fit_images(array_to_nchw(x, str(src)), image_size)
     del x
-    if image_size is not None:
-        if images.shape[2] != images.shape[3]:
-            short = min(images.shape[2:])
-            top, left = (images.shape[2] - short) // 2, (images.shape[3] - short) // 2
-            images = images[:, :, top:top + short, left:left + short]
-        images = resize_nchw(np.ascontiguousarray(images), image_size)
     images = _finish(images, channels)
-    return make_dataset(name, images, y, class_names, domain=domain,
+    return make_dataset(name, images, found.labels, found.class_names, domain=domain,
                         provenance=_provenance(src, "npz"), seed=seed, fractions=fractions)
 
 

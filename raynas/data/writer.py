@@ -68,6 +68,30 @@ def write_streamed(path: str | Path, chunks: Iterable[np.ndarray], *, name: str,
     return info
 
 
+def write_images(path: str | Path, chunks: Iterable[np.ndarray], *, shape: tuple[int, int, int], find_gray: bool,
+                 rows: int, **dataset) -> DatasetInfo:
+    """:func:`write_streamed`; with ``find_gray`` (RGB images, no channel count asked for), when every
+    image turned out gray, a second pass over the written file makes them one channel, as the
+    in-memory import does (which tests all images before it picks the channel count)."""
+    from raynas.data.imaging import is_grayscale, to_channels
+    from raynas.storage import exclusive_path
+
+    gray = [find_gray]
+
+    def watched():
+        for chunk in chunks:
+            if gray[0]:
+                gray[0] = is_grayscale(chunk)
+            yield chunk
+
+    info = write_streamed(path, watched(), shape=shape, **dataset)
+    if gray[0]:
+        with exclusive_path(path, overwrite=True) as gray_path:
+            info = write_streamed(gray_path, (to_channels(c, 1) for c in stored_chunks(path, rows)),
+                                  shape=(1, *shape[1:]), **dataset)
+    return info
+
+
 def stored_chunks(path: str | Path, rows: int) -> Iterable[np.ndarray]:
     """The images of a dataset file (or of one being written), ``rows`` at a time, in row order."""
     parquet = pq.ParquetFile(str(path))

@@ -71,6 +71,60 @@ def test_a_streamed_meta_album_import_is_the_in_memory_one(tmp_path):
     assert read_info(memory) == info and info.domain == "meta-album"
 
 
+def _npz_x(kind, rng):
+    n = 14
+    if kind == "nchw":
+        return rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
+    if kind == "nhw":
+        return rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+    if kind == "nhwc-rgba":
+        return rng.integers(0, 256, (n, 8, 10, 4), dtype=np.uint8)
+    plane = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    return np.concatenate([plane] * 3, axis=3)  # gray stored as RGB
+
+
+@pytest.mark.parametrize("kind, options, shape", [
+    ("nchw", {}, (3, 8, 8)),
+    ("nhw", {}, (1, 8, 8)),
+    ("nhwc-rgba", dict(image_size=6), (3, 6, 6)),  # alpha dropped, centre-cropped and resized
+    ("gray-rgb", {}, (1, 8, 8)),  # all gray: one channel after the second pass
+    ("nchw", dict(channels=1, seed=2), (1, 8, 8)),
+])
+def test_a_streamed_npz_import_is_the_in_memory_one(tmp_path, monkeypatch, kind, options, shape):
+    from raynas.data.importers import IMPORTERS
+
+    monkeypatch.setattr(format_mod, "ROW_GROUP_BYTES", 4 * 3 * 80)  # a few images a chunk
+    rng = np.random.default_rng(0)
+    x = _npz_x(kind, rng)
+    np.savez_compressed(tmp_path / "in.npz", x=x, y=np.array(["cat", "dog"] * 7))
+    plan = FILE_IMPORTS.get("npz")(tmp_path / "in.npz", name="arr")
+    with exclusive_path(tmp_path / "streamed.parquet") as tmp:
+        info = plan.write(tmp, **options)
+    memory = write_dataset(IMPORTERS.get("npz")(tmp_path / "in.npz", name="arr", **options), tmp_path / "m.parquet")
+    assert info == read_info(memory) and info.shape == shape and info.class_names == ("cat", "dog")
+    a, b = read_dataset(memory, verify=True), read_dataset(tmp_path / "streamed.parquet", verify=True)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.splits, b.splits)
+
+
+def test_float_or_fortran_npz_images_are_imported_whole(tmp_path):
+    np.savez(tmp_path / "f.npz", x=np.zeros((8, 3, 4, 4), np.float32), y=np.arange(8) % 2)
+    np.savez(tmp_path / "o.npz", x=np.asfortranarray(np.zeros((8, 3, 4, 4), np.uint8)), y=np.arange(8) % 2)
+    assert FILE_IMPORTS.get("npz")(tmp_path / "f.npz", name="f") is None
+    assert FILE_IMPORTS.get("npz")(tmp_path / "o.npz", name="o") is None
+
+
+def test_a_truncated_npz_is_a_clear_error(tmp_path):
+    x = np.zeros((8, 3, 4, 4), np.uint8)
+    np.savez(tmp_path / "t.npz", x=x, y=np.arange(8) % 2)
+    plan = FILE_IMPORTS.get("npz")(tmp_path / "t.npz", name="t")
+    data = (tmp_path / "t.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[:200] + data[300:])  # pixels cut out of the stored member
+    with pytest.raises(RaynasError, match="cannot read .*t.npz"):
+        with exclusive_path(tmp_path / "t.parquet") as tmp:
+            plan.write(tmp)
+    assert not (tmp_path / "t.parquet").exists()
+
+
 def test_a_bad_image_midway_leaves_nothing_behind(tmp_path):
     from raynas.data import DatasetStore
 
