@@ -35,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("path", help="a class-per-folder tree, a Meta-Album dataset folder, or an .npz file")
     p.add_argument("--name", required=True, help="dataset name: lower-case letters, digits, '.', '_', '-'")
     p.add_argument("--format", choices=IMPORTERS.names(), default=None,
-                   help="input layout (default: npz for .npz files, meta-album when labels.csv exists, "
-                        "else imagefolder)")
+                   help="input layout (default: npz for .npz files, parquet for .parquet files, meta-album when "
+                        "labels.csv exists, else imagefolder)")
     p.add_argument("--image-size", type=int, default=None,
                    help=f"centre-crop and resize every image to NxN, N from {MIN_SIDE} to {MAX_SIDE} (default: "
                         "keep the size, which must be square and the same for all images)")
@@ -103,6 +103,8 @@ def run_show(args: argparse.Namespace) -> None:
 def detect_format(path: Path) -> str:
     if path.suffix.lower() == ".npz":
         return "npz"
+    if path.suffix.lower() == ".parquet":
+        return "parquet"
     if (path / "labels.csv").is_file():
         return "meta-album"
     return "imagefolder"

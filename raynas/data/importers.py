@@ -2,7 +2,7 @@
 
 Every importer returns a validated :class:`ImageDataset`; nothing touches the store until
 all files have been read and checked, so a bad input never leaves half a dataset behind. Image
-files (folders, Meta-Album) and uint8 ``.npz`` arrays are also planned without reading their
+files (folders, Meta-Album), Parquet files and uint8 ``.npz`` arrays are also planned without reading their
 pixels (:data:`FILE_IMPORTS`) and then streamed into the store chunk by chunk, which is how
 ``raynas data import`` reads them.
 Input is treated as untrusted: options are checked before any file is read, every path
@@ -23,11 +23,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from raynas.data import splits, validate
 from raynas.data.format import DatasetInfo, ImageDataset, make_dataset
-from raynas.data.imaging import (IMAGE_EXTENSIONS, WORK_CHUNK_BYTES, array_to_nchw, fit_square, is_grayscale,
-                                 is_image_file, nchw_shape, read_rgb, resize_nchw, rgb_to_chw, to_channels)
+from raynas.data.imaging import (IMAGE_EXTENSIONS, WORK_CHUNK_BYTES, array_to_nchw, decode_rgb, fit_square,
+                                 is_grayscale, is_image_file, nchw_shape, read_rgb, resize_nchw, rgb_to_chw,
+                                 to_channels)
 from raynas.errors import RaynasError
 from raynas.progress import progress
 from raynas.registry import Registry
@@ -575,6 +577,133 @@ def import_npz(path: str | Path, *, name: str, image_size: int | None = None, ch
     images = _finish(images, channels)
     return make_dataset(name, images, found.labels, found.class_names, domain=domain,
                         provenance=_provenance(src, "npz"), seed=seed, fractions=fractions)
+
+
+PARQUET_FIX = ("give a Parquet file with an 'image' column (encoded PNG/JPEG bytes, a struct with 'bytes', "
+               "or uint8 tensors) and a 'label' column (integers or class names)")
+
+
+@dataclass(frozen=True)
+class ParquetImport:
+    """An import of a Parquet file of images, planned: its labels read; the images are read a
+    row group's worth at a time, as encoded bytes (also a ``{bytes, path}`` struct, as Hugging
+    Face datasets write them) or uint8 tensors."""
+
+    name: str
+    src: Path
+    labels: np.ndarray
+    class_names: list[str]
+    domain: str
+
+    def _chunks(self, image_size: int | None, rows: int):
+        """uint8 NCHW images (1 or 3 channels, as stored) of ``rows`` rows at a time, in row order."""
+        parquet = _read_input_parquet(self.src)
+        tensors = isinstance(parquet.schema_arrow.field("image").type, pa.FixedShapeTensorType)
+        row, size = 0, None
+        for batch in parquet.iter_batches(batch_size=rows, columns=["image"]):
+            cells = batch.column(0)
+            if tensors:
+                x = cells.storage.flatten().to_numpy(zero_copy_only=False).reshape(len(cells), *cells.type.shape)
+                images = array_to_nchw(x, str(self.src))
+                if image_size is None:
+                    validate.check_max_side(*images.shape[2:], str(self.src))
+                row += len(cells)
+                yield _fit_images(images, image_size)
+                continue
+            if pa.types.is_struct(cells.type):
+                cells = cells.field("bytes")
+            out = []
+            for data in cells.to_pylist():
+                where, row = f"{self.src} row {row}", row + 1
+                if data is None:
+                    raise RaynasError(f"{where} has no image", "fill or drop rows without an image")
+                img = decode_rgb(io.BytesIO(data), where)
+                if image_size is not None:
+                    img = fit_square(img, image_size)
+                else:
+                    if size is None:
+                        size = img.size
+                        validate.check_max_side(size[1], size[0], where)
+                    if img.size != size or img.size[0] != img.size[1]:
+                        raise RaynasError(f"images differ in size or are not square ({size[0]}x{size[1]} in the "
+                                          f"first row, {img.size[0]}x{img.size[1]} in {where})",
+                                          "pass --image-size N to centre-crop and resize every image to NxN")
+                out.append(rgb_to_chw(img))
+            yield np.stack(out)
+
+    def dataset(self, image_size: int | None = None, channels: int | None = None, seed: int = 0,
+                fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+        images = np.concatenate(list(self._chunks(image_size, 1 << 30)))
+        return make_dataset(self.name, _finish(images, channels), self.labels, self.class_names, domain=self.domain,
+                            provenance=_provenance(self.src, "parquet"), seed=seed, fractions=fractions)
+
+    def write(self, path: Path, image_size: int | None = None, channels: int | None = None, seed: int = 0,
+              fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> DatasetInfo:
+        from raynas.data.format import row_group_rows
+        from raynas.data.writer import write_images
+
+        check_options(self.name, image_size, channels, seed, fractions)
+        class_names = validate.check_class_names(self.class_names)
+        labels = validate.check_labels(self.labels, len(self.labels), class_names,
+                                       splits.min_images_per_class(fractions))
+        split = splits.stratified_split(labels, fractions, seed)
+        c, h, w = next(iter(self._chunks(image_size, 1))).shape[1:]  # the first image fixes the size
+        rows = row_group_rows(3 * h * w)
+        converted = (chunk if channels is None else to_channels(chunk, channels)
+                     for chunk in self._chunks(image_size, rows))
+        return write_images(path, converted, shape=(channels or c, h, w), find_gray=channels is None and c == 3,
+                            rows=rows, name=self.name, class_names=class_names, labels=labels, splits=split,
+                            domain=self.domain, provenance=dict(_provenance(self.src, "parquet"), split_seed=seed,
+                                                                split_fractions=list(fractions)))
+
+
+def _read_input_parquet(src: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(str(src))
+    except (OSError, pa.ArrowException) as exc:
+        raise RaynasError(f"cannot read {src} as Parquet: {exc}", PARQUET_FIX) from None
+    missing = [c for c in ("image", "label") if c not in parquet.schema_arrow.names]
+    if missing:
+        raise RaynasError(f"{src} has no {' and no '.join(repr(c) for c in missing)} column "
+                          f"(has {', '.join(parquet.schema_arrow.names)})", PARQUET_FIX)
+    kind = parquet.schema_arrow.field("image").type
+    if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+            or (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0)
+            or (isinstance(kind, pa.FixedShapeTensorType) and kind.value_type == pa.uint8())):
+        raise RaynasError(f"{src}: its image column is {kind}", PARQUET_FIX)
+    return parquet
+
+
+@FILE_IMPORTS.register("parquet")
+def plan_parquet(path: str | Path, *, name: str, domain: str = "custom") -> ParquetImport:
+    """A Parquet file with ``image`` and ``label`` columns; the labels are read here."""
+    validate.check_name(name)
+    src = Path(path)
+    parquet = _read_input_parquet(src)
+    try:
+        y = parquet.read(columns=["label"]).column("label")
+    except (OSError, pa.ArrowException) as exc:
+        raise RaynasError(f"cannot read the labels of {src}: {exc}", PARQUET_FIX) from None
+    if y.null_count:
+        raise RaynasError(f"{src}: {y.null_count} row(s) have no label", "fill or drop rows without a label")
+    values = np.asarray(y.to_pylist())
+    if values.dtype.kind in "US":
+        class_names, labels = np.unique(values, return_inverse=True)
+        class_names = [str(c) for c in class_names]
+    else:
+        labels, class_names = number_labels(values, str(src))
+    return ParquetImport(name, src, labels, class_names, domain)
+
+
+@IMPORTERS.register("parquet")
+def import_parquet(path: str | Path, *, name: str, image_size: int | None = None, channels: int | None = None,
+                   domain: str = "custom", seed: int = 0,
+                   fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> ImageDataset:
+    """A Parquet file with ``image`` (encoded bytes or uint8 tensors) and ``label`` columns."""
+    check_options(name, image_size, channels, seed, fractions)
+    return plan_parquet(path, name=name, domain=domain).dataset(image_size, channels, seed, fractions)
 
 
 def from_torchvision(dataset: Any, *, name: str, class_names: Sequence[str] | None = None,

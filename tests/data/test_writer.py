@@ -125,6 +125,66 @@ def test_a_truncated_npz_is_a_clear_error(tmp_path):
     assert not (tmp_path / "t.parquet").exists()
 
 
+def _png(pixels) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("cells, options, shape", [
+    ("bytes", {}, (3, 8, 8)),
+    ("struct", dict(image_size=6), (3, 6, 6)),  # {bytes, path}, as Hugging Face datasets write images
+    ("gray-bytes", {}, (1, 8, 8)),
+    ("tensor", dict(channels=1), (1, 8, 8)),
+])
+def test_a_streamed_parquet_import_is_the_in_memory_one(tmp_path, monkeypatch, cells, options, shape):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raynas.data.importers import IMPORTERS
+
+    monkeypatch.setattr(format_mod, "ROW_GROUP_BYTES", 3 * 3 * 64)  # a few images a chunk
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 256, (8, 8) if cells == "gray-bytes" else (8, 8, 3), dtype=np.uint8) for _ in range(12)]
+    if cells == "tensor":
+        column = format_mod.tensor_column(np.stack([p.transpose(2, 0, 1) for p in pixels]))
+    elif cells == "struct":
+        column = pa.array([{"bytes": _png(p), "path": f"{i}.png"} for i, p in enumerate(pixels)])
+    else:
+        column = pa.array([_png(p) for p in pixels], type=pa.binary())
+    pq.write_table(pa.table({"image": column, "label": pa.array(["b", "a", "c"] * 4)}), tmp_path / "in.parquet",
+                   row_group_size=5)
+    plan = FILE_IMPORTS.get("parquet")(tmp_path / "in.parquet", name="pq")
+    with exclusive_path(tmp_path / "streamed.parquet") as tmp:
+        info = plan.write(tmp, **options)
+    memory = write_dataset(IMPORTERS.get("parquet")(tmp_path / "in.parquet", name="pq", **options),
+                           tmp_path / "m.parquet")
+    assert info == read_info(memory) and info.shape == shape and info.class_names == ("a", "b", "c")
+    a, b = read_dataset(memory, verify=True), read_dataset(tmp_path / "streamed.parquet", verify=True)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("table, message", [
+    (lambda pa: pa.table({"picture": [b"x"], "label": [0]}), "has no 'image' column"),
+    (lambda pa: pa.table({"image": [1.5], "label": [0]}), "its image column is double"),
+    (lambda pa: pa.table({"image": [b"not an image"] * 6, "label": [0, 1] * 3}), "row 0"),
+    (lambda pa: pa.table({"image": [b"x", b"y"], "label": pa.array([0, None])}), "1 row(s) have no label"),
+])
+def test_bad_parquet_input_is_a_clear_error(tmp_path, table, message):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raynas.data import DatasetStore
+
+    pq.write_table(table(pa), tmp_path / "in.parquet")
+    store = DatasetStore(tmp_path / "home")
+    with pytest.raises(RaynasError) as err:
+        store.save_streamed(FILE_IMPORTS.get("parquet")(tmp_path / "in.parquet", name="bad"))
+    assert message in str(err.value) and list(store.folder.iterdir()) == []
+
+
 def test_a_bad_image_midway_leaves_nothing_behind(tmp_path):
     from raynas.data import DatasetStore
 
