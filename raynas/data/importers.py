@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from raynas.data import splits, validate
-from raynas.data.format import DatasetInfo, ImageDataset, make_dataset
+from raynas.data.format import DatasetInfo, ImageDataset, make_dataset, tensor_column_to_numpy
 from raynas.data.imaging import (IMAGE_EXTENSIONS, WORK_CHUNK_BYTES, array_to_nchw, decode_rgb, fit_square,
                                  is_grayscale, is_image_file, nchw_shape, read_rgb, resize_nchw, rgb_to_chw,
                                  to_channels)
@@ -374,19 +374,18 @@ def _open_npz(src: Path) -> zipfile.ZipFile:
         raise RaynasError(f"cannot read {src} as .npz: {exc}", NPZ_FIX) from None
 
 
-def _npz_header(archive: zipfile.ZipFile, member: str, src: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of one array from its header alone, so its size is known before it is read."""
-    shape, dtype, _ = _npz_layout(archive, member, src)
-    return shape, dtype
+def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype of an .npy stream, which is left at the first data byte."""
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(fh)
 
 
 def _npz_layout(archive: zipfile.ZipFile, member: str, src: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
     """Shape, dtype and Fortran order of one array, from its header alone."""
     try:
         with archive.open(member) as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
+            shape, fortran, dtype = _read_npy_header(fh)
     except _NPZ_ERRORS as exc:
         raise RaynasError(f"cannot read {src} as .npz: array {member!r}: {exc}", NPZ_FIX) from None
     if dtype.hasobject:
@@ -515,9 +514,7 @@ class NpzImport:
             row_bytes = math.prod(found.x_shape[1:])
             with _open_npz(self.src) as archive, archive.open(found.member) as fh:
                 try:
-                    version = np.lib.format.read_magic(fh)
-                    (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                     else np.lib.format.read_array_header_2_0)(fh)
+                    _read_npy_header(fh)
                     for start in progress(range(0, n, rows), "reading images"):
                         k = min(rows, n - start)
                         data = fh.read(k * row_bytes)
@@ -600,10 +597,11 @@ class ParquetImport:
         parquet = _read_input_parquet(self.src)
         tensors = isinstance(parquet.schema_arrow.field("image").type, pa.FixedShapeTensorType)
         row, size = 0, None
-        for batch in parquet.iter_batches(batch_size=rows, columns=["image"]):
+        batches = parquet.iter_batches(batch_size=rows, columns=["image"])
+        for batch in progress(batches, "reading images", total=-(-parquet.metadata.num_rows // rows)):
             cells = batch.column(0)
             if tensors:
-                x = cells.storage.flatten().to_numpy(zero_copy_only=False).reshape(len(cells), *cells.type.shape)
+                x = tensor_column_to_numpy(cells, tuple(cells.type.shape))
                 images = array_to_nchw(x, str(self.src))
                 if image_size is None:
                     validate.check_max_side(*images.shape[2:], str(self.src))

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raynas.data import splits as splits_mod
-from raynas.data.format import DatasetInfo, _metadata, tensor_column
+from raynas.data.format import DatasetInfo, _metadata, tensor_column, tensor_column_to_numpy
 from raynas.errors import RaynasError
 
 
@@ -97,6 +97,4 @@ def stored_chunks(path: str | Path, rows: int) -> Iterable[np.ndarray]:
     parquet = pq.ParquetFile(str(path))
     shape = tuple(parquet.schema_arrow.field("image").type.shape)
     for batch in parquet.iter_batches(batch_size=rows, columns=["image"]):
-        column = batch.column(0)
-        storage = column.storage if isinstance(column, pa.ExtensionArray) else column
-        yield storage.flatten().to_numpy(zero_copy_only=False).reshape(len(column), *shape)
+        yield tensor_column_to_numpy(batch.column(0), shape)

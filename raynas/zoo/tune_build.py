@@ -73,7 +73,7 @@ def build_zoo(jobs: list[PretrainJob], workspace: Workspace, *, trials: RaceConf
                  "tensorboard": tensorboard_command(storage, run_dir.name)}
         atomic_write_text(run_dir / BUILD_FILE, json.dumps(build, indent=2))
         fs = ledger_filesystem(storage, run_dir.name, run_dir)
-        tuner = _tuner(build, trials, storage, fs, _job(build, trial_callbacks, tensorboard), verbose,
+        tuner = _tuner(build, trials, storage, fs, _job(build, workspace, trial_callbacks, tensorboard), verbose,
                        tune_callbacks)
         link_experiment(run_dir, storage)
     except BaseException:
@@ -114,7 +114,7 @@ def resume_build(run_dir: str | Path, workspace: Workspace, *, verbose: bool = T
                                                   "missing)")
     verify_ledger(run_dir, storage, build["name"])
     ensure_ray(address)
-    job = _job(build, trial_callbacks, tensorboard)
+    job = _job(build, workspace, trial_callbacks, tensorboard)
     if verbose:
         print(f"resuming the zoo build in {run_dir}: unfinished sources continue from their last epoch",
               file=sys.stderr, flush=True)
@@ -124,10 +124,13 @@ def resume_build(run_dir: str | Path, workspace: Workspace, *, verbose: bool = T
     return _conclude(_fit(tuner, run_dir), build, workspace, run_dir, t0)
 
 
-def _job(build: dict[str, Any], callbacks: Sequence, tensorboard: bool):
+def _job(build: dict[str, Any], workspace: Workspace, callbacks: Sequence, tensorboard: bool):
+    """What every trial shares; the home and storage are this workspace's (a resume has checked
+    that build.json names the same), never paths taken from the file."""
     from raynas.race.trial import TrialJob
 
-    return TrialJob(experiment=None, home=build["home"], storage=build["storage"], tensorboard=tensorboard,
+    home, storage = workspace.locations()
+    return TrialJob(experiment=None, home=home, storage=storage, tensorboard=tensorboard,
                     callbacks=tuple(callbacks), datasets=dict(build["datasets"]), pretrain=dict(build["sources"]))
 
 
