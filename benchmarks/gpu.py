@@ -117,7 +117,7 @@ def race_sharing_the_device(dry: bool, home: Path) -> dict:
     ensure_ray()
     workspace = Workspace.open(home)
     jobs, _ = plan_jobs(sources, SearchConfig(dataset="x", **size), workspace)
-    run_jobs(jobs, parallel=False, verbose=False)
+    run_jobs(jobs, verbose=False)
     race = RaceConfig(race=2, multi=False, early_stop=False, cpus_per_trial=1, gpus_per_trial=0 if dry else 0.5)
     t0 = time.perf_counter()
     result = run_race(ExperimentConfig(SearchConfig(dataset=target, **size), race), workspace, verbose=False,

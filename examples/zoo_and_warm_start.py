@@ -31,7 +31,7 @@ def main():
     # 1. pretrain one supernet per source and publish it with its OT embedding
     template = SearchConfig(dataset=args.target, preset="tiny", epochs=2, max_steps_per_epoch=8)
     jobs, _ = plan_jobs(args.sources.split(","), template, workspace)
-    for row in run_jobs(jobs, parallel=False, verbose=False):
+    for row in run_jobs(jobs, verbose=False):
         print(f"published {row['name']}: val acc {row['accuracy']:.3f}")
 
     # 2. rank the zoo's sources for the target

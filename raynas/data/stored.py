@@ -10,15 +10,27 @@ stored for this content hash) reads nothing but the footer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raynas.data.format import DatasetInfo, _labels_and_splits, _read_parquet, damaged, tensor_column_to_numpy
 from raynas.data.splits import SPLITS
 from raynas.errors import RaynasError
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of a stored dataset: the unit streaming readers read at a time."""
+
+    path: Path  # the Parquet file that holds it
+    index: int  # its position among that file's row groups
+    start: int  # its first row's position in the dataset
+    rows: int
 
 
 class StoredDataset:
@@ -36,6 +48,35 @@ class StoredDataset:
     def labels(self) -> np.ndarray:
         """Every row's label, in file order (as ``ImageDataset.labels``)."""
         return self._labels_and_splits[0]
+
+    @property
+    def splits(self) -> np.ndarray:
+        """Every row's split name, in file order."""
+        return self._labels_and_splits[1]
+
+    @cached_property
+    def row_groups(self) -> list[RowGroup]:
+        """The dataset's row groups in row order, from the footer alone."""
+        meta = _read_parquet(self.path, pq.read_metadata)
+        groups, start = [], 0
+        for g in range(meta.num_row_groups):
+            rows = meta.row_group(g).num_rows
+            groups.append(RowGroup(self.path, g, start, rows))
+            start += rows
+        return groups
+
+    def read_group(self, group: RowGroup, columns: tuple[str, ...] = ("image",)) -> pa.Table:
+        """``columns`` of one row group; unreadable files are clear errors."""
+        return _read_parquet(group.path, lambda p: pq.ParquetFile(p).read_row_group(group.index, columns=list(columns)))
+
+    def group_images(self, group: RowGroup) -> np.ndarray:
+        """The uint8 images of one row group, (rows, C, H, W)."""
+        column = self.read_group(group).column("image")
+        try:
+            return tensor_column_to_numpy(column, self.info.shape)
+        except ValueError as exc:
+            raise damaged(group.path, f"its image column cannot be read as {list(self.info.shape)} tensors "
+                                      f"({exc})") from None
 
     def images_at(self, rows: np.ndarray) -> np.ndarray:
         """Images of ``rows`` (positions in the file), in that order."""
