@@ -1,11 +1,14 @@
 """Images per second of the raynas loaders and of torchvision ImageFolder + DataLoader, in one run.
 
     python benchmarks/loader_throughput.py [--dataset mnist5k] [--epochs 3] [--workers 0,2] [--out result.json]
+    python benchmarks/loader_throughput.py --generate 20000 --side 64   # RGB, many row groups
 
 What is measured (all on the train split of one dataset, same batch size and output size):
 
 * raynas ``memory`` backend with augmentation: *cold* = ``create_loaders`` (Parquet read,
   decode, resize, normalisation statistics) plus the first epoch; *warm* = each later epoch.
+* raynas ``stream`` backend (row groups read and decoded ahead by ``--stream-workers``
+  threads, shuffled in a window): *cold* = ``create_loaders`` plus the first epoch.
 * raynas ``ray`` backend (Ray Data): *cold* = ``create_loaders`` plus the first epoch, then
   warm epochs. Starting Ray is timed separately and excluded from both numbers.
 * torchvision ``ImageFolder`` + ``torch.utils.data.DataLoader`` over the same train images
@@ -15,6 +18,9 @@ What is measured (all on the train split of one dataset, same batch size and out
   ``--workers`` value. *Cold* = building the ``ImageFolder`` plus the first epoch (worker
   start included); *warm* = each later epoch, with ``persistent_workers`` so that worker
   start-up is not paid again (the baseline's best case).
+
+``--generate N`` measures a generated dataset instead: N RGB images of ``--side`` pixels
+(smooth random colour fields, a class each), imported in row groups as an import writes them.
 
 Warm numbers are the median over ``--epochs`` epochs. Building a built-in dataset on first
 use and writing the PNG tree are not timed. Batches are only counted, not used, so the
@@ -35,6 +41,7 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -101,6 +108,28 @@ def write_image_folder(store: DatasetStore, dataset: str, root: Path) -> int:
     return len(images)
 
 
+def generate_dataset(store: DatasetStore, count: int, side: int, name: str = "generated") -> None:
+    """``count`` smooth random RGB images of ``side`` pixels in 10 classes, stored as an import stores them."""
+    from raynas.data.format import row_group_rows
+    from raynas.data.splits import stratified_split
+    from raynas.data.writer import write_streamed
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(count) % 10
+    splits = stratified_split(labels, seed=0)
+    rows = row_group_rows(3 * side * side)
+
+    def chunks():
+        for start in range(0, count, rows):
+            k = min(rows, count - start)
+            coarse = rng.integers(0, 256, (k, 3, 8, 8)).astype(np.float32)
+            fine = np.kron(coarse, np.ones((1, 1, side // 8, side // 8), np.float32))
+            yield np.clip(fine + rng.normal(0, 8, fine.shape), 0, 255).astype(np.uint8)
+
+    write_streamed(store.path(name), chunks(), name=name, class_names=[f"c{k}" for k in range(10)], labels=labels,
+                   splits=splits, shape=(3, side, side), domain="generated", provenance={"generated": count})
+
+
 def imagefolder_loader(root: Path, config: LoaderConfig, normalize, workers: int):
     size = config.image_size
     transform = T.Compose([
@@ -125,6 +154,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--workers", default="0,2", help="DataLoader worker counts for ImageFolder (default 0,2)")
+    p.add_argument("--generate", type=int, default=0, help="measure N generated RGB images instead of --dataset")
+    p.add_argument("--side", type=int, default=64, help="side of the generated images (default 64)")
+    p.add_argument("--stream-workers", type=int, default=2, help="read-ahead threads of the stream loader")
     p.add_argument("--out", default=None, help="also write the numbers as JSON to this file")
     args = p.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
@@ -133,6 +165,10 @@ def main() -> None:
     with scratch_space("raynas-loader-bench-") as scratch:
         home = Path(args.home) if args.home else scratch / "home"
         store = DatasetStore(home)
+        if args.generate:
+            args.dataset = f"generated-{args.generate}-{args.side}"
+            if not store.exists(args.dataset):
+                generate_dataset(store, args.generate, args.side, args.dataset)
         info = store.info(args.dataset)  # builds a built-in on first use; not timed
         config = LoaderConfig(image_size=args.image_size, channels=1, batch_size=args.batch_size,
                               augment=True, backend="memory")
@@ -145,6 +181,11 @@ def main() -> None:
         for w in workers:
             folders[w] = measure(lambda: imagefolder_loader(folder_root, config, normalize, w), args.epochs)
             del folders[w]["loader"]  # ends persistent workers before the next measurement
+
+        stream_config = LoaderConfig(**dict(config.to_json(), backend="stream", workers=args.stream_workers))
+        stream = measure(lambda: create_loaders(args.dataset, stream_config, ("train",), store)["train"],
+                         args.epochs)
+        stream_groups = len(stream.pop("loader").groups)
 
         ray_start = start_ray()
         ray_config = LoaderConfig(**dict(config.to_json(), backend="ray"))
@@ -160,7 +201,8 @@ def main() -> None:
            "batch_size": args.batch_size, "channels": 1, "augment": True, "warm_epochs": args.epochs,
            "torch": torch.__version__, "torchvision": torchvision.__version__, "ray": ray.__version__,
            "python": platform.python_version(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "load_average_1min_before": round(load_before, 2)}
+           "torch_threads": torch.get_num_threads(), "load_average_1min_before": round(load_before, 2),
+           "stream_workers": args.stream_workers, "stream_row_groups": stream_groups}
     print(f"loader throughput, {env['date']}: dataset {args.dataset}, train split {memory['images']} images "
           f"stored {'x'.join(map(str, info.shape))}, served at 1x{args.image_size}x{args.image_size}, "
           f"batch {args.batch_size}, random crop on, median of {args.epochs} warm epochs")
@@ -177,7 +219,7 @@ def main() -> None:
 
     rows = [("raynas memory", memory)]
     rows += [(f"ImageFolder workers={w}", r) for w, r in folders.items()]
-    rows += [("raynas ray", ray_result)]
+    rows += [("raynas stream", stream), ("raynas ray", ray_result)]
     print(f"\n{'loader':<24} {'setup s':>8} {'1st epoch s':>12} {'cold img/s':>11} {'warm img/s':>11}")
     for name, r in rows:
         print(f"{name:<24} {r['setup_s']:>8.2f} {r['first_epoch_s']:>12.3f} {r['cold_img_s']:>11,.0f} "
@@ -188,13 +230,15 @@ def main() -> None:
     for w, r in folders.items():
         ratios[f"raynas-memory / ImageFolder-w{w}, warm"] = memory["warm_img_s"] / r["warm_img_s"]
         ratios[f"raynas-memory / ImageFolder-w{w}, cold"] = memory["cold_img_s"] / r["cold_img_s"]
+        ratios[f"raynas-stream / ImageFolder-w{w}, warm"] = stream["warm_img_s"] / r["warm_img_s"]
+        ratios[f"raynas-stream / ImageFolder-w{w}, cold"] = stream["cold_img_s"] / r["cold_img_s"]
         ratios[f"raynas-ray / ImageFolder-w{w}, warm"] = ray_result["warm_img_s"] / r["warm_img_s"]
     for k, v in ratios.items():
         print(f"{k:<38} {v:>7.2f}x")
 
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({**env, "raynas_memory": memory, "raynas_ray": ray_result,
+            json.dump({**env, "raynas_memory": memory, "raynas_stream": stream, "raynas_ray": ray_result,
                        "imagefolder": {f"workers={w}": r for w, r in folders.items()}, "ratios": ratios},
                       fh, indent=2)
 

@@ -108,6 +108,23 @@ def test_the_race_defaults_follow_the_device_and_the_autoscaler(monkeypatch):
         trial_resources(RaceConfig(gpus_per_trial=2), search, verbose=False)
 
 
+@pytest.mark.parametrize("loader, device, cpus_per_trial, cpus", [
+    ("stream", "auto", None, 2.0 + 3), ("auto", "auto", None, 2.0), ("stream", "cpu", None, 1.0),
+    ("stream", "auto", 4.0, 4.0)])
+def test_gpu_trials_that_stream_get_cpus_for_the_loader_threads(monkeypatch, suite_home, loader, device,
+                                                                 cpus_per_trial, cpus):
+    from raynas.data import DatasetStore
+    from raynas.race.config import RaceConfig
+    from raynas.race.race import trial_resources
+    from raynas.search.config import SearchConfig
+
+    monkeypatch.setattr(Capacity, "of_cluster", classmethod(lambda cls: Capacity([HEAD], [GPU_TYPE],
+                                                                                 autoscaling=True)))
+    search = SearchConfig(dataset="digits", preset="tiny", loader_backend=loader, loader_workers=3, device=device)
+    got = trial_resources(RaceConfig(cpus_per_trial=cpus_per_trial), search, DatasetStore(suite_home), verbose=False)
+    assert got["cpu"] == cpus
+
+
 def test_a_local_ray_has_no_autoscaler_that_could_add_nodes(ray_session):
     import json
 

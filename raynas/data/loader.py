@@ -1,20 +1,26 @@
 """Loaders: Arrow datasets -> normalised float batches, seeded and resumable by epoch.
 
-Two backends behind one interface:
+Three backends behind one interface:
 
 * ``memory``: the whole split is decoded once into one tensor (on the target device);
   a batch is an index into it. Used for everything that fits, i.e. the built-in suite.
-* ``ray``: ``ray.data.read_parquet`` -> ``iter_torch_batches`` streams data that does not.
+* ``stream``: worker threads read and decode the next Parquet row groups while the model
+  trains on the current ones; batches are shuffled within a window of row groups taken in a
+  random order. Memory holds the window, not the split: for data that does not fit.
+* ``ray``: ``ray.data.read_parquet`` -> ``iter_torch_batches``; a new Ray Data plan every
+  epoch makes it slower than ``stream`` on one node (docs/benchmarks.md).
 
-``auto`` picks ``memory`` when the decoded split fits ``memory_limit_mb``. Both backends
-apply the same normalisation (statistics of the first 4,096 train images in file order),
-so they yield identical batches when shuffling and augmentation are off.
+``auto`` picks ``memory`` when the decoded split fits ``memory_limit_mb``, else ``stream``.
+Every backend applies the same normalisation (statistics of the first 4,096 train images in
+file order), so they yield identical batches when shuffling and augmentation are off.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -43,9 +49,11 @@ class LoaderConfig:
     shuffle: bool = True  # train split only; val/test keep file order
     drop_last: bool = False
     seed: int = 0
-    backend: str = "auto"  # auto | memory | ray
+    backend: str = "auto"  # auto | memory | stream | ray
     memory_limit_mb: float = 2048.0
     device: str = "cpu"
+    workers: int = 2  # stream: threads that read and decode row groups ahead of training
+    shuffle_window: int = 16_384  # stream: images shuffled together (whole row groups, taken in a random order)
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -54,6 +62,9 @@ class LoaderConfig:
             raise RaynasError(f"image_size must be at least 4 and at most {MAX_SIDE}, got {self.image_size}")
         if self.batch_size < 1:
             raise RaynasError(f"batch_size must be positive, got {self.batch_size}")
+        if self.workers < 1 or self.shuffle_window < 1:
+            raise RaynasError(f"loader workers and shuffle window must be positive, got {self.workers} and "
+                              f"{self.shuffle_window}")
         if self.backend not in BACKENDS and self.backend != "auto":
             raise RaynasError(f"unknown loader backend '{self.backend}'",
                               f"choose one of: auto, {', '.join(BACKENDS.names())}")
@@ -144,6 +155,72 @@ class MemoryLoader(_EpochSeeded):
             yield self._finish(self.images[idx], gen), self.labels[idx]
 
 
+class StreamLoader(_EpochSeeded):
+    """Streams a split from the stored row groups, decoded ahead by worker threads.
+
+    Memory holds the shuffle window plus the row groups being prefetched (``workers`` + 1),
+    whatever the size of the split. Reading (Parquet decompression) and decoding (resize,
+    normalisation) run in the threads, which release the GIL for most of it.
+    """
+
+    def __init__(self, info: DatasetInfo, split: str, config: LoaderConfig, normalize: Normalize, stored):
+        super().__init__(info, split, config, normalize)
+        self.stored = stored
+        self.member = np.isin(stored.splits, parse_split(split))
+        self.groups = [g for g in stored.row_groups if self.member[g.start:g.start + g.rows].any()]
+
+    def _decode(self, group) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.member[group.start:group.start + group.rows]
+        images = torch.from_numpy(self.stored.group_images(group)[rows])
+        labels = torch.from_numpy(self.stored.labels[group.start:group.start + group.rows][rows])
+        return self.normalize(to_float(images, self.config.image_size, self.config.channels)), labels.long()
+
+    def _decoded_groups(self, order: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The row groups in ``order``, decoded by the worker threads a few groups ahead."""
+        ahead = self.config.workers + 1
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="raynas-loader") as pool:
+            pending: collections.deque = collections.deque()
+            for g in order:
+                pending.append(pool.submit(self._decode, self.groups[g]))
+                if len(pending) > ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _windows(self, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Images and labels a shuffle window at a time (in file order without shuffling)."""
+        order = torch.randperm(len(self.groups), generator=gen).tolist() if self.shuffle else \
+            list(range(len(self.groups)))
+        xs, ys, held = [], [], 0
+        for x, y in self._decoded_groups(order):
+            xs.append(x)
+            ys.append(y)
+            held += len(y)
+            if held >= self.config.shuffle_window:
+                yield torch.cat(xs), torch.cat(ys)
+                xs, ys, held = [], [], 0
+        if xs:
+            yield torch.cat(xs), torch.cat(ys)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = self._generator()
+        self.epoch += 1
+        bs, device = self.config.batch_size, self.config.device
+        left_x = left_y = None  # the part of a window short of a batch, carried into the next
+        for x, y in self._windows(gen):
+            if self.shuffle:
+                order = torch.randperm(len(y), generator=gen)
+                x, y = x[order], y[order]
+            if left_x is not None:
+                x, y = torch.cat([left_x, x]), torch.cat([left_y, y])
+            full = len(y) // bs * bs
+            for start in range(0, full, bs):
+                yield self._finish(x[start:start + bs].to(device), gen), y[start:start + bs].to(device)
+            left_x, left_y = (x[full:], y[full:]) if full < len(y) else (None, None)
+        if left_x is not None and not self.config.drop_last:
+            yield self._finish(left_x.to(device), gen), left_y.to(device)
+
+
 class RayDataLoader(_EpochSeeded):
     """Streams a split from Parquet with Ray Data; for datasets larger than memory."""
 
@@ -185,6 +262,7 @@ class RayDataLoader(_EpochSeeded):
 
 BACKENDS: Registry[type] = Registry("loader backend")
 BACKENDS.add("memory", MemoryLoader)
+BACKENDS.add("stream", StreamLoader)
 BACKENDS.add("ray", RayDataLoader)
 
 
@@ -193,7 +271,7 @@ def choose_backend(info: DatasetInfo, config: LoaderConfig) -> str:
         return config.backend
     stored = math.prod(info.shape)  # uint8 pixels as read from Parquet
     decoded = info.num_images * (stored + config.channels * config.image_size ** 2 * 4)
-    return "memory" if decoded <= config.memory_limit_mb * 2 ** 20 else "ray"
+    return "memory" if decoded <= config.memory_limit_mb * 2 ** 20 else "stream"
 
 
 def first_images(path: Path, info: DatasetInfo, split: str, count: int) -> np.ndarray:
@@ -230,8 +308,11 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
                                       to_float(torch.from_numpy(x), config.image_size, config.channels),
                                       torch.from_numpy(y))
         return loaders
-    check_labels_and_splits(path, info)  # refuse a damaged file now, not mid-epoch
     normalize = Normalize.fit(_stats_sample(path, info, config))
+    if backend == "stream":
+        stored = store.open(dataset)  # reads and checks the labels and splits now, not mid-epoch
+        return {s: StreamLoader(info, s, config, normalize, stored) for s in splits}
+    check_labels_and_splits(path, info)
     return {s: RayDataLoader(info, s, config, normalize, path) for s in splits}
 
 

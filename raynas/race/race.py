@@ -47,11 +47,14 @@ class RaceResult:
 
 
 # -- planning (driver, before any trial) -------------------------------------------------
-def trial_resources(race, search, verbose: bool = True) -> dict[str, float]:
+def trial_resources(race, search, store=None, verbose: bool = True) -> dict[str, float]:
     """CPUs and GPUs per trial: as asked, else a GPU when ``--device`` wants one (``auto``: when the
-    cluster has GPUs or its autoscaler can add them). Refused only when the cluster can never
-    give a trial that much; an autoscaler may add the node first (see :mod:`raynas.capacity`)."""
+    cluster has GPUs or its autoscaler can add them), and 2 CPUs beside a GPU, plus one for each
+    read-ahead thread when the search streams its data from ``store`` (the GPU would otherwise
+    wait for batches). Refused only when the cluster can never give a trial that much; an
+    autoscaler may add the node first (see :mod:`raynas.capacity`)."""
     from raynas.capacity import Capacity, ensure_capacity
+    from raynas.search.loop import streams
 
     device = search.device
     if race.gpus_per_trial is not None:
@@ -59,7 +62,11 @@ def trial_resources(race, search, verbose: bool = True) -> dict[str, float]:
     else:
         wants_gpu = device.startswith("cuda") or (device == "auto" and Capacity.of_cluster().has_gpus())
         gpus = 1.0 if wants_gpu else 0.0
-    cpus = race.cpus_per_trial if race.cpus_per_trial is not None else (2.0 if gpus > 0 else 1.0)
+    cpus = race.cpus_per_trial
+    if cpus is None:
+        cpus = 1.0
+        if gpus > 0:
+            cpus = 2.0 + (search.loader_workers if store is not None and streams(search, store) else 0)
     if device.startswith("cuda") and gpus == 0:
         raise RaynasError(f"--device {device} but the trials get no GPU",
                           "pass --gpus-per-trial 1 (or a fraction), or --device auto")
@@ -160,7 +167,7 @@ def run_race(config: ExperimentConfig, workspace: Workspace, *, run_dir: str | P
     space_, algo, samples = param_space(candidates, config)
     runs = None if run_dir else workspace.store.home.runs  # a home that cannot hold runs fails before Ray starts
     ensure_ray(address)
-    resources = trial_resources(config.race, config.search, verbose)
+    resources = trial_resources(config.race, config.search, workspace.store, verbose)
     datasets = race_datasets(config, workspace)
     storage = tune_storage(workspace)
     made_here = run_dir is None

@@ -62,7 +62,11 @@ class SearchConfig:
     augment: bool = option(True, help="random crops/flips during the search")
     max_steps_per_epoch: int | None = option(None, low=1, flag="--max-steps", help="cap the steps per epoch")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
-    loader_backend: str = option("auto", cli=False)
+    loader_backend: str = option("auto", flag="--loader", help="how batches are read: memory (the split decoded "
+                                 "once), stream (row groups read ahead by threads, for data larger than memory), "
+                                 "ray (Ray Data) or auto (memory when the split fits 2 GB, else stream)")
+    loader_workers: int = option(2, low=1, high=64, help="threads that read ahead for --loader stream; GPU trials "
+                                                         "that stream get this many CPUs more")
     threads: int | None = option(None, low=1, high=1024, help="torch threads (default: the CPUs this process "
                                                               "has: Ray's allocation, affinity, cgroup quota)")
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from raynas.data.loader import LoaderConfig
+from raynas.data.loader import LoaderConfig, choose_backend
 from raynas.data.store import DatasetStore
 from raynas.errors import RaynasError
 from raynas.search.algorithms import SearchAlgorithm, StepContext, create_algorithm
@@ -129,7 +129,7 @@ def create_search_data(config: SearchConfig, store: DatasetStore, image_size: in
                        device: torch.device) -> SingleDataset | MultiDataset:
     loader_config = LoaderConfig(image_size=image_size, channels=in_channels, batch_size=batch_size(config),
                                  augment=config.augment, seed=config.seed, backend=config.loader_backend,
-                                 device=str(device))
+                                 workers=config.loader_workers, device=str(device))
     if config.multi:
         return MultiDataset([DatasetLoaders.create(n, loader_config, store) for n in config.multi], config.seed)
     return SingleDataset(DatasetLoaders.create(config.dataset, loader_config, store))
@@ -150,8 +150,16 @@ def check_config(config: SearchConfig, store: DatasetStore) -> SpaceConfig:
     space = resolve_space(config, in_channels, class_counts[0], algorithm)
     resolve_device(config.device)
     LoaderConfig(image_size=space.image_size, channels=space.in_channels, batch_size=batch_size(config),
-                 backend=config.loader_backend)
+                 backend=config.loader_backend, workers=config.loader_workers)
     return space
+
+
+def streams(config: SearchConfig, store: DatasetStore) -> bool:
+    """Whether a search of ``config`` streams its data (``--loader stream``, or ``auto`` on data too
+    large for memory), so that its trial needs CPUs for the loader's threads."""
+    space = check_config(config, store)
+    loader = LoaderConfig(image_size=space.image_size, channels=space.in_channels, backend=config.loader_backend)
+    return any(choose_backend(store.info(n), loader) == "stream" for n in (config.multi or (config.dataset,)))
 
 
 def build_state(config: SearchConfig, store: DatasetStore, initial_model: Supernet | None = None) -> SearchState:

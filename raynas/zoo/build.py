@@ -76,7 +76,7 @@ def plan_jobs(datasets: list[str], template: SearchConfig, workspace: Workspace,
     return jobs, current
 
 
-IGNORED_FIELDS = ("device", "threads", "loader_backend")  # how a search ran, not what it found
+IGNORED_FIELDS = ("device", "threads", "loader_backend", "loader_workers")  # how a search ran, not what it found
 
 
 def is_current(config: SearchConfig, workspace: Workspace) -> bool:

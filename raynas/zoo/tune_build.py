@@ -57,7 +57,7 @@ def build_zoo(jobs: list[PretrainJob], workspace: Workspace, *, trials: RaceConf
     quiet_tune()
     runs = None if run_dir else workspace.store.home.runs  # a home that cannot hold runs fails before Ray starts
     ensure_ray(address)
-    resources = trial_resources(trials, jobs[0].config, verbose)
+    resources = trial_resources(trials, jobs[0].config, workspace.store, verbose)
     sources = {job.name: ExperimentConfig(job.config, publish=True).to_json() for job in jobs}
     datasets = {name: workspace.store.info(name).content_hash
                 for job in jobs for name in (job.config.multi or (job.config.dataset,))}

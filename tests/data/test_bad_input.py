@@ -451,7 +451,7 @@ def test_a_damaged_dataset_is_refused_by_name_with_the_fix(stored, capsys, damag
     assert "raynas data import SOURCE --name keep --overwrite" in err and "raynas data remove keep" in err
 
 
-@pytest.mark.parametrize("backend", ["memory", "ray"])
+@pytest.mark.parametrize("backend", ["memory", "stream", "ray"])
 @pytest.mark.parametrize("damage", ["labels beyond the classes", "no val rows (metadata claims some)"])
 def test_loaders_refuse_damaged_content_before_training(stored, damage, backend):
     DAMAGE[damage][0](stored / "datasets" / "keep.parquet")

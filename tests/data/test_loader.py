@@ -1,4 +1,4 @@
-"""Loaders: normalised batches, seeded epochs, augmentation policy, memory and Ray Data backends."""
+"""Loaders: normalised batches, seeded epochs, augmentation policy, memory, stream and Ray Data backends."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from raynas.data import DatasetStore, make_dataset
-from raynas.data.loader import (LoaderConfig, MemoryLoader, RayDataLoader, choose_backend, create_loader,
-                                create_loaders, parse_split)
+from raynas.data.loader import (LoaderConfig, MemoryLoader, RayDataLoader, StreamLoader, choose_backend,
+                                create_loader, create_loaders, parse_split)
 from raynas.data.transforms import Normalize, RandomCropFlip, to_float
 from raynas.errors import RaynasError
 
@@ -211,10 +211,12 @@ def test_normalize_fits_mean_and_std():
 def test_auto_backend(store):
     info = store.info("mnist5k")
     assert choose_backend(info, LoaderConfig()) == "memory"
-    assert choose_backend(info, LoaderConfig(memory_limit_mb=1)) == "ray"
+    assert choose_backend(info, LoaderConfig(memory_limit_mb=1)) == "stream"
     assert choose_backend(info, LoaderConfig(backend="memory", memory_limit_mb=1)) == "memory"
-    # building a Ray Data loader does not start Ray; only iterating does
     loader = create_loader("digits", "val", LoaderConfig(memory_limit_mb=0.001), store)
+    assert isinstance(loader, StreamLoader) and len(loader) == math.ceil(450 / 64)
+    # building a Ray Data loader does not start Ray; only iterating does
+    loader = create_loader("digits", "val", LoaderConfig(backend="ray"), store)
     assert isinstance(loader, RayDataLoader) and len(loader) == math.ceil(450 / 64)
 
 
@@ -222,12 +224,13 @@ def test_auto_backend_counts_every_stored_pixel():
     ds = make_dataset("big", np.zeros((30, 3, 64, 64), np.uint8), np.arange(30) % 2, ["a", "b"], domain="t")
     cfg = LoaderConfig(image_size=4, channels=1, memory_limit_mb=0.1)
     assert ds.images.nbytes > cfg.memory_limit_mb * 2 ** 20  # the stored images alone exceed the limit
-    assert choose_backend(ds.info, cfg) == "ray"
+    assert choose_backend(ds.info, cfg) == "stream"
 
 
 @pytest.mark.parametrize("bad, message", [
     (dict(channels=2), "channels must be 1 or 3"), (dict(image_size=2), "image_size must be at least 4"),
     (dict(batch_size=0), "batch_size must be positive"), (dict(backend="disk"), "unknown loader backend 'disk'"),
+    (dict(workers=0), "loader workers and shuffle window must be positive"),
 ])
 def test_bad_configs(bad, message):
     with pytest.raises(RaynasError, match=message):
@@ -261,3 +264,72 @@ def test_ray_backend_yields_the_same_batches_as_memory(store, ray_session):
     assert len(labels) == 897
     assert torch.equal(labels.sort().values, torch.from_numpy(store.load("digits").split("train")[1]).long().sort()
                        .values)
+
+
+@pytest.fixture(scope="module")
+def sorted_store(tmp_path_factory):
+    """A dataset stored class by class (as an image-folder import writes it) in row groups of 50."""
+    from raynas.data.writer import write_streamed
+
+    store = DatasetStore(tmp_path_factory.mktemp("sorted-home"))
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 100)
+    images = rng.integers(0, 256, (600, 1, 8, 8), dtype=np.uint8)
+    splits = np.array(["val" if i % 5 == 1 else "test" if i % 5 == 3 else "train" for i in range(600)])
+    write_streamed(store.path("sorted"), (images[i:i + 50] for i in range(0, 600, 50)), name="sorted",
+                   class_names=[f"c{k}" for k in range(6)], labels=labels, splits=splits, shape=(1, 8, 8),
+                   domain="test", provenance={})
+    return store
+
+
+@pytest.mark.parametrize("dataset, split, batch_size", [("digits", "val", 100), ("digits", "train+val", 64),
+                                                        ("sorted", "train", 32), ("sorted", "test", 7)])
+def test_stream_backend_yields_the_same_batches_as_memory(store, sorted_store, dataset, split, batch_size):
+    where = sorted_store if dataset == "sorted" else store
+    cfg = dict(image_size=16, channels=3, batch_size=batch_size, augment=False, shuffle=False, shuffle_window=100)
+    mem = create_loader(dataset, split, LoaderConfig(backend="memory", **cfg), where)
+    stream = create_loader(dataset, split, LoaderConfig(backend="stream", **cfg), where)
+    assert isinstance(stream, StreamLoader) and stream.normalize == mem.normalize
+    pairs = list(zip(mem, stream, strict=True))
+    assert len(pairs) == len(mem) == len(stream)
+    for (xm, ym), (xs, ys) in pairs:
+        assert xs.dtype == torch.float32 and ys.dtype == torch.int64
+        torch.testing.assert_close(xs, xm)
+        assert torch.equal(ys, ym)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_stream_shuffles_across_row_groups_every_image_once_per_epoch(sorted_store, drop_last):
+    cfg = LoaderConfig(backend="stream", image_size=8, batch_size=32, augment=True, shuffle_window=150,
+                       drop_last=drop_last, seed=3)
+    loader = create_loader("sorted", "train", cfg, sorted_store)
+    assert len(loader.groups) == 12 and loader.num_images == 360
+    batches = list(loader)
+    assert len(batches) == len(loader) == (360 // 32 if drop_last else math.ceil(360 / 32))
+    assert all(len(y) == 32 for _, y in batches[:360 // 32])
+    labels = torch.cat([y for _, y in batches])
+    if not drop_last:  # every train image once
+        assert torch.equal(labels.sort().values, torch.from_numpy(np.repeat(np.arange(6), 60)).long())
+    # a window of 150 images is at least three row groups in a random order: batches mix classes,
+    # where file order would give one class per batch
+    assert np.mean([len(torch.unique(y)) for _, y in batches]) >= 2
+    loader.set_epoch(0)
+    again = list(loader)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
+    loader.set_epoch(1)
+    assert not torch.equal(torch.cat([y for _, y in loader]), torch.cat([y for _, y in again]))
+
+
+def test_stream_reads_ahead_only_a_few_row_groups(sorted_store, monkeypatch):
+    """Memory holds the window and the groups being prefetched, never the split."""
+    loader = create_loader("sorted", "train", LoaderConfig(backend="stream", image_size=8, batch_size=10,
+                                                           workers=2, shuffle_window=30), sorted_store)
+    decoded = []
+    read = loader.stored.group_images
+    monkeypatch.setattr(loader.stored, "group_images", lambda g: decoded.append(g.index) or read(g))
+    first = iter(loader)
+    next(first)
+    assert 1 <= len(decoded) <= 1 + 3  # one window (a group of 30 train images) + workers + 1 ahead
+    list(first)
+    assert sorted(decoded) == list(range(12))
+

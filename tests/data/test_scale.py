@@ -25,7 +25,6 @@ for i in range(n):  # class c: its own tile, shifted; cheap to write, a real sig
 from raynas.data import DatasetStore
 from raynas.data.importers import FILE_IMPORTS
 from raynas.ot import EmbeddingStore, create_encoder
-from raynas.ray_session import ensure_ray
 from raynas.search.config import SearchConfig
 from raynas.search.loop import run_search
 from raynas.storage import Storage
@@ -33,7 +32,6 @@ from raynas.storage import Storage
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
-ensure_ray(num_cpus=2, object_store_memory=300 << 20)
 store = DatasetStore(root / "home")
 encoder = create_encoder("pixels", storage=Storage(root / "enc"), home=root / "home")
 embeddings = EmbeddingStore(Storage(root / "emb"))
@@ -47,7 +45,7 @@ ranking = embeddings.rank(target, ["digits"])
 out["ranked"] = [s.name for s in ranking.sources]
 out["rank_mb"] = peak()
 result = run_search(SearchConfig(dataset="big", preset="tiny", epochs=1, max_steps_per_epoch=3, image_size=16,
-                                 loader_backend="ray", transfer="scratch"), store=store, verbose=False)
+                                 loader_backend="stream", transfer="scratch"), store=store, verbose=False)
 out.update(search_mb=peak(), status=result.status, images=store.info("big").num_images)
 print(json.dumps(out))
 """
