@@ -145,8 +145,11 @@ def nchw_shape(shape: tuple[int, ...], source: str) -> tuple[int, int, int, int]
     return n, min(c, 3), h, w
 
 
-def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
-    """Accept (N, H, W), (N, H, W, C) or (N, C, H, W) arrays, uint8 or float; return uint8 NCHW."""
+def array_to_nchw(x: np.ndarray, source: str, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Accept (N, H, W), (N, H, W, C) or (N, C, H, W) arrays, uint8 or float; return uint8 NCHW.
+
+    Floats in 0..1 are scaled to 0..255; ``value_range`` (the whole array's smallest and largest
+    value) decides that for a part of an array read in chunks, which must all scale alike."""
     x = np.asarray(x)
     layout = image_layout(x.shape, source)
     if layout == "NHW":
@@ -163,7 +166,7 @@ def array_to_nchw(x: np.ndarray, source: str) -> np.ndarray:
     x = x.astype(np.float64)  # one working copy, changed in place below
     if not np.all(np.isfinite(x)):
         raise RaynasError(f"{source}: images contain NaN or infinite values", "clean the array first")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = value_range if value_range is not None else (float(x.min()), float(x.max()))
     if lo < 0 or hi > 255:
         raise RaynasError(
             f"{source}: pixel values span {lo:g}..{hi:g}, expected 0..1 or 0..255",

@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -159,7 +159,7 @@ def _image_files(class_dir: Path, root: Path) -> list[Path]:
 class FileImport:
     """An import of image files, planned but not read: the files (found and checked), their
     labels and class names. :meth:`dataset` reads them into memory; :meth:`write` streams them
-    into a dataset file chunk by chunk, in memory that does not grow with the dataset."""
+    into a dataset file (or shards) chunk by chunk, in memory that does not grow with the dataset."""
 
     name: str
     files: list[Path]
@@ -176,10 +176,10 @@ class FileImport:
 
     def write(self, path: Path, image_size: int | None = None, channels: int | None = None, seed: int = 0,
               fractions: Sequence[float] = (0.5, 0.25, 0.25)) -> DatasetInfo:
-        """Write the dataset to ``path`` (a temporary file the store renames), streamed: the same
-        file and content hash as :meth:`dataset` then saving it. Without ``channels``, images are
-        kept in RGB while read and, when all turn out gray, converted to one channel in a second
-        pass over the written file."""
+        """Write the dataset to ``path`` (a temporary name the store moves into place; a file, or a
+        folder of shards when large), streamed: the same data and content hash as :meth:`dataset`
+        then saving it. Without ``channels``, images are kept in RGB while read and, when all turn
+        out gray, converted to one channel in a second pass over what was written."""
         from raynas.data.format import row_group_rows
         from raynas.data.writer import write_images
 
@@ -487,9 +487,10 @@ def _fit_images(images: np.ndarray, image_size: int | None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NpzImport:
-    """An import of a uint8 .npz, planned: headers checked and labels read; :meth:`write` streams
-    the images from the archive a row group at a time (a float or Fortran-ordered ``x`` is imported
-    whole by :func:`import_npz`, whose value range must be known first)."""
+    """An import of a .npz, planned: headers checked and labels read; :meth:`write` streams the
+    images from the archive a row group at a time. Floats and other non-uint8 numbers take a first
+    pass for their value range (0..1 or 0..255 decides the scale of every chunk). A
+    Fortran-ordered ``x`` cannot be read by rows: :func:`import_npz` reads it whole."""
 
     name: str
     src: Path
@@ -510,22 +511,24 @@ class NpzImport:
         out_h, out_w = (image_size, image_size) if image_size is not None else (h, w)
         rows = row_group_rows(c * max(h * w, out_h * out_w))
 
-        def chunks():
-            row_bytes = math.prod(found.x_shape[1:])
-            with _open_npz(self.src) as archive, archive.open(found.member) as fh:
-                try:
-                    _read_npy_header(fh)
-                    for start in progress(range(0, n, rows), "reading images"):
-                        k = min(rows, n - start)
-                        data = fh.read(k * row_bytes)
-                        if len(data) != k * row_bytes:
-                            raise ValueError(f"the array ends after {start + len(data) // row_bytes} of {n} images")
-                        x = np.frombuffer(data, np.uint8).reshape(k, *found.x_shape[1:])
-                        images = _fit_images(array_to_nchw(x, str(self.src)), image_size)
-                        yield images if channels is None else to_channels(images, channels)
-                except _NPZ_ERRORS as exc:
-                    raise RaynasError(f"cannot read {self.src} as .npz: array {found.member!r}: {exc}",
-                                      NPZ_FIX) from None
+        value_range = None
+        if found.x_dtype != np.uint8:
+            if found.x_dtype.kind not in "fiub":
+                raise RaynasError(f"{self.src}: images have dtype {found.x_dtype}, expected numbers")
+            value_range = self._value_range(found, rows)
+
+        def chunks():  # a row group of uint8 images at a time, read in parts as small as its bytes
+            pieces, held = [], 0
+            step = max(1, rows // found.x_dtype.itemsize)
+            for x in self._arrays(found, step, "reading images"):
+                pieces.append(_fit_images(array_to_nchw(x, str(self.src), value_range), image_size))
+                held += len(x)
+                if held >= rows:
+                    images, pieces, held = np.concatenate(pieces), [], 0
+                    yield images if channels is None else to_channels(images, channels)
+            if pieces:
+                images = np.concatenate(pieces)
+                yield images if channels is None else to_channels(images, channels)
 
         return write_images(path, chunks(), shape=(channels or c, out_h, out_w), find_gray=channels is None and c == 3,
                             rows=rows, name=self.name, class_names=class_names, labels=labels, splits=split,
@@ -533,9 +536,36 @@ class NpzImport:
                                                                 split_fractions=list(fractions)))
 
 
+    def _arrays(self, found: _NpzContents, rows: int, what: str) -> Iterator[np.ndarray]:
+        """``x`` read from the archive ``rows`` images at a time, as stored (dtype and layout)."""
+        item = found.x_dtype.itemsize * math.prod(found.x_shape[1:])
+        n = found.nchw[0]
+        with _open_npz(self.src) as archive, archive.open(found.member) as fh:
+            try:
+                _read_npy_header(fh)
+                for start in progress(range(0, n, rows), what):
+                    k = min(rows, n - start)
+                    data = fh.read(k * item)
+                    if len(data) != k * item:
+                        raise ValueError(f"the array ends after {start + len(data) // item} of {n} images")
+                    yield np.frombuffer(data, found.x_dtype).reshape(k, *found.x_shape[1:])
+            except _NPZ_ERRORS as exc:
+                raise RaynasError(f"cannot read {self.src} as .npz: array {found.member!r}: {exc}", NPZ_FIX) from None
+
+    def _value_range(self, found: _NpzContents, rows: int) -> tuple[float, float]:
+        """The smallest and largest pixel value, NaN and infinities refused, in a first pass over ``x``."""
+        lo, hi = math.inf, -math.inf
+        step = max(1, rows // max(1, found.x_dtype.itemsize))  # the pass holds about a row group
+        for x in self._arrays(found, step, "checking pixel values"):
+            if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+                raise RaynasError(f"{self.src}: images contain NaN or infinite values", "clean the array first")
+            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        return lo, hi
+
+
 @FILE_IMPORTS.register("npz")
 def plan_npz(path: str | Path, *, name: str, domain: str = "custom") -> NpzImport | None:
-    """A streamed import of ``path`` when its images are uint8 in C order, else None (import it
+    """A streamed import of ``path`` unless its images are Fortran-ordered (then None: import it
     whole with :func:`import_npz`)."""
     validate.check_name(name)
     src = Path(path)
@@ -544,7 +574,7 @@ def plan_npz(path: str | Path, *, name: str, domain: str = "custom") -> NpzImpor
         if "x" not in members:
             return None  # import_npz names what is missing
         _, dtype, fortran = _npz_layout(archive, members["x"], src)
-    return NpzImport(name, src, domain) if dtype == np.uint8 and not fortran else None
+    return None if fortran else NpzImport(name, src, domain)
 
 
 @IMPORTERS.register("npz")

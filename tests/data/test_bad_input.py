@@ -251,8 +251,9 @@ def test_an_image_over_the_pixel_bound_is_never_decoded(stored, tmp_path, capsys
 
 
 def test_arrays_beyond_memory_are_refused_before_they_are_read_and_folders_stream(stored, tmp_path, capsys, monkeypatch):
-    # float images are read whole (their value range decides their scale): refused by the budget
-    np.savez_compressed(tmp_path / "a.npz", x=np.zeros((40, 3, 64, 64), np.float32), y=np.arange(40) % 2)
+    # Fortran-ordered images cannot be read by rows, so they are read whole: refused by the budget
+    np.savez_compressed(tmp_path / "a.npz", x=np.asfortranarray(np.zeros((40, 3, 64, 64), np.float32)),
+                        y=np.arange(40) % 2)
     monkeypatch.setattr(validate, "memory_budget", lambda: 100_000)
 
     def no_reading(*a, **k):
@@ -261,10 +262,13 @@ def test_arrays_beyond_memory_are_refused_before_they_are_read_and_folders_strea
     monkeypatch.setattr(np.lib.format, "read_array", no_reading)
     _refused(capsys, stored, ["data", "import", tmp_path / "a.npz", "--name", "big"], "of memory, more than")
     monkeypatch.undo()
-    # uint8 arrays and image folders are streamed in row groups: the same budget does not stop them
+    # arrays in C order (uint8 or float) and image folders are streamed in row groups: the same
+    # budget does not stop them
     monkeypatch.setattr(validate, "memory_budget", lambda: 100_000)
     np.savez_compressed(tmp_path / "b.npz", x=np.zeros((40, 3, 64, 64), np.uint8), y=np.arange(40) % 2)
     assert main(["data", "import", str(tmp_path / "b.npz"), "--name", "big8", "--home", str(stored)]) == 0
+    np.savez_compressed(tmp_path / "c.npz", x=np.zeros((40, 3, 64, 64), np.float32), y=np.arange(40) % 2)
+    assert main(["data", "import", str(tmp_path / "c.npz"), "--name", "big32", "--home", str(stored)]) == 0
     assert main(["data", "import", str(_tree(tmp_path / "src", n=400)), "--name", "big", "--image-size", "64",
                  "--home", str(stored)]) == 0
     capsys.readouterr()

@@ -15,6 +15,16 @@ from raynas.errors import RaynasError
 from raynas.storage import exclusive_path
 
 
+@pytest.fixture(autouse=True)
+def _one_import_time(monkeypatch):
+    """Two imports of one source, compared field by field, must not differ by the second each ran in."""
+    import raynas.data.importers as importers
+
+    stamped = importers._provenance
+    monkeypatch.setattr(importers, "_provenance",
+                        lambda *a, **k: dict(stamped(*a, **k), imported_at="2026-01-01T00:00:00+00:00"))
+
+
 def _folder(root, classes=3, per_class=5, size=(9, 9), color=True, gray_rgb=False, seed=0):
     """Images in a class-per-folder tree: random colour, or gray (as L files or as RGB files with equal channels)."""
     rng = np.random.default_rng(seed)
@@ -79,6 +89,16 @@ def _npz_x(kind, rng):
         return rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
     if kind == "nhwc-rgba":
         return rng.integers(0, 256, (n, 8, 10, 4), dtype=np.uint8)
+    if kind == "float01-nhwc":  # floats in 0..1: scaled by 255 in every chunk alike
+        return rng.random((n, 8, 8, 3)).astype(np.float32)
+    if kind == "float255-nchw":  # floats up to 255, big-endian: kept as they are
+        return (rng.random((n, 3, 8, 8)) * 255).astype(">f8")
+    if kind == "float-mixed":  # the first chunks in 0..1, the last up to 255: no chunk is scaled
+        x = rng.random((n, 3, 8, 8))
+        x[n // 2:] *= 255
+        return x
+    if kind == "int16-nhw":
+        return rng.integers(0, 256, (n, 8, 8)).astype(np.int16)
     plane = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
     return np.concatenate([plane] * 3, axis=3)  # gray stored as RGB
 
@@ -89,6 +109,10 @@ def _npz_x(kind, rng):
     ("nhwc-rgba", dict(image_size=6), (3, 6, 6)),  # alpha dropped, centre-cropped and resized
     ("gray-rgb", {}, (1, 8, 8)),  # all gray: one channel after the second pass
     ("nchw", dict(channels=1, seed=2), (1, 8, 8)),
+    ("float01-nhwc", {}, (3, 8, 8)),
+    ("float255-nchw", dict(image_size=4), (3, 4, 4)),
+    ("int16-nhw", {}, (1, 8, 8)),
+    ("float-mixed", {}, (3, 8, 8)),
 ])
 def test_a_streamed_npz_import_is_the_in_memory_one(tmp_path, monkeypatch, kind, options, shape):
     from raynas.data.importers import IMPORTERS
@@ -106,11 +130,24 @@ def test_a_streamed_npz_import_is_the_in_memory_one(tmp_path, monkeypatch, kind,
     assert np.array_equal(a.images, b.images) and np.array_equal(a.splits, b.splits)
 
 
-def test_float_or_fortran_npz_images_are_imported_whole(tmp_path):
-    np.savez(tmp_path / "f.npz", x=np.zeros((8, 3, 4, 4), np.float32), y=np.arange(8) % 2)
+def test_fortran_npz_images_are_imported_whole(tmp_path):
     np.savez(tmp_path / "o.npz", x=np.asfortranarray(np.zeros((8, 3, 4, 4), np.uint8)), y=np.arange(8) % 2)
-    assert FILE_IMPORTS.get("npz")(tmp_path / "f.npz", name="f") is None
     assert FILE_IMPORTS.get("npz")(tmp_path / "o.npz", name="o") is None
+
+
+@pytest.mark.parametrize("last, dtype, message", [(np.nan, np.float32, "NaN or infinite"),
+                                                  (300.0, np.float64, "pixel values span 0..300"),
+                                                  (0, np.complex64, "dtype complex64")])
+def test_bad_npz_pixel_values_are_refused_before_anything_is_written(tmp_path, monkeypatch, last, dtype, message):
+    monkeypatch.setattr(format_mod, "ROW_GROUP_BYTES", 48)  # a chunk per image: the range is the whole array's
+    x = np.zeros((8, 3, 4, 4), dtype)
+    x[-1] = last  # only the last image is bad
+    np.savez(tmp_path / "f.npz", x=x, y=np.arange(8) % 2)
+    plan = FILE_IMPORTS.get("npz")(tmp_path / "f.npz", name="f")
+    with pytest.raises(RaynasError, match=message):
+        with exclusive_path(tmp_path / "f.parquet") as tmp:
+            plan.write(tmp)
+    assert not (tmp_path / "f.parquet").exists()
 
 
 def test_a_truncated_npz_is_a_clear_error(tmp_path):
