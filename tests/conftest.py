@@ -58,3 +58,39 @@ def _no_leftover_service_actors():
                 ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)
             except ValueError:  # ended between the listing and the look-up (replaced, or killed by a test)
                 pass
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 server (moto) with one bucket, started once per session: the object-store
+    paths are tested through pyarrow's real S3 client, offline. Yields the URI query that points
+    a ``s3://`` URI at it."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1").create_bucket(Bucket="raynas")
+    yield f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def s3_uri(s3_server, request):
+    """An ``s3://`` root of the test's own in the session's bucket."""
+    import re
+
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:80]
+    return f"s3://raynas/{prefix}?{s3_server}"

@@ -32,6 +32,19 @@ def test_children_of_a_uri_keep_its_query():
     assert again.root == "bucket/raynas/zoo"
 
 
+def test_an_s3_root_writes_reads_lists_and_deletes(s3_uri):
+    s = Storage(s3_uri)
+    s.write_bytes(b"one", "a", "x.bin")
+    s.write_bytes(b"two", "a", "x.bin")
+    assert s.read_bytes("a", "x.bin") == b"two" and s.exists("a", "x.bin") and not s.exists("a", "y.bin")
+    assert s.listdir() == ["a"] and s.listdir("a", dirs=False) == ["x.bin"]  # no temporary keys left
+    assert s.stat("a", "x.bin")[1] == 3 and s.stat("a", "nope") is None
+    with pytest.raises(FileNotFoundError):
+        s.read_bytes("a", "nope")
+    s.delete("a")
+    assert s.listdir() == []
+
+
 def test_file_uri_and_bad_uri(tmp_path):
     Storage(f"file://{tmp_path}/u").write_bytes(b"x", "f")
     assert (tmp_path / "u" / "f").read_bytes() == b"x"

@@ -116,6 +116,14 @@ def test_store_pickles_and_works_on_uris(tmp_path):
     assert (tmp_path / "emb" / "test-v1" / "alpha.parquet").is_file()
 
 
+def test_store_on_s3(s3_uri):
+    store = EmbeddingStore(s3_uri)
+    e = synthetic("alpha")
+    store.put(e)
+    assert pickle.loads(pickle.dumps(store)).get("alpha", "test-v1") == e
+    assert store.names("test-v1") == ["alpha"] and store.versions() == ["test-v1"]
+
+
 def test_rank_uses_the_stored_sources_and_skips_missing_ones(ot_storage, suite_embeddings):
     from raynas.ot.distances import rank_sources
 

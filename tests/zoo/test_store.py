@@ -146,6 +146,19 @@ def test_a_uri_root_works_like_a_path(tmp_path):
     assert Zoo(tmp_path / "uri-zoo").names() == ["mnist"]
 
 
+def test_a_zoo_on_s3_publishes_lists_loads_and_removes(s3_uri):
+    zoo = Zoo(Storage(s3_uri))
+    zoo.publish(_manifest(), _weights())
+    zoo.publish(_manifest(), _weights(1))
+    again = Zoo(Storage(s3_uri))  # another node opening the same URI
+    assert again.names() == ["mnist"] and len(again.versions("mnist")) == 2
+    assert again.manifest("mnist") == zoo.manifest("mnist")
+    weights, _ = again.load_weights("mnist")
+    assert all(np.array_equal(weights[k], v) for k, v in _weights(1).items())
+    again.remove("mnist")
+    assert zoo.names() == []
+
+
 def test_publishing_another_kind_or_space_under_an_existing_name_is_refused(zoo):
     zoo.publish(_manifest(), _weights())
     multi = _manifest(kind="multi", sources=(("a", "ha", 3), ("b", "hb", 5)))
