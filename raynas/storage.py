@@ -6,6 +6,7 @@ and a failed write leaves what was stored untouched.
 Two layers:
 
 * :func:`atomic_path` and friends for local files (datasets, run directories);
+  :func:`exclusive_entry` for what may be a file or a whole directory (a dataset of shards);
 * :class:`Storage`, a root directory on a local path or any ``pyarrow.fs`` URI (``s3://``,
   ``gs://``, ``hdfs://``, NFS mounts), for what several machines share: the zoo and the
   embedding store. Single files are written to a temporary key and moved (a rename locally,
@@ -18,6 +19,7 @@ import contextlib
 import errno
 import math
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -106,12 +108,155 @@ def _link_new(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporary files that killed writers left in ``folder``; returns what was deleted.
+STAGE_LOCK = ".lock"  # in a staging directory: locked while its writer lives
 
-    A file counts as stale when no writer holds its lock and it is older than
-    :data:`STALE_TEMP_AGE_S` (the age covers the instant between creating and locking it).
-    Best effort: a file that cannot be inspected or deleted is left alone.
+
+@contextlib.contextmanager
+def staging_dir(near: str | os.PathLike) -> Iterator[Path]:
+    """A new hidden directory next to ``near``, deleted with whatever it holds at the end. Its
+    :data:`STAGE_LOCK` file stays locked meanwhile, so :func:`remove_stale_temps` leaves it alone
+    (a file opened for writing: NFS, which emulates these locks, refuses them on a directory)."""
+    near = Path(near)
+    near.parent.mkdir(parents=True, exist_ok=True)
+    stage = near.with_name(f".{near.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+    stage.mkdir()
+    fd = None
+    try:
+        fd = os.open(stage / STAGE_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_entry(final: str | os.PathLike, overwrite: bool = False,
+                    dir_final: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Like :func:`exclusive_path`, for what may be a file or a directory (a dataset of shards).
+
+    Yields a path that does not exist yet, in a :func:`staging_dir` next to ``final``. What the
+    caller made there is then moved into place: a file to ``final``, a directory to ``dir_final``
+    (default ``final``). ``final`` and ``dir_final`` are two names of one thing: without
+    ``overwrite`` an existing one of either is ``FileExistsError`` and nothing changes; with
+    ``overwrite`` both are replaced, only once the new entry is complete (see :func:`_place`).
+    """
+    final = Path(final)
+    dir_final = Path(dir_final) if dir_final is not None else final
+    with staging_dir(final) as stage:
+        entry = stage / final.name
+        yield entry
+        if not os.path.lexists(entry):
+            raise FileNotFoundError(errno.ENOENT, "nothing was written", str(entry))
+        is_dir = _is_real_dir(entry)
+        _place(entry, dir_final if is_dir else final, final if is_dir else dir_final, overwrite)
+
+
+def replace_entry(new: str | os.PathLike, old: str | os.PathLike) -> None:
+    """Move ``new`` (a file or a directory) over ``old`` (either, or missing), for names no other
+    writer uses: a file over a file in one rename, else ``old`` is renamed aside first."""
+    aside = _swap(Path(new), Path(old))
+    if aside is not None:
+        _delete(aside)
+
+
+def _swap(new: Path, old: Path) -> Path | None:
+    """:func:`replace_entry` but for deleting the old entry: returns where it was put aside."""
+    if not (_is_real_dir(new) or _is_real_dir(old)):
+        os.replace(new, old)
+        return None
+    aside = _aside(old) if os.path.lexists(old) else None
+    try:
+        os.rename(new, old)
+    except OSError:
+        if aside is not None:
+            os.rename(aside, old)  # put the old one back
+        raise
+    return aside
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` itself (no lock file): the writers that take it
+    check names and move entries into the folder one at a time. Where a folder cannot be locked
+    (Windows; NFS) the hard link or rename that takes a name is all the exclusion there is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY) if fcntl is not None else None
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                if exc.errno not in (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _aside(path: Path) -> Path:
+    """Rename ``path`` to a hidden temporary name in its folder (where readers no longer see it
+    and :func:`remove_stale_temps` finds it should this process die before deleting it)."""
+    aside = path.with_name(f".{path.name}.old{TMP_MARK}{uuid.uuid4().hex[:8]}")
+    os.rename(path, aside)
+    return aside
+
+
+def _delete(path: Path) -> None:
+    if _is_real_dir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _place(entry: Path, final: Path, rival: Path, overwrite: bool) -> None:
+    """Move ``entry`` (a file or a directory) to ``final``; ``rival`` is the other name of the
+    same thing. Under the folder's lock, so two writers never both take a name.
+
+    Without ``overwrite`` an existing ``final`` or ``rival`` is ``FileExistsError``; a file
+    still takes its name by a hard link (which fails when the name exists, even for a writer
+    that does not lock), a directory by a rename onto the missing name. With ``overwrite``: a
+    file replaces a file in one rename; otherwise the old ``final`` is renamed aside, the new
+    entry renamed in and the old one deleted (a reader that looks in between finds no dataset
+    for a moment, never half of one). An old ``rival`` goes after the new entry is in place.
+    """
+    old: list[Path] = []
+    with _folder_lock(final.parent):
+        taken = [p for p in dict.fromkeys((final, rival)) if os.path.lexists(p)]
+        if taken and not overwrite:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(taken[0]))
+        if not overwrite:
+            if _is_real_dir(entry):
+                os.rename(entry, final)
+            else:
+                _link_new(entry, final)
+        else:
+            old += [p for p in [_swap(entry, final)] if p is not None]
+        if rival != final and os.path.lexists(rival):
+            old.append(_aside(rival))  # aside under the lock: a later writer may take the name
+    for path in old:
+        _delete(path)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files and directories that killed writers left in ``folder``; returns
+    what was deleted.
+
+    An entry counts as stale when no writer holds its lock (a directory's: its
+    :data:`STAGE_LOCK` file) and it is older than :data:`STALE_TEMP_AGE_S` (the age covers the
+    instant between creating and locking it; a directory without a lock file, such as an old
+    dataset moved aside to be deleted, has its age alone). Best effort: an entry that cannot be
+    inspected or deleted is left alone.
     """
     removed = []
     try:
@@ -119,16 +264,21 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     except OSError:
         return removed
     for path in entries:
+        is_dir = _is_real_dir(path)
+        lock = path / STAGE_LOCK if is_dir and (path / STAGE_LOCK).is_file() else None
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(lock or path, (os.O_RDWR if lock else os.O_RDONLY) | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue
         try:
-            if fcntl is not None:
+            if fcntl is not None and (lock or not is_dir):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
             limit = STALE_TEMP_AGE_S if fcntl is not None else UNLOCKED_STALE_AGE_S
             if time.time() - os.fstat(fd).st_mtime > limit:
-                path.unlink()
+                if is_dir:
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
         except OSError:
             pass

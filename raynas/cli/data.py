@@ -154,11 +154,7 @@ def run_import(args: argparse.Namespace) -> None:
 
 
 def run_remove(args: argparse.Namespace) -> None:
-    store = DatasetStore(args.home)
-    path = store.path(args.name)
-    if not path.exists():
-        raise RaynasError(f"dataset '{args.name}' not found", "`raynas data list` shows what is stored")
-    path.unlink()
+    path = DatasetStore(args.home).remove(args.name)  # a file, or a folder of shards
     note = " (a built-in: it is rebuilt on next use)" if args.name in BUILTINS else ""
     if args.json:
         print_json({"removed": args.name, "path": str(path)})

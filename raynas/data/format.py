@@ -1,15 +1,25 @@
-"""The on-disk dataset format: one Parquet file per dataset.
+"""The on-disk dataset format: one Parquet file per dataset, or a folder of Parquet shards.
 
 Columns: ``image`` (pyarrow fixed-shape uint8 tensor, C x H x W), ``label`` (int32) and
 ``split`` (train/val/test). Schema metadata carries the name, class names, domain,
 provenance, version and a content hash, so any pyarrow or Ray Data reader can use the
 file without raynas.
+
+A dataset of more than :data:`SHARD_BYTES` of pixels is a folder ``<name>/`` instead: shards
+``part-00000.parquet``, ``part-00001.parquet``, ... of at most that many pixels each (in row
+order, row groups bounded as in a single file), and ``_dataset.json`` with what a single file's
+metadata holds (the same keys, the content hash over all rows) and the shards' names and row
+counts. Bounded files copy, upload and read in parallel where one file of hundreds of GB would
+not; the info comes from the small JSON file without opening a shard, and its leading
+underscore makes ``pyarrow.dataset`` and ``ray.data.read_parquet`` skip it and read the folder
+as one dataset. Every reader here takes either layout: a path names a file or a folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,11 +32,20 @@ from raynas.data import splits as splits_mod
 from raynas.data import validate
 from raynas.data.builtin import BUILTINS
 from raynas.errors import RaynasError
-from raynas.storage import exclusive_path
+from raynas.storage import exclusive_entry
 
 FORMAT = "raynas-dataset/1"
 _META_KEYS = ("format", "name", "domain", "class_names", "provenance", "version",
               "content_hash", "allow_flip", "split_counts", "shape")
+_JSON_FIELDS = {"class_names": list, "shape": list, "split_counts": dict, "allow_flip": bool, "provenance": dict}
+_TEXT_FIELDS = {"name": str, "domain": str, "version": str, "content_hash": str}
+
+# A dataset with more pixels than this is stored as a folder of shards of at most this many:
+# files that copy and upload in pieces and that several readers can share out.
+SHARD_BYTES = 256 << 20
+INDEX_FILE = "_dataset.json"  # a sharded dataset's info and shard list ('_': Parquet readers skip it)
+SHARD_FORMAT = "raynas-dataset-shard/1"  # in a shard's own metadata: its info is in INDEX_FILE
+_SHARD_NAME = re.compile(r"part-[0-9]{5,}\.parquet")
 
 
 @dataclass(frozen=True)
@@ -170,16 +189,31 @@ def to_table(ds: ImageDataset) -> pa.Table:
 
 
 def write_dataset(ds: ImageDataset, path: str | Path, overwrite: bool = True) -> Path:
-    """Write atomically: a crash mid-write leaves any previous file intact.
+    """Write atomically: a crash mid-write leaves any previous dataset intact. More than
+    :data:`SHARD_BYTES` of pixels become a folder of shards at ``path``, else one file.
 
-    Without ``overwrite`` an existing file is never replaced, not even by a writer racing
+    Without ``overwrite`` an existing dataset is never replaced, not even by a writer racing
     this one: the loser gets ``FileExistsError``.
     """
     path = Path(path)
-    with exclusive_path(path, overwrite=overwrite) as tmp:
-        pq.write_table(to_table(ds), tmp, compression="zstd", row_group_size=row_group_rows(
-            int(np.prod(ds.images.shape[1:])) * ds.images.itemsize))
+    with exclusive_entry(path, overwrite=overwrite) as tmp:
+        write_entry(ds, tmp)
     return path
+
+
+def write_entry(ds: ImageDataset, path: Path) -> None:
+    """Write ``ds`` at ``path`` (a new name the caller moves into place): one Parquet file, or,
+    with more than :data:`SHARD_BYTES` of pixels, a folder of shards written as streamed."""
+    image_bytes = int(np.prod(ds.images.shape[1:])) * ds.images.itemsize
+    if len(ds.images) <= shard_rows(image_bytes):
+        pq.write_table(to_table(ds), path, compression="zstd", row_group_size=row_group_rows(image_bytes))
+        return
+    from raynas.data.writer import write_streamed
+
+    i, rows = ds.info, row_group_rows(image_bytes)
+    write_streamed(path, (ds.images[s:s + rows] for s in range(0, len(ds.images), rows)), name=i.name,
+                   class_names=i.class_names, labels=ds.labels, splits=ds.splits, shape=i.shape, domain=i.domain,
+                   provenance=i.provenance, allow_flip=i.allow_flip, version=i.version)
 
 
 # Pixels per row group: writers and readers hold one group at a time, at about 20x its pixels while
@@ -194,25 +228,40 @@ def row_group_rows(image_bytes: int) -> int:
     return max(1, ROW_GROUP_BYTES // max(1, image_bytes))
 
 
+def shard_rows(image_bytes: int) -> int:
+    """Rows per shard, so a shard holds at most :data:`SHARD_BYTES` of pixels; a dataset of no
+    more rows is one file."""
+    return max(1, SHARD_BYTES // max(1, image_bytes))
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def shard_metadata(name: str) -> dict[str, str]:
+    """The schema metadata of every shard of dataset ``name`` (the same in all, so readers of the
+    folder see one schema); the dataset's info is in :data:`INDEX_FILE`."""
+    return {"format": SHARD_FORMAT, "name": name}
+
+
+def index_json(info: DatasetInfo, shards: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """What :data:`INDEX_FILE` holds: the keys of a single file's metadata, as JSON values, and the
+    shards (file name and rows) in row order."""
+    fields = asdict(info)
+    return {"format": FORMAT, **{k: fields[k] for k in _META_KEYS if k != "format"},
+            "class_names": list(info.class_names), "shape": list(info.shape),
+            "shards": [{"file": f, "rows": int(r)} for f, r in shards]}
+
+
 def damaged(path: Path, reason: str) -> RaynasError:
-    """The error for a dataset file that reads but does not hold a valid dataset."""
-    name = path.stem
+    """The error for a dataset (file or folder) that reads but does not hold a valid dataset."""
+    name = path.name if path.is_dir() and path.suffix != ".parquet" else path.stem
     if name in BUILTINS:
         fix = f"delete it with `raynas data remove {name}`; the built-in is rebuilt on next use"
     else:
         fix = (f"import it again with `raynas data import SOURCE --name {name} --overwrite`, "
                f"or delete it with `raynas data remove {name}`")
     return RaynasError(f"dataset '{name}' ({path}) is damaged: {reason}", fix)
-
-
-def _json_field(meta: dict[str, str], key: str, kind: type, path: Path) -> Any:
-    try:
-        value = json.loads(meta[key])
-    except ValueError:
-        raise damaged(path, f"its metadata field '{key}' is not valid JSON") from None
-    if not isinstance(value, kind):
-        raise damaged(path, f"its metadata field '{key}' is a {type(value).__name__}, not a {kind.__name__}")
-    return value
 
 
 def _is_count(v: Any) -> bool:
@@ -225,17 +274,31 @@ def _info_from_metadata(raw: dict[bytes, bytes] | None, path: Path) -> DatasetIn
         meta = {k.decode(): v.decode() for k, v in (raw or {}).items()}
     except UnicodeDecodeError:
         raise damaged(path, "its metadata is not UTF-8 text") from None
+    if meta.get("format") == SHARD_FORMAT:
+        raise RaynasError(f"{path} is one shard of dataset '{meta.get('name')}', not a whole dataset",
+                          f"open the folder that holds it ({path.parent}), whose {INDEX_FILE} lists all its shards")
     missing = [k for k in _META_KEYS if k not in meta]
     if missing or meta.get("format") != FORMAT:
         raise RaynasError(
             f"{path} is not a raynas dataset (missing metadata: {', '.join(missing) or 'format'})",
             "import the data with `raynas data import`, or delete the file",
         )
-    class_names = _json_field(meta, "class_names", list, path)
-    shape = _json_field(meta, "shape", list, path)
-    counts = _json_field(meta, "split_counts", dict, path)
-    allow_flip = _json_field(meta, "allow_flip", bool, path)
-    provenance = _json_field(meta, "provenance", dict, path)
+    fields: dict[str, Any] = dict(meta)
+    for key in _JSON_FIELDS:
+        try:
+            fields[key] = json.loads(meta[key])
+        except ValueError:
+            raise damaged(path, f"its metadata field '{key}' is not valid JSON") from None
+    return _info_from_fields(fields, path, "metadata")
+
+
+def _info_from_fields(fields: dict[str, Any], path: Path, where: str) -> DatasetInfo:
+    """The info in parsed metadata (of a file's footer or a folder's index), every field checked
+    for type and sense."""
+    for key, kind in {**_JSON_FIELDS, **_TEXT_FIELDS}.items():
+        if not isinstance(fields[key], kind):
+            raise damaged(path, f"its {where} field '{key}' is a {type(fields[key]).__name__}, not a {kind.__name__}")
+    class_names, shape, counts = fields["class_names"], fields["shape"], fields["split_counts"]
     if not all(isinstance(c, str) for c in class_names):
         raise damaged(path, "its class names are not all strings")
     try:
@@ -252,37 +315,104 @@ def _info_from_metadata(raw: dict[bytes, bytes] | None, path: Path) -> DatasetIn
     if empty:
         raise damaged(path, f"it has no {' and no '.join(empty)} images")
     return DatasetInfo(
-        name=meta["name"],
-        domain=meta["domain"],
+        name=fields["name"],
+        domain=fields["domain"],
         class_names=tuple(class_names),
         shape=tuple(shape),  # type: ignore[arg-type]
         split_counts={s: counts[s] for s in splits_mod.SPLITS},
-        allow_flip=allow_flip,
-        provenance=provenance,
-        version=meta["version"],
-        content_hash=meta["content_hash"],
+        allow_flip=fields["allow_flip"],
+        provenance=fields["provenance"],
+        version=fields["version"],
+        content_hash=fields["content_hash"],
     )
+
+
+def _check_columns(schema: pa.Schema, info: DatasetInfo, path: Path, shard: str = "") -> None:
+    """Refuse columns that are not what ``info`` describes (those of ``shard`` of a folder)."""
+    def fail(reason: str) -> RaynasError:
+        return damaged(path, reason + (f" (in its shard {shard})" if shard else ""))
+
+    for column in ("image", "label", "split"):
+        if column not in schema.names:
+            raise fail(f"it has no '{column}' column")
+    image = schema.field("image").type
+    if not isinstance(image, pa.FixedShapeTensorType) or image.value_type != pa.uint8():
+        raise fail(f"its image column is {image}, not a fixed-shape uint8 tensor column")
+    if tuple(image.shape) != info.shape or (image.permutation and list(image.permutation) != [0, 1, 2]):
+        raise fail(f"its metadata says images are {list(info.shape)} but the image column holds "
+                   f"{list(image.shape)} tensors")
+    if not pa.types.is_integer(schema.field("label").type):
+        raise fail(f"its label column is {schema.field('label').type}, not integers")
+    if not pa.types.is_string(schema.field("split").type) and not pa.types.is_large_string(schema.field("split").type):
+        raise fail(f"its split column is {schema.field('split').type}, not strings")
 
 
 def _checked_info(schema: pa.Schema, num_rows: int, path: Path) -> DatasetInfo:
     """The info, after checking that the columns are what it describes (from the footer alone)."""
     info = _info_from_metadata(schema.metadata, path)
-    for column in ("image", "label", "split"):
-        if column not in schema.names:
-            raise damaged(path, f"it has no '{column}' column")
-    image = schema.field("image").type
-    if not isinstance(image, pa.FixedShapeTensorType) or image.value_type != pa.uint8():
-        raise damaged(path, f"its image column is {image}, not a fixed-shape uint8 tensor column")
-    if tuple(image.shape) != info.shape or (image.permutation and list(image.permutation) != [0, 1, 2]):
-        raise damaged(path, f"its metadata says images are {list(info.shape)} but the image column holds "
-                            f"{list(image.shape)} tensors")
-    if not pa.types.is_integer(schema.field("label").type):
-        raise damaged(path, f"its label column is {schema.field('label').type}, not integers")
-    if not pa.types.is_string(schema.field("split").type) and not pa.types.is_large_string(schema.field("split").type):
-        raise damaged(path, f"its split column is {schema.field('split').type}, not strings")
+    _check_columns(schema, info, path)
     if num_rows != info.num_images:
         raise damaged(path, f"its metadata counts {info.num_images} images but the file holds {num_rows} rows")
     return info
+
+
+def read_index(folder: Path) -> tuple[DatasetInfo, list[tuple[Path, int]]]:
+    """The info and the shards (path, rows; in row order) of a dataset folder, from its
+    :data:`INDEX_FILE` alone (no shard is opened: only that each is there is checked)."""
+    try:
+        text = (folder / INDEX_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise damaged(folder, f"it has no {INDEX_FILE}, which lists a dataset folder's info and shards") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise damaged(folder, f"its {INDEX_FILE} cannot be read ({exc})") from None
+    try:
+        fields = json.loads(text)
+    except ValueError as exc:
+        raise damaged(folder, f"its {INDEX_FILE} is not valid JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise damaged(folder, f"its {INDEX_FILE} holds a {type(fields).__name__}, not a JSON object")
+    missing = [k for k in (*_META_KEYS, "shards") if k not in fields]
+    if missing:
+        raise damaged(folder, f"its {INDEX_FILE} lacks {', '.join(missing)}")
+    if fields["format"] != FORMAT:
+        raise damaged(folder, f"its {INDEX_FILE} says format {fields['format']!r}, not {FORMAT!r}")
+    info = _info_from_fields(fields, folder, INDEX_FILE)
+    shards = _shard_list(fields["shards"], folder)
+    total = sum(rows for _, rows in shards)
+    if total != info.num_images:
+        raise damaged(folder, f"its {INDEX_FILE} counts {info.num_images} images but lists {total} rows in shards")
+    absent = [name for name, _ in shards if not (folder / name).is_file()]
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        raise damaged(folder, f"its shard {absent[0]}{more} is missing")
+    listed = {name for name, _ in shards}
+    try:
+        extra = sorted(p.name for p in folder.iterdir()
+                       if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.name not in listed)
+    except OSError as exc:
+        raise damaged(folder, f"its files cannot be listed ({exc})") from None
+    if extra:
+        raise damaged(folder, f"it holds {extra[0]}, which its {INDEX_FILE} does not list (readers of the "
+                              "folder would take its rows for the dataset's)")
+    return info, [(folder / name, rows) for name, rows in shards]
+
+
+def _shard_list(value: Any, folder: Path) -> list[tuple[str, int]]:
+    """The index's shards, each a ``part-NNNNN.parquet`` name and a row count, named in row order
+    (the order in which Parquet readers of the folder take them)."""
+    if not isinstance(value, list) or not value:
+        raise damaged(folder, f"its {INDEX_FILE} lists no shards")
+    shards = []
+    for entry in value:
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
+                and _SHARD_NAME.fullmatch(entry["file"]) and _is_count(entry.get("rows")) and entry["rows"] > 0):
+            raise damaged(folder, f"its {INDEX_FILE} lists the shard {json.dumps(entry)[:80]}, not a "
+                                  "part-NNNNN.parquet file with a number of rows")
+        shards.append((entry["file"], entry["rows"]))
+    names = [name for name, _ in shards]
+    if names != sorted(set(names)):
+        raise damaged(folder, f"its {INDEX_FILE} does not list its shards once each, in name order")
+    return shards
 
 
 def tensor_column_to_numpy(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
@@ -303,8 +433,10 @@ def _read_parquet(path: Path, reader):
 
 
 def read_info(path: str | Path) -> DatasetInfo:
-    """Read only the footer: fast enough to list hundreds of datasets."""
+    """Read only the footer (of a folder: its index): fast enough to list hundreds of datasets."""
     path = Path(path)
+    if path.is_dir():
+        return read_index(path)[0]
     meta = _read_parquet(path, pq.read_metadata)
     schema = _read_parquet(path, lambda _: meta.schema.to_arrow_schema())
     return _checked_info(schema, meta.num_rows, path)
@@ -336,24 +468,71 @@ def _labels_and_splits(table: pa.Table, info: DatasetInfo, path: Path) -> tuple[
     return labels.astype(np.int32), np.asarray(table.column("split").to_pylist(), dtype="<U5")
 
 
+def dataset_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a dataset in row order: its shards (as its index lists them) or itself."""
+    path = Path(path)
+    return [shard for shard, _ in read_index(path)[1]] if path.is_dir() else [path]
+
+
+def _read_shard(folder: Path, shard: Path, reader):
+    try:
+        return reader(shard)
+    except (OSError, pa.ArrowException) as exc:
+        raise damaged(folder, f"its shard {shard.name} cannot be read ({exc})") from None
+
+
+def dataset_footers(path: str | Path, info: DatasetInfo | None = None) -> list[tuple[Path, pq.FileMetaData]]:
+    """The Parquet footer of each file of a dataset, in row order; a folder's shards are checked
+    against its index (rows) and ``info`` (columns) on the way."""
+    path = Path(path)
+    if not path.is_dir():
+        return [(path, _read_parquet(path, pq.read_metadata))]
+    index_info, shards = read_index(path)
+    info = info or index_info
+    footers = []
+    for shard, rows in shards:
+        meta = _read_shard(path, shard, pq.read_metadata)
+        _check_columns(_read_shard(path, shard, lambda _: meta.schema.to_arrow_schema()), info, path, shard.name)
+        if meta.num_rows != rows:
+            raise damaged(path, f"its shard {shard.name} holds {meta.num_rows} rows, its {INDEX_FILE} lists {rows}")
+        footers.append((shard, meta))
+    return footers
+
+
+def read_columns(path: str | Path, columns: Sequence[str] | None = None,
+                 info: DatasetInfo | None = None) -> pa.Table:
+    """``columns`` (default: all) of every row of a dataset file or folder, in row order."""
+    path = Path(path)
+    if not path.is_dir():
+        return _read_parquet(path, lambda p: pq.read_table(p, columns=columns))
+    tables = [_read_shard(path, shard, lambda p: pq.read_table(p, columns=columns))
+              for shard, _ in dataset_footers(path, info)]
+    return pa.concat_tables(tables)
+
+
 def check_labels_and_splits(path: str | Path, info: DatasetInfo) -> None:
     """Read only the label and split columns and check them, for loaders that stream the images."""
     path = Path(path)
-    table = _read_parquet(path, lambda p: pq.read_table(p, columns=["label", "split"]))
-    _labels_and_splits(table, info, path)
+    _labels_and_splits(read_columns(path, ["label", "split"], info), info, path)
 
 
 def read_dataset(path: str | Path, verify: bool = False) -> ImageDataset:
-    """Load and check a whole dataset; with ``verify`` also recompute the content hash."""
+    """Load and check a whole dataset (file or folder); with ``verify`` also recompute the content
+    hash, over all shards of a folder."""
     path = Path(path)
-    table = _read_parquet(path, pq.read_table)
-    info = _checked_info(table.schema, table.num_rows, path)
+    if path.is_dir():
+        info = read_index(path)[0]
+        table = read_columns(path, info=info)
+    else:
+        table = _read_parquet(path, pq.read_table)
+        info = _checked_info(table.schema, table.num_rows, path)
     labels, split = _labels_and_splits(table, info, path)
     try:
         images = tensor_column_to_numpy(table.column("image"), info.shape)
     except (ValueError, pa.ArrowException) as exc:
         raise damaged(path, f"its image column cannot be read as {list(info.shape)} tensors ({exc})") from None
     if verify and content_hash(images, labels, split, info.class_names) != info.content_hash:
-        raise RaynasError(f"dataset file {path} does not match its content hash",
-                          "the file was changed or damaged; delete it and import or build it again")
+        kind = "folder" if path.is_dir() else "file"
+        raise RaynasError(f"dataset {kind} {path} does not match its content hash",
+                          f"the {kind} was changed or damaged; delete it and import or build it again")
     return ImageDataset(info, images, labels, split)

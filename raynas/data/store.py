@@ -1,19 +1,29 @@
-"""The dataset store: Parquet files under ``<home>/datasets``, built-ins built on first use."""
+"""The dataset store: datasets under ``<home>/datasets``, built-ins built on first use.
+
+A dataset is one Parquet file ``<name>.parquet`` or, when larger than
+:data:`raynas.data.format.SHARD_BYTES` of pixels, a folder ``<name>/`` of Parquet shards with a
+``_dataset.json`` (see :mod:`raynas.data.format`); every method takes both. Either is written
+under a hidden temporary name and moved into place in one step, so readers never see half a
+dataset and a killed import leaves only a temporary entry, removed by the next command.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from raynas.data.builtin import BUILTINS
-from raynas.data.format import DatasetInfo, ImageDataset, make_dataset, read_dataset, read_info, write_dataset
+from raynas.data.format import (DatasetInfo, ImageDataset, dataset_footers, make_dataset, read_dataset, read_info,
+                                 write_entry)
 from raynas.data.validate import NAME_PATTERN, check_name
 from raynas.errors import RaynasError
 from raynas.home import Home
 from raynas.progress import progress
-from raynas.storage import exclusive_path, remove_stale_temps
+from raynas.storage import TMP_MARK, exclusive_entry, remove_stale_temps
 
 
 @dataclass(frozen=True)
@@ -45,21 +55,32 @@ class DatasetStore:
                               "pass --home (or set RAYNAS_HOME to) a folder you can write to") from exc
 
     def path(self, name: str) -> Path:
-        return self.folder / f"{check_name(name)}.parquet"
+        """The dataset's folder of shards ``<name>/`` when there is one, else ``<name>.parquet``
+        (a file, or a folder when written there directly; it need not exist). Either is what
+        Parquet readers (``ray.data.read_parquet``) take."""
+        folder = self.folder / check_name(name)
+        return folder if folder.is_dir() else self.folder / f"{name}.parquet"
 
     def _files(self) -> list[Path]:
-        """Dataset files, hidden ones (temporary files of writes in progress) left out."""
-        return sorted(p for p in self.folder.glob("*.parquet") if not p.name.startswith("."))
+        """Dataset files and folders, hidden ones (writes in progress) left out."""
+        return sorted(p for p in self.folder.iterdir() if not p.name.startswith(".")
+                      and (p.is_dir() or (p.suffix == ".parquet" and p.is_file())))
+
+    @staticmethod
+    def _name(path: Path) -> str:
+        """The dataset name of an entry: a file or folder ``<name>.parquet`` (a folder so named is
+        what a direct write to :meth:`path` of a large dataset makes), else a folder ``<name>``."""
+        return path.stem if path.suffix == ".parquet" else path.name
 
     def stored_names(self) -> list[str]:
-        return [p.stem for p in self._files() if NAME_PATTERN.match(p.stem)]
+        return sorted({self._name(p) for p in self._files() if NAME_PATTERN.match(self._name(p))})
 
     def names(self) -> list[str]:
         """Built-ins first (in suite order), then imported datasets alphabetically."""
         return list(BUILTINS) + [n for n in self.stored_names() if n not in BUILTINS]
 
     def exists(self, name: str) -> bool:
-        return name in BUILTINS or self.path(name).is_file()
+        return name in BUILTINS or self.path(name).exists()
 
     def _missing(self, name: str) -> RaynasError:
         return RaynasError(f"dataset '{name}' not found in {self.folder}",
@@ -67,9 +88,34 @@ class DatasetStore:
                            f"{', '.join(self.names())}")
 
     def _write(self, ds: ImageDataset, overwrite: bool) -> Path:
-        """Write one dataset file, as one atomic step; file-system failures become clear errors."""
-        with self._write_errors(ds.info.name):
-            return write_dataset(ds, self.path(ds.info.name), overwrite=overwrite)
+        """Write one dataset (file or folder), as one atomic step; file-system failures become clear errors."""
+        with self._write_errors(ds.info.name), self._claim(ds.info.name, overwrite) as tmp:
+            write_entry(ds, tmp)
+        return self.path(ds.info.name)
+
+    @contextlib.contextmanager
+    def _claim(self, name: str, overwrite: bool):
+        """A temporary path to write dataset ``name`` at; what is written there, a file or a folder,
+        becomes ``<name>.parquet`` or ``<name>/`` at the end, replacing either only with
+        ``overwrite`` (without, an existing one is FileExistsError)."""
+        check_name(name)
+        with exclusive_entry(self.folder / f"{name}.parquet", overwrite=overwrite,
+                             dir_final=self.folder / name) as tmp:
+            yield tmp
+
+    def remove(self, name: str) -> Path:
+        """Delete a stored dataset, file or folder; a folder is first renamed to a hidden name,
+        so no reader ever sees it half deleted. Returns where it was."""
+        path = self.path(name)
+        if not path.exists():
+            raise RaynasError(f"dataset '{name}' not found", "`raynas data list` shows what is stored")
+        if path.is_dir() and not path.is_symlink():
+            aside = path.with_name(f".{path.name}.removed{TMP_MARK}{uuid.uuid4().hex[:8]}")
+            os.rename(path, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            path.unlink()
+        return path
 
     @contextlib.contextmanager
     def _write_errors(self, name: str):
@@ -116,14 +162,14 @@ class DatasetStore:
         """A built-in's cache is current when it reads and its builder version matches."""
         path = self.path(name)
         try:
-            return path.is_file() and read_info(path).version == BUILTINS.get(name).version
+            return path.exists() and read_info(path).version == BUILTINS.get(name).version
         except RaynasError:  # unreadable cache: rebuild it
             return False
 
     def info(self, name: str) -> DatasetInfo:
         if name in BUILTINS:
             self.ensure_builtin(name)
-        elif not self.path(name).is_file():
+        elif not self.path(name).exists():
             raise self._missing(name)
         return read_info(self.path(name))
 
@@ -156,14 +202,20 @@ class DatasetStore:
                 out.append(DatasetEntry(name, error=failed[name]))
                 continue
             try:
-                out.append(DatasetEntry(name, info=read_info(self.path(name))))
+                path = self.path(name)
+                info = read_info(path)
+                if path.is_dir():
+                    dataset_footers(path, info)  # every shard there, with the rows and columns listed
+                out.append(DatasetEntry(name, info=info))
             except RaynasError as exc:
                 out.append(DatasetEntry(name, error=exc))
         for path in self._files():
-            if not NAME_PATTERN.match(path.stem):
-                out.append(DatasetEntry(path.stem, error=RaynasError(
+            if not NAME_PATTERN.match(self._name(path)):
+                what = "folder" if path.is_dir() else "file"
+                out.append(DatasetEntry(self._name(path), error=RaynasError(
                     f"{path} is not named like a dataset", "rename it to lower-case letters, digits, '.', '_' "
-                    "or '-' (starting with a letter or digit) followed by .parquet, or delete it")))
+                    f"or '-' (starting with a letter or digit){' followed by .parquet' if what == 'file' else ''}, "
+                    f"or delete the {what}")))
         return out
 
     def open(self, name: str) -> "StoredDataset":
@@ -179,14 +231,14 @@ class DatasetStore:
 
     def save_streamed(self, plan, overwrite: bool = False, **options) -> tuple[Path, DatasetInfo]:
         """Store a planned import of image files (:class:`raynas.data.importers.FileImport`),
-        streamed chunk by chunk into the file; as :meth:`save`, one atomic step at the end."""
-        name, path = plan.name, self.path(plan.name)
+        streamed chunk by chunk into the file (or shards); as :meth:`save`, one atomic step at the end."""
+        name = plan.name
         if name in BUILTINS:
             raise RaynasError(f"'{name}' is the name of a built-in dataset", "choose another --name")
-        with self._write_errors(name), exclusive_path(path, overwrite=overwrite) as tmp:
+        with self._write_errors(name), self._claim(name, overwrite) as tmp:
             info = plan.write(tmp, **options)
         remove_stale_temps(self.folder)
-        return path, info
+        return self.path(name), info
 
     def save(self, ds: ImageDataset, overwrite: bool = False) -> Path:
         """Store an imported dataset; the existence check and the write are one atomic step."""

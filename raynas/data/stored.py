@@ -6,6 +6,10 @@ columns (a few bytes per image) and then only the row groups that hold the image
 Readers that need a sample (the OT embedding takes at most 2,000 images a dataset) so hold the
 sample and one row group, not the dataset; and a reader that only checks a cache (an embedding
 stored for this content hash) reads nothing but the footer.
+
+A dataset stored as a folder of shards (see :mod:`raynas.data.format`) is read the same way: its
+row groups are those of all shards in row order, each naming the shard that holds it, so
+streaming readers never need to know the layout.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raynas.data.format import DatasetInfo, _labels_and_splits, _read_parquet, damaged, tensor_column_to_numpy
+from raynas.data.format import (DatasetInfo, _labels_and_splits, _read_parquet, damaged, dataset_footers, read_columns,
+                                tensor_column_to_numpy)
 from raynas.data.splits import SPLITS
 from raynas.errors import RaynasError
 
@@ -27,22 +32,32 @@ from raynas.errors import RaynasError
 class RowGroup:
     """One Parquet row group of a stored dataset: the unit streaming readers read at a time."""
 
-    path: Path  # the Parquet file that holds it
+    path: Path  # the Parquet file that holds it (the dataset's file, or one of its shards)
     index: int  # its position among that file's row groups
     start: int  # its first row's position in the dataset
     rows: int
 
 
+def row_groups(path: str | Path, info: DatasetInfo | None = None) -> list[RowGroup]:
+    """The row groups of a dataset file or folder in row order, from the footers alone."""
+    groups, start = [], 0
+    for part, meta in dataset_footers(path, info):
+        for g in range(meta.num_row_groups):
+            rows = meta.row_group(g).num_rows
+            groups.append(RowGroup(part, g, start, rows))
+            start += rows
+    return groups
+
+
 class StoredDataset:
-    """A dataset file, opened by its footer; columns are read on first use."""
+    """A dataset file or folder, opened by its footer (or index); columns are read on first use."""
 
     def __init__(self, path: str | Path, info: DatasetInfo):
         self.path, self.info = Path(path), info
 
     @cached_property
     def _labels_and_splits(self) -> tuple[np.ndarray, np.ndarray]:
-        table = _read_parquet(self.path, lambda p: pq.read_table(p, columns=["label", "split"]))
-        return _labels_and_splits(table, self.info, self.path)
+        return _labels_and_splits(read_columns(self.path, ["label", "split"], self.info), self.info, self.path)
 
     @property
     def labels(self) -> np.ndarray:
@@ -56,14 +71,8 @@ class StoredDataset:
 
     @cached_property
     def row_groups(self) -> list[RowGroup]:
-        """The dataset's row groups in row order, from the footer alone."""
-        meta = _read_parquet(self.path, pq.read_metadata)
-        groups, start = [], 0
-        for g in range(meta.num_row_groups):
-            rows = meta.row_group(g).num_rows
-            groups.append(RowGroup(self.path, g, start, rows))
-            start += rows
-        return groups
+        """The dataset's row groups in row order (across its shards), from the footers alone."""
+        return row_groups(self.path, self.info)
 
     def read_group(self, group: RowGroup, columns: tuple[str, ...] = ("image",)) -> pa.Table:
         """``columns`` of one row group; unreadable files are clear errors."""
@@ -79,8 +88,8 @@ class StoredDataset:
                                       f"({exc})") from None
 
     def images_at(self, rows: np.ndarray) -> np.ndarray:
-        """Images of ``rows`` (positions in the file), in that order."""
-        return read_rows(self.path, np.asarray(rows, dtype=np.int64), self.info.shape)
+        """Images of ``rows`` (positions in the dataset), in that order."""
+        return read_rows(self.path, np.asarray(rows, dtype=np.int64), self.info.shape, self.row_groups)
 
     def _rows(self, split: str) -> np.ndarray:
         if split not in SPLITS:
@@ -93,21 +102,30 @@ class StoredDataset:
 
     def split_images(self, split: str, index: np.ndarray) -> np.ndarray:
         """Images ``index`` (positions within the split) of one split, in that order."""
-        return read_rows(self.path, self._rows(split)[np.asarray(index, dtype=np.int64)], self.info.shape)
+        rows = self._rows(split)[np.asarray(index, dtype=np.int64)]
+        return read_rows(self.path, rows, self.info.shape, self.row_groups)
 
 
-def read_rows(path: Path, rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """uint8 images of file ``rows`` (any order), reading only the row groups that hold them."""
-    parquet = _read_parquet(path, pq.ParquetFile)
-    starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+def read_rows(path: Path, rows: np.ndarray, shape: tuple[int, ...],
+              groups: list[RowGroup] | None = None) -> np.ndarray:
+    """uint8 images of dataset ``rows`` (any order), reading only the row groups that hold them
+    (``groups``: the dataset's, when already known)."""
+    groups = row_groups(path) if groups is None else groups
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.array([g.start for g in groups] + [groups[-1].start + groups[-1].rows if groups else 0])
+    if rows.size and (rows.min() < 0 or rows.max() >= starts[-1]):
+        raise RaynasError(f"rows {rows.min()}..{rows.max()} are not all in the dataset's {starts[-1]} rows")
     out = np.empty((len(rows), *shape), np.uint8)
-    groups = np.searchsorted(starts, rows, side="right") - 1
-    for g in np.unique(groups):
-        where = np.flatnonzero(groups == g)
-        column = _read_parquet(path, lambda _: parquet.read_row_group(int(g), columns=["image"])).column("image")
+    which = np.searchsorted(starts, rows, side="right") - 1
+    parquet, parquet_path = None, None  # one file open at a time: groups come in row order, shard by shard
+    for g in np.unique(which):
+        group, where = groups[g], np.flatnonzero(which == g)
+        if parquet is None or parquet_path != group.path:
+            parquet, parquet_path = _read_parquet(group.path, pq.ParquetFile), group.path
+        column = _read_parquet(group.path, lambda _: parquet.read_row_group(group.index, columns=["image"]))
         try:
-            images = tensor_column_to_numpy(column, shape)
+            images = tensor_column_to_numpy(column.column("image"), shape)
         except ValueError as exc:
             raise damaged(path, f"its image column cannot be read as {list(shape)} tensors ({exc})") from None
-        out[where] = images[rows[where] - starts[g]]
+        out[where] = images[rows[where] - group.start]
     return out

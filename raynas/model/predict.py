@@ -198,7 +198,10 @@ def confusion_path(out: Path) -> Path:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``b`` is the input ``a``, or lies in it (a dataset folder of shards)."""
     try:
+        if a.is_dir():
+            return any(os.path.samefile(a, p) for p in b.absolute().parents if p.exists())
         return b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
@@ -270,12 +273,13 @@ def _folder_input(folder: Path) -> Input:
 
 
 def _parquet_input(path: Path, *, kind: str, where: str) -> Input:
-    """A Parquet file's image column, carried columns and, for a raynas dataset file, its classes."""
-    from raynas.data.format import FORMAT, read_info
+    """A Parquet file's image column, carried columns and, for a raynas dataset file, its classes;
+    a raynas dataset folder's the same, from its shards' footers."""
+    from raynas.data.format import FORMAT, dataset_footers, read_info
 
-    try:
-        meta = pq.read_metadata(path)
-        schema = meta.schema.to_arrow_schema()
+    try:  # a dataset folder's index and shards are checked on the way
+        footers = [meta for _, meta in dataset_footers(path)] if path.is_dir() else [pq.read_metadata(path)]
+        schema = footers[0].schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
         raise RaynasError(f"{path} is neither an image file ({', '.join(IMAGE_EXTENSIONS)}) nor a readable "
                           f"Parquet file ({exc})", "give a folder of images, an image file, a dataset name or "
@@ -284,9 +288,9 @@ def _parquet_input(path: Path, *, kind: str, where: str) -> Input:
         raise RaynasError(f"Parquet file {path} has no 'image' column (it has: {', '.join(schema.names[:10])})",
                           "give a Parquet file with an 'image' column of encoded image bytes or uint8 tensors")
     image = schema.field("image").type
-    source = Input(kind, where, parquet=path, rows=meta.num_rows)
-    total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    source.row_bytes = max(1, total // max(1, meta.num_rows))
+    source = Input(kind, where, parquet=path, rows=sum(meta.num_rows for meta in footers))
+    total = sum(meta.row_group(i).total_byte_size for meta in footers for i in range(meta.num_row_groups))
+    source.row_bytes = max(1, total // max(1, source.rows))
     if pa.types.is_binary(image) or pa.types.is_large_binary(image):
         source.image_type = "bytes"
     elif (isinstance(image, pa.FixedShapeTensorType) and image.value_type == pa.uint8()
@@ -296,7 +300,7 @@ def _parquet_input(path: Path, *, kind: str, where: str) -> Input:
     else:
         raise RaynasError(f"Parquet file {path}: its image column is {image}",
                           "store encoded image bytes (binary) or fixed-shape uint8 C x H x W tensors in it")
-    if (schema.metadata or {}).get(b"format") == FORMAT.encode():
+    if path.is_dir() or (schema.metadata or {}).get(b"format") == FORMAT.encode():
         source.class_names = tuple(read_info(path).class_names)  # checks the file against its metadata
     source.carried = tuple(c for c in CARRIED if c in schema.names)
     source.carried_types = {c: schema.field(c).type for c in source.carried}
@@ -309,8 +313,10 @@ def _select_split(source: Input, split: str) -> None:
     """Keep one split; the row numbers of its rows in the file are read from the split column alone."""
     import pyarrow.compute as pc
 
+    from raynas.data.format import read_columns
+
     try:
-        column = pq.read_table(source.parquet, columns=["split"]).column("split")
+        column = read_columns(source.parquet, ["split"]).column("split")  # a dataset folder: shard by shard
         rows = np.flatnonzero(pc.fill_null(pc.equal(column, split), False).to_numpy(zero_copy_only=False))
     except (KeyError, pa.ArrowException) as exc:
         raise RaynasError(f"{source.where} has no readable split column ({exc})", "leave out --split") from None
