@@ -74,18 +74,9 @@ class StoredDataset:
         """The dataset's row groups in row order (across its shards), from the footers alone."""
         return row_groups(self.path, self.info)
 
-    def read_group(self, group: RowGroup, columns: tuple[str, ...] = ("image",)) -> pa.Table:
-        """``columns`` of one row group; unreadable files are clear errors."""
-        return _read_parquet(group.path, lambda p: pq.ParquetFile(p).read_row_group(group.index, columns=list(columns)))
-
     def group_images(self, group: RowGroup) -> np.ndarray:
         """The uint8 images of one row group, (rows, C, H, W)."""
-        column = self.read_group(group).column("image")
-        try:
-            return tensor_column_to_numpy(column, self.info.shape)
-        except ValueError as exc:
-            raise damaged(group.path, f"its image column cannot be read as {list(self.info.shape)} tensors "
-                                      f"({exc})") from None
+        return group_images(open_parquet(group.path), group, self.info.shape, self.path)
 
     def images_at(self, rows: np.ndarray) -> np.ndarray:
         """Images of ``rows`` (positions in the dataset), in that order."""
@@ -121,11 +112,39 @@ def read_rows(path: Path, rows: np.ndarray, shape: tuple[int, ...],
     for g in np.unique(which):
         group, where = groups[g], np.flatnonzero(which == g)
         if parquet is None or parquet_path != group.path:
-            parquet, parquet_path = _read_parquet(group.path, pq.ParquetFile), group.path
-        column = _read_parquet(group.path, lambda _: parquet.read_row_group(group.index, columns=["image"]))
-        try:
-            images = tensor_column_to_numpy(column.column("image"), shape)
-        except ValueError as exc:
-            raise damaged(path, f"its image column cannot be read as {list(shape)} tensors ({exc})") from None
-        out[where] = images[rows[where] - group.start]
+            parquet, parquet_path = open_parquet(group.path), group.path
+        out[where] = group_images(parquet, group, shape, path)[rows[where] - group.start]
+    return out
+
+
+# Rows read at a time within a row group: Parquet decodes a fixed-size-list column with levels for
+# every value, so reading a 16 MB group at once held about 300 MB; 1 MB pieces hold about 120 MB.
+READ_PIECE_BYTES = 1 << 20
+
+
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """A dataset file or shard, opened by its footer; ``pre_buffer`` off, since it keeps the
+    compressed bytes of every row group read until the file is closed."""
+    return _read_parquet(path, lambda p: pq.ParquetFile(p, pre_buffer=False))
+
+
+def group_images(parquet: pq.ParquetFile, group: RowGroup, shape: tuple[int, ...], dataset: Path) -> np.ndarray:
+    """The uint8 images of one row group of an open file (of ``dataset``, as errors name it),
+    decoded a piece at a time."""
+    out = np.empty((group.rows, *shape), np.uint8)
+    piece = max(1, READ_PIECE_BYTES // max(1, int(np.prod(shape))))
+    row = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=piece, row_groups=[group.index], columns=["image"]):
+            images = tensor_column_to_numpy(batch.column(0), shape)
+            out[row:row + len(images)] = images
+            row += len(images)
+    except (OSError, pa.ArrowException) as exc:
+        raise RaynasError(f"cannot read dataset file {group.path}: {exc}",
+                          "delete the file and build or import the dataset again") from exc
+    except ValueError as exc:
+        raise damaged(dataset, f"its image column cannot be read as {list(shape)} tensors ({exc})") from None
+    if row != group.rows:
+        raise damaged(dataset, f"row group {group.index} of {group.path.name} holds {row} rows, its footer says "
+                               f"{group.rows}")
     return out

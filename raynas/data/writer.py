@@ -163,7 +163,7 @@ def write_images(path: str | Path, chunks: Iterable[np.ndarray], *, shape: tuple
 def stored_chunks(path: str | Path, rows: int) -> Iterable[np.ndarray]:
     """The images of a dataset file or folder, at most ``rows`` at a time, in row order."""
     for part in dataset_files(path):
-        parquet = pq.ParquetFile(str(part))
+        parquet = pq.ParquetFile(str(part), pre_buffer=False)
         shape = tuple(parquet.schema_arrow.field("image").type.shape)
         for batch in parquet.iter_batches(batch_size=rows, columns=["image"]):
             yield tensor_column_to_numpy(batch.column(0), shape)

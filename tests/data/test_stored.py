@@ -30,13 +30,13 @@ def many_groups(tmp_path, monkeypatch):
 def groups_read(monkeypatch):
     """The row groups read from dataset files, in order."""
     read = []
-    original = pq.ParquetFile.read_row_group
+    original = pq.ParquetFile.iter_batches
 
-    def counted(self, group, **kwargs):
-        read.append(group)
-        return original(self, group, **kwargs)
+    def counted(self, *args, row_groups=None, **kwargs):
+        read.extend(row_groups if row_groups is not None else range(self.num_row_groups))
+        return original(self, *args, row_groups=row_groups, **kwargs)
 
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counted)
     return read
 
 
