@@ -474,22 +474,42 @@ class Storage:
             return None
         return (info.mtime.timestamp() if info.mtime else 0.0, info.size or 0)
 
+    def download(self, local: str | os.PathLike, *parts: str) -> None:
+        """Copy a file to the new local file ``local``, streamed (memory does not grow with it);
+        FileNotFoundError when it does not exist."""
+        path = self.path(*parts)
+        with self._io(path):
+            pafs.copy_files(path, str(local), source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem(), use_threads=False)
+
     # -- writing ----------------------------------------------------------------------
-    def write_bytes(self, data: bytes, *parts: str) -> str:
-        """Write atomically: to a temporary name, then moved over the final one."""
+    def _put(self, write: Callable[[str], None], *parts: str) -> str:
+        """``write(temporary path)``, then the temporary file moved over the final one."""
         final = self.path(*parts)
         parent, name = final.rsplit("/", 1)
         tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
         with self._io(final):
             self.fs.create_dir(parent, recursive=True)
             try:
-                with self.fs.open_output_stream(tmp) as fh:
-                    fh.write(data)
+                write(tmp)
                 self.fs.move(tmp, final)
             finally:
                 if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
                     self.fs.delete_file(tmp)
         return final
+
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write atomically: to a temporary name, then moved over the final one."""
+        def write(tmp: str) -> None:
+            with self.fs.open_output_stream(tmp) as fh:
+                fh.write(data)
+
+        return self._put(write, *parts)
+
+    def upload(self, local: str | os.PathLike, *parts: str) -> str:
+        """Copy the local file ``local`` here, streamed, atomically as :meth:`write_bytes`."""
+        return self._put(lambda tmp: pafs.copy_files(str(local), tmp, source_filesystem=pafs.LocalFileSystem(),
+                                                     destination_filesystem=self.fs, use_threads=False), *parts)
 
     def check_writable(self) -> None:
         """Write and delete a small hidden file, so an unwritable storage is found before hours

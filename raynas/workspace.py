@@ -31,7 +31,7 @@ class Workspace:
         """``use_actors``: None = through the Ray actors when Ray is connected, else directly."""
         from raynas.service import open_embeddings, open_zoo
 
-        store = DatasetStore(home)
+        store = DatasetStore(home, storage)
         zoo_storage, embedding_storage = store.home.shared(storage)
         return cls(store, open_zoo(zoo_storage, use_actors), open_embeddings(embedding_storage, use_actors),
                    zoo_storage, embedding_storage, storage)

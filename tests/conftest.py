@@ -63,28 +63,22 @@ def _no_leftover_service_actors():
 @pytest.fixture(scope="session")
 def s3_server():
     """A local S3 server (moto) with one bucket, started once per session: the object-store
-    paths are tested through pyarrow's real S3 client, offline. Yields the URI query that points
-    a ``s3://`` URI at it."""
+    paths are tested through pyarrow's real S3 client, offline. Yields the ``s3://`` URI prefix
+    (credentials included, so Ray workers need no environment) and the query that points it at
+    the server."""
     import logging
 
     import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1").create_bucket(Bucket="raynas")
-    yield f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="raynas")
+    yield "s3://testing:testing@raynas", f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
     server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture
@@ -93,4 +87,4 @@ def s3_uri(s3_server, request):
     import re
 
     prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:80]
-    return f"s3://raynas/{prefix}?{s3_server}"
+    return f"{s3_server[0]}/{prefix}?{s3_server[1]}"

@@ -18,6 +18,12 @@ from raynas.errors import RaynasError
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     data = sub.add_parser("data", help="list, show, import and remove datasets")
     cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--storage", default=None, metavar="URI",
+                        help="shared storage root (a path or pyarrow.fs URI such as s3://bucket/raynas): imports "
+                             "also go to its datasets/, where every node of a cluster finds them (default: the "
+                             "home only)")
+    parent = argparse.ArgumentParser(add_help=False, parents=[parent, shared])
 
     p = cmds.add_parser("list", parents=[parent], help="the built-in suite and imported datasets")
     p.set_defaults(run=run_list)
@@ -53,6 +59,15 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.set_defaults(run=run_remove)
 
 
+def _store(args: argparse.Namespace) -> DatasetStore:
+    """The home's store, with the ``--storage`` root checked first (a missing bucket fails in seconds)."""
+    if args.storage:
+        from raynas.storage import Storage
+
+        Storage(args.storage).check_root()
+    return DatasetStore(args.home, args.storage)
+
+
 def info_rows(infos: list[DatasetInfo]) -> list[list]:
     return [[i.name, i.domain, i.num_classes, i.num_images, "x".join(map(str, i.shape)),
              "/".join(str(i.split_counts[s]) for s in ("train", "val", "test"))] for i in infos]
@@ -70,7 +85,7 @@ def entry_json(entry: DatasetEntry) -> dict:
 
 def run_list(args: argparse.Namespace) -> None:
     """Every dataset; a damaged file is listed as damaged, with the reason, not fatal to the list."""
-    entries = DatasetStore(args.home).entries()
+    entries = _store(args).entries()
     if args.json:
         print_json([entry_json(e) for e in entries])
         return
@@ -87,7 +102,7 @@ def run_show(args: argparse.Namespace) -> None:
     """The grid is written under a temporary name and moved over ``--out``; an unwritable path
     is a clear error naming it (from :func:`raynas.figures.save_figure`)."""
     check_grid_size(args.per_class, args.max_classes)
-    store = DatasetStore(args.home)
+    store = _store(args)
     ds = store.open(args.name)  # labels, and the row groups of the images drawn
     out = Path(args.out) if args.out else store.home.root / "plots" / f"{args.name}.png"
     sample_grid(ds, out, per_class=args.per_class, max_classes=args.max_classes)
@@ -127,9 +142,9 @@ def run_import(args: argparse.Namespace) -> None:
     source = Path(args.path)
     if not source.exists():
         raise RaynasError(f"{source} does not exist", "check the path")
-    store = DatasetStore(args.home)
+    store = _store(args)
     store.check_writable()
-    if store.path(args.name).exists() and not args.overwrite:  # fail before reading thousands of files
+    if store.exists(args.name) and not args.overwrite:  # fail before reading thousands of files
         raise RaynasError(f"dataset '{args.name}' already exists",
                           "choose another --name, or pass --overwrite to replace it")
     fmt = args.format or detect_format(source)
@@ -154,7 +169,7 @@ def run_import(args: argparse.Namespace) -> None:
 
 
 def run_remove(args: argparse.Namespace) -> None:
-    path = DatasetStore(args.home).remove(args.name)  # a file, or a folder of shards
+    path = _store(args).remove(args.name)  # a file, or a folder of shards (and the shared copy)
     note = " (a built-in: it is rebuilt on next use)" if args.name in BUILTINS else ""
     if args.json:
         print_json({"removed": args.name, "path": str(path)})

@@ -360,11 +360,31 @@ def read_index(folder: Path) -> tuple[DatasetInfo, list[tuple[Path, int]]]:
     """The info and the shards (path, rows; in row order) of a dataset folder, from its
     :data:`INDEX_FILE` alone (no shard is opened: only that each is there is checked)."""
     try:
-        text = (folder / INDEX_FILE).read_text(encoding="utf-8")
+        text = (folder / INDEX_FILE).read_bytes()
     except FileNotFoundError:
         raise damaged(folder, f"it has no {INDEX_FILE}, which lists a dataset folder's info and shards") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise damaged(folder, f"its {INDEX_FILE} cannot be read ({exc})") from None
+    info, shards = parse_index(text, folder)
+    absent = [name for name, _ in shards if not (folder / name).is_file()]
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        raise damaged(folder, f"its shard {absent[0]}{more} is missing")
+    listed = {name for name, _ in shards}
+    try:
+        extra = sorted(p.name for p in folder.iterdir()
+                       if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.name not in listed)
+    except OSError as exc:
+        raise damaged(folder, f"its files cannot be listed ({exc})") from None
+    if extra:
+        raise damaged(folder, f"it holds {extra[0]}, which its {INDEX_FILE} does not list (readers of the "
+                              "folder would take its rows for the dataset's)")
+    return info, [(folder / name, rows) for name, rows in shards]
+
+
+def parse_index(text: bytes, folder: Path) -> tuple[DatasetInfo, list[tuple[str, int]]]:
+    """The info and the shards (file name, rows; in row order) in the bytes of the
+    :data:`INDEX_FILE` of dataset ``folder`` (a local folder or one on shared storage)."""
     try:
         fields = json.loads(text)
     except ValueError as exc:
@@ -381,20 +401,7 @@ def read_index(folder: Path) -> tuple[DatasetInfo, list[tuple[Path, int]]]:
     total = sum(rows for _, rows in shards)
     if total != info.num_images:
         raise damaged(folder, f"its {INDEX_FILE} counts {info.num_images} images but lists {total} rows in shards")
-    absent = [name for name, _ in shards if not (folder / name).is_file()]
-    if absent:
-        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
-        raise damaged(folder, f"its shard {absent[0]}{more} is missing")
-    listed = {name for name, _ in shards}
-    try:
-        extra = sorted(p.name for p in folder.iterdir()
-                       if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.name not in listed)
-    except OSError as exc:
-        raise damaged(folder, f"its files cannot be listed ({exc})") from None
-    if extra:
-        raise damaged(folder, f"it holds {extra[0]}, which its {INDEX_FILE} does not list (readers of the "
-                              "folder would take its rows for the dataset's)")
-    return info, [(folder / name, rows) for name, rows in shards]
+    return info, shards
 
 
 def _shard_list(value: Any, folder: Path) -> list[tuple[str, int]]:

@@ -294,7 +294,7 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
     info = store.info(dataset)
     for s in splits:
         parse_split(s)
-    path = store.path(dataset)
+    path = store.local_path(dataset)  # fetched into this home first when it lives on shared storage
     backend = choose_backend(info, config)
     if backend == "memory":
         ds = store.load(dataset)
@@ -326,4 +326,4 @@ def fit_normalization(dataset: str, image_size: int, channels: int, store: Datas
     from the first train images alone (what a model trained on the dataset expects)."""
     store = store or DatasetStore()
     config = LoaderConfig(image_size=image_size, channels=channels)
-    return Normalize.fit(_stats_sample(store.path(dataset), store.info(dataset), config))
+    return Normalize.fit(_stats_sample(store.local_path(dataset), store.info(dataset), config))

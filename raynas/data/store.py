@@ -1,5 +1,9 @@
 """The dataset store: datasets under ``<home>/datasets``, built-ins built on first use.
 
+With a shared storage root (``--storage s3://bucket/raynas``), imported datasets also live in
+``<storage>/datasets`` (:mod:`raynas.data.shared`): imports upload there, and a store on any node
+finds them there and keeps a checked copy in its home before it reads images.
+
 A dataset is one Parquet file ``<name>.parquet`` or, when larger than
 :data:`raynas.data.format.SHARD_BYTES` of pixels, a folder ``<name>/`` of Parquet shards with a
 ``_dataset.json`` (see :mod:`raynas.data.format`); every method takes both. Either is written
@@ -36,10 +40,37 @@ class DatasetEntry:
 
 
 class DatasetStore:
-    """Lists, loads, builds and saves datasets in one home."""
+    """Lists, loads, builds and saves datasets in one home, and on a shared storage root if given."""
 
-    def __init__(self, home: Home | str | Path | None = None):
+    def __init__(self, home: Home | str | Path | None = None, storage: str | None = None):
+        from raynas.data.shared import SharedDatasets
+        from raynas.storage import Storage
+
         self.home = home if isinstance(home, Home) else Home.resolve(home)
+        self.shared = SharedDatasets(Storage(storage).child("datasets")) if storage else None
+
+    def _shared_info(self, name: str) -> DatasetInfo | None:
+        """The info of an imported dataset on the shared storage; None without one or when not there."""
+        if self.shared is None or name in BUILTINS:
+            return None
+        return self.shared.info(check_name(name))
+
+    def local_path(self, name: str) -> Path:
+        """:meth:`path`, with a dataset of the shared storage fetched into this home first when the
+        copy here is missing or older (another content hash): what readers of images call."""
+        shared = self._shared_info(name)
+        if shared is not None:
+            path = self.path(name)
+            try:
+                current = path.exists() and read_info(path).content_hash == shared.content_hash
+            except RaynasError:  # a damaged copy is fetched again
+                current = False
+            if not current:
+                with self._write_errors(name):
+                    self.shared.fetch(name, self.folder / f"{name}.parquet", self.folder / name)
+        elif name not in BUILTINS and not self.path(name).exists():
+            raise self._missing(name)
+        return self.path(name)
 
     @property
     def folder(self) -> Path:
@@ -73,14 +104,16 @@ class DatasetStore:
         return path.stem if path.suffix == ".parquet" else path.name
 
     def stored_names(self) -> list[str]:
-        return sorted({self._name(p) for p in self._files() if NAME_PATTERN.match(self._name(p))})
+        """Imported datasets: in this home and, with a shared storage root, there."""
+        here = {self._name(p) for p in self._files() if NAME_PATTERN.match(self._name(p))}
+        return sorted(here | set(self.shared.names() if self.shared else []))
 
     def names(self) -> list[str]:
         """Built-ins first (in suite order), then imported datasets alphabetically."""
         return list(BUILTINS) + [n for n in self.stored_names() if n not in BUILTINS]
 
     def exists(self, name: str) -> bool:
-        return name in BUILTINS or self.path(name).exists()
+        return name in BUILTINS or self.path(name).exists() or self._shared_info(name) is not None
 
     def _missing(self, name: str) -> RaynasError:
         return RaynasError(f"dataset '{name}' not found in {self.folder}",
@@ -104,10 +137,13 @@ class DatasetStore:
             yield tmp
 
     def remove(self, name: str) -> Path:
-        """Delete a stored dataset, file or folder; a folder is first renamed to a hidden name,
-        so no reader ever sees it half deleted. Returns where it was."""
+        """Delete a stored dataset, file or folder (and its copy on the shared storage); a folder is
+        first renamed to a hidden name, so no reader ever sees it half deleted. Returns where it was."""
         path = self.path(name)
+        shared = self.shared is not None and name not in BUILTINS and self.shared.remove(check_name(name))
         if not path.exists():
+            if shared:
+                return Path(self.shared.storage.child(name).uri)
             raise RaynasError(f"dataset '{name}' not found", "`raynas data list` shows what is stored")
         if path.is_dir() and not path.is_symlink():
             aside = path.with_name(f".{path.name}.removed{TMP_MARK}{uuid.uuid4().hex[:8]}")
@@ -139,6 +175,8 @@ class DatasetStore:
             raise RaynasError(f"the dataset folder {folder} is read-only",
                               f"make it writable (chmod u+w {folder}) or pass --home with a folder you can write to")
         remove_stale_temps(folder)
+        if self.shared is not None:
+            self.shared.storage.check_writable()
 
     def ensure_builtin(self, name: str) -> Path:
         """Build (or rebuild, if its builder version changed) a built-in dataset."""
@@ -167,10 +205,15 @@ class DatasetStore:
             return False
 
     def info(self, name: str) -> DatasetInfo:
+        """From the footer or index alone (of the shared storage's copy, when there is one)."""
         if name in BUILTINS:
             self.ensure_builtin(name)
-        elif not self.path(name).exists():
-            raise self._missing(name)
+        else:
+            shared = self._shared_info(name)
+            if shared is not None:
+                return shared
+            if not self.path(name).exists():
+                raise self._missing(name)
         return read_info(self.path(name))
 
     def check_unchanged(self, hashes: dict[str, str], since: str) -> None:
@@ -184,7 +227,7 @@ class DatasetStore:
 
     def infos(self) -> list[DatasetInfo]:
         self.ensure_builtins()
-        return [read_info(self.path(n)) for n in self.names()]
+        return [self.info(n) for n in self.names()]
 
     def entries(self) -> list[DatasetEntry]:
         """Every dataset with its info or the reason it cannot be read: one damaged file
@@ -202,6 +245,10 @@ class DatasetStore:
                 out.append(DatasetEntry(name, error=failed[name]))
                 continue
             try:
+                shared = self._shared_info(name)
+                if shared is not None:
+                    out.append(DatasetEntry(name, info=shared))
+                    continue
                 path = self.path(name)
                 info = read_info(path)
                 if path.is_dir():
@@ -223,11 +270,22 @@ class DatasetStore:
         sample or only the info, in memory that does not grow with the dataset."""
         from raynas.data.stored import StoredDataset
 
-        return StoredDataset(self.path(name), self.info(name))
+        path = self.local_path(name)
+        return StoredDataset(path, self.info(name))
 
     def load(self, name: str, verify: bool = False) -> ImageDataset:
         self.info(name)
-        return read_dataset(self.path(name), verify=verify)
+        return read_dataset(self.local_path(name), verify=verify)
+
+    def _refuse_shared_name(self, name: str, overwrite: bool) -> None:
+        if not overwrite and self._shared_info(name) is not None:
+            raise RaynasError(f"dataset '{name}' already exists on the shared storage {self.shared.storage.uri}",
+                              "choose another --name, or pass --overwrite to replace it")
+
+    def _upload(self, name: str, overwrite: bool) -> None:
+        """Put a dataset just written here on the shared storage too, when there is one."""
+        if self.shared is not None:
+            self.shared.upload(name, self.path(name), overwrite=overwrite)
 
     def save_streamed(self, plan, overwrite: bool = False, **options) -> tuple[Path, DatasetInfo]:
         """Store a planned import of image files (:class:`raynas.data.importers.FileImport`),
@@ -235,9 +293,11 @@ class DatasetStore:
         name = plan.name
         if name in BUILTINS:
             raise RaynasError(f"'{name}' is the name of a built-in dataset", "choose another --name")
+        self._refuse_shared_name(name, overwrite)
         with self._write_errors(name), self._claim(name, overwrite) as tmp:
             info = plan.write(tmp, **options)
         remove_stale_temps(self.folder)
+        self._upload(name, overwrite)
         return self.path(name), info
 
     def save(self, ds: ImageDataset, overwrite: bool = False) -> Path:
@@ -245,6 +305,8 @@ class DatasetStore:
         name = ds.info.name
         if name in BUILTINS:
             raise RaynasError(f"'{name}' is the name of a built-in dataset", "choose another --name")
+        self._refuse_shared_name(name, overwrite)
         path = self._write(ds, overwrite=overwrite)
         remove_stale_temps(self.folder)
+        self._upload(name, overwrite)
         return path

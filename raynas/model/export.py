@@ -156,5 +156,5 @@ def sample_input(card: ModelCard, store: Any, count: int = 16) -> torch.Tensor |
         return None
     from raynas.data.loader import first_images
 
-    images = first_images(store.path(name), store.info(name), "test", count)
+    images = first_images(store.local_path(name), store.info(name), "test", count)
     return card.preprocessing().batch(images) if len(images) else None

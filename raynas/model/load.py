@@ -99,7 +99,7 @@ def _from_zoo(name: str, dataset: str | None, home: str | Path | None, storage: 
     card, weights, store = zoo_card(name, dataset, home, storage)
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
     supernet = network_from_state(card, state, f"zoo entry '{name}'").network
-    images = first_images(store.path(card.dataset["name"]), store.info(card.dataset["name"]), "train",
+    images = first_images(store.local_path(card.dataset["name"]), store.info(card.dataset["name"]), "train",
                           CALIBRATION_IMAGES)
     preprocess = card.preprocessing()
     calibrated = calibrate(supernet, (preprocess.batch(images[i:i + CALIBRATION_BATCH])

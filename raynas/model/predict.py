@@ -84,7 +84,7 @@ def predict(model: str | Path, data: str | Path, out: str | Path, *, dataset: st
 
     check_options(batch_size=batch_size, concurrency=concurrency, top_k=top_k)
     out = check_out(Path(out))
-    source = resolve_input(data, split=split, home=home)
+    source = resolve_input(data, split=split, home=home, storage=storage)
     if source.parquet is not None and _same_file(source.parquet, out):
         raise RaynasError(f"--out {out} is the input file", "write the predictions to another file")
     network, card = load_card_and_network(model, dataset=dataset, home=home, storage=storage)
@@ -207,7 +207,8 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def resolve_input(data: str | Path, *, split: str | None = None, home: str | Path | None = None) -> Input:
+def resolve_input(data: str | Path, *, split: str | None = None, home: str | Path | None = None,
+                  storage: str | None = None) -> Input:
     """Decide what INPUT is, in this order: a folder, an image file, a stored dataset name, a
     Parquet file. A bare name that is both a path here and a stored dataset is refused as ambiguous."""
     from raynas.data import DatasetStore
@@ -219,7 +220,7 @@ def resolve_input(data: str | Path, *, split: str | None = None, home: str | Pat
     if split is not None and split not in SPLITS:
         raise RaynasError(f"unknown split '{split}'", f"choose one of: {', '.join(SPLITS)}")
     path = Path(text)
-    store = DatasetStore(home)
+    store = DatasetStore(home, storage)
     is_name = bool(NAME_PATTERN.match(text)) and os.sep not in text and "/" not in text
     try:
         stored = is_name and store.exists(text)
@@ -236,7 +237,7 @@ def resolve_input(data: str | Path, *, split: str | None = None, home: str | Pat
         source = Input("image", str(path), files=[os.path.abspath(path)], rows=1)
     elif stored:
         info = store.info(text)
-        source = _parquet_input(store.path(text), kind="dataset", where=text)
+        source = _parquet_input(store.local_path(text), kind="dataset", where=text)
         source.class_names = tuple(info.class_names)
     elif path.is_file():
         source = _parquet_input(path, kind="parquet", where=str(path))
