@@ -83,7 +83,10 @@ def write_streamed(path: str | Path, chunks: Iterable[np.ndarray], *, name: str,
     image_type = pa.fixed_shape_tensor(pa.uint8(), list(shape))
     schema = pa.schema([("image", image_type), ("label", pa.int32()), ("split", pa.string())])
     labels = np.asarray(labels, dtype=np.int32)
-    split_list = np.asarray(splits).tolist()
+    splits = np.asarray(splits)  # (a list of a million Python strings would cost 60 MB)
+    if not np.isin(splits, splits_mod.SPLITS).all():
+        raise RaynasError(f"split names must be {', '.join(splits_mod.SPLITS)}, got "
+                          f"{sorted(set(np.unique(splits).tolist()) - set(splits_mod.SPLITS))[:3]}")
     limit = shard_rows(int(np.prod(shape)))
     if n > limit:
         sink: Any = _Shards(path, schema.with_metadata(shard_metadata(name)), limit)
@@ -101,7 +104,7 @@ def write_streamed(path: str | Path, chunks: Iterable[np.ndarray], *, name: str,
             chunk = np.ascontiguousarray(chunk)
             digest.update(memoryview(chunk).cast("B"))
             table = pa.table({"image": tensor_column(chunk), "label": pa.array(labels[row:row + k]),
-                              "split": pa.array(split_list[row:row + k], type=pa.string())}, schema=schema)
+                              "split": pa.array(splits[row:row + k].tolist(), type=pa.string())}, schema=schema)
             if isinstance(sink, _Shards):
                 sink.write(table)
             else:
@@ -111,9 +114,12 @@ def write_streamed(path: str | Path, chunks: Iterable[np.ndarray], *, name: str,
             raise RaynasError(f"{row} images for {n} labels")
         digest.update(np.ascontiguousarray(labels, dtype="<i4").tobytes())
         codes = {s: i for i, s in enumerate(splits_mod.SPLITS)}
-        digest.update(bytes(codes[s] for s in split_list))
+        split_codes = np.zeros(len(splits), np.uint8)
+        for split, code in codes.items():
+            split_codes[splits == split] = code
+        digest.update(split_codes.tobytes())
         info = DatasetInfo(name=name, domain=domain, class_names=tuple(class_names), shape=tuple(shape),
-                           split_counts={s: int(split_list.count(s)) for s in splits_mod.SPLITS},
+                           split_counts={s: int(np.sum(splits == s)) for s in splits_mod.SPLITS},
                            allow_flip=bool(allow_flip), provenance=provenance, version=str(version),
                            content_hash=digest.hexdigest())
     except BaseException:
