@@ -11,6 +11,14 @@ times and ratios to the fused first-order float32 step and writes JSON.
     python benchmarks/gpu.py [--steps 10] [--out gpu.json]      # on a GPU node, a few minutes
     python benchmarks/gpu.py --dry --out dry.json                 # on CPU: tiny preset, 1 step, no compile
 
+Then it checks that the ``stream`` loader (the one for data larger than memory) keeps the GPU fed:
+for batch sizes 64, 128 and 256, the images per second it delivers to the GPU (32x32 RGB, shuffled
+and augmented, from a generated dataset of 20,000 images stored as an import stores them) against
+the images per second a fused first-order step consumes (a train and a val batch per step). A
+ratio above 1 means the loader alone outpaces the step; it runs beside the step in a search, so
+the margin is what the read-ahead threads have for sharing the node's CPUs. ``--skip-loader``
+leaves it out.
+
 Then it races two warm-started trials sharing the GPU (half a GPU each): a throwaway home gets
 two small zoo entries pretrained on the GPU, and the race's wall time is compared with the sum
 of its trials' times (below 1: the trials overlapped on the one GPU). ``--skip-race`` leaves it out.
@@ -61,7 +69,8 @@ def name_of(v: dict) -> str:
     return f"{v['cell']} {v['algo']} {v['precision']}{' compiled' if v['compile'] else ''}"
 
 
-def measure(v: dict, preset_name: str, device: torch.device, warmup: int, steps: int) -> dict:
+def measure(v: dict, preset_name: str, device: torch.device, warmup: int, steps: int,
+            batch_size: int | None = None) -> dict:
     """Median seconds per step and peak CUDA memory (MiB; None on CPU) of one variant."""
     config = SearchConfig(dataset="synthetic", algo=v["algo"], preset=preset_name)
     algorithm = create_algorithm(config)
@@ -73,7 +82,7 @@ def measure(v: dict, preset_name: str, device: torch.device, warmup: int, steps:
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     a_opt = torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999))
     g = torch.Generator().manual_seed(0)
-    shape = (preset.batch_size, 3, preset.image_size, preset.image_size)
+    shape = (batch_size or preset.batch_size, 3, preset.image_size, preset.image_size)
     train = (torch.randn(shape, generator=g).to(device), torch.randint(0, 10, shape[:1], generator=g).to(device))
     val = (torch.randn(shape, generator=g).to(device), torch.randint(0, 10, shape[:1], generator=g).to(device))
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if v["precision"] == "bf16"
@@ -98,6 +107,39 @@ def measure(v: dict, preset_name: str, device: torch.device, warmup: int, steps:
     times = [step() for _ in range(steps)]
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None
     return {"median_s": statistics.median(times), "warmup_s": sum(first), "peak_mib": peak}
+
+
+def loader_keeps_up(dry: bool, device: torch.device, home: Path, warmup: int, steps: int) -> list[dict]:
+    """Images/s of the stream loader (delivered on ``device``) against a fused first-order step's
+    demand, per batch size."""
+    from loader_throughput import generate_dataset
+
+    from raynas.data import DatasetStore
+    from raynas.data.loader import LoaderConfig, create_loaders
+
+    store = DatasetStore(home)
+    images, preset = (2000, "tiny") if dry else (20_000, "gpu")
+    generate_dataset(store, images, 32, "feed")
+    size = PRESETS.get(preset).image_size
+    rows = []
+    for batch in ((32, 64) if dry else (64, 128, 256)):
+        config = LoaderConfig(image_size=size, channels=3, batch_size=batch, augment=True, backend="stream",
+                              device=str(device))
+        loader = create_loaders("feed", config, ("train",), store)["train"]
+        for _ in loader:  # the first epoch: caches warm
+            pass
+        t0, n = time.perf_counter(), 0
+        for x, _ in loader:
+            n += len(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        loader_img_s = n / (time.perf_counter() - t0)
+        step = measure({"cell": "fused", "algo": "darts", "precision": "fp32", "compile": False}, preset, device,
+                       warmup, steps, batch_size=batch)
+        step_img_s = 2 * batch / step["median_s"]  # a train and a val batch per step
+        rows.append({"batch_size": batch, "loader_img_s": loader_img_s, "step_img_s": step_img_s,
+                     "loader_over_step": loader_img_s / step_img_s})
+    return rows
 
 
 def race_sharing_the_device(dry: bool, home: Path) -> dict:
@@ -135,6 +177,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling happens there)")
     p.add_argument("--dry", action="store_true", help="check the benchmark on CPU: tiny preset, 1 step, no compile")
     p.add_argument("--skip-race", action="store_true", help="leave out the race of two trials sharing the GPU")
+    p.add_argument("--skip-loader", action="store_true", help="leave out the check that the stream loader keeps up")
     p.add_argument("--out", default=None, help="JSON file for the results")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
@@ -167,6 +210,14 @@ def main() -> None:
         r["ratio"] = r["median_s"] / base
         peak = f"{r['peak_mib']:9.0f}" if r["peak_mib"] is not None else f"{'-':>9}"
         print(f"{r['variant']:<32} {r['median_s']:8.4f} {r['ratio']:22.2f} {peak}")
+    feed = None
+    if not args.skip_loader:
+        with tempfile.TemporaryDirectory(prefix="raynas-gpu-feed-") as home:
+            feed = loader_keeps_up(args.dry, device, Path(home), warmup, steps)
+        print(f"{'batch':>6} {'stream loader img/s':>20} {'step demand img/s':>18} {'loader / demand':>16}")
+        for r in feed:
+            print(f"{r['batch_size']:>6} {r['loader_img_s']:>20,.0f} {r['step_img_s']:>18,.0f} "
+                  f"{r['loader_over_step']:>16.2f}")
     race = None
     if not args.skip_race:
         with tempfile.TemporaryDirectory(prefix="raynas-gpu-bench-") as home:
@@ -176,7 +227,8 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"date": dt.date.today().isoformat(), "device": card, "preset": preset, "dry": args.dry,
-                       "torch": torch.__version__, "steps": steps, "warmup": warmup, "rows": rows, "race": race},
+                       "torch": torch.__version__, "steps": steps, "warmup": warmup, "rows": rows, "loader": feed,
+                       "race": race},
                       fh, indent=2)
 
 

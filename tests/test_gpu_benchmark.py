@@ -22,6 +22,9 @@ def _dry(tmp_path, *flags):
 def test_the_dry_run_steps_every_variant_and_writes_json(tmp_path):
     run, result = _dry(tmp_path, "--skip-race")
     assert result["dry"] and result["preset"] == "tiny" and result["race"] is None
+    assert [r["batch_size"] for r in result["loader"]] == [32, 64]
+    assert all(r["loader_img_s"] > 0 and r["step_img_s"] > 0 and r["loader_over_step"] > 0 for r in result["loader"])
+    assert "loader / demand" in run.stdout
     rows = {r["variant"]: r for r in result["rows"]}
     cells_algos = {(r["cell"], r["algo"], r["precision"]) for r in rows.values() if not r["compile"]}
     assert cells_algos == {(c, a, p) for c in ("fused", "reference") for a in ("darts", "darts2", "pcdarts")
