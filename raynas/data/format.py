@@ -228,6 +228,12 @@ def row_group_rows(image_bytes: int) -> int:
     return max(1, ROW_GROUP_BYTES // max(1, image_bytes))
 
 
+def split_row_groups(info: DatasetInfo, splits: np.ndarray, split: str) -> np.ndarray:
+    """The row group (of the size a writer makes) of each row of ``split``: samplers that draw
+    from a few of them make their readers read a few (:mod:`raynas.ot.sampling`)."""
+    return np.flatnonzero(np.asarray(splits) == split) // row_group_rows(int(np.prod(info.shape)))
+
+
 def shard_rows(image_bytes: int) -> int:
     """Rows per shard, so a shard holds at most :data:`SHARD_BYTES` of pixels; a dataset of no
     more rows is one file."""

@@ -45,10 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raynas.data.format import ImageDataset
+from raynas.data.format import ImageDataset, split_row_groups
 from raynas.errors import RaynasError
 from raynas.ot.encoders import Encoder
-from raynas.ot.sampling import stratified_indices
+from raynas.ot.sampling import stratified_group_indices, stratified_indices
 from raynas.ot.threads import single_threaded_blas
 
 FORMAT = "raynas-embedding/1"
@@ -242,7 +242,8 @@ def embed_dataset(ds: ImageDataset, encoder: Encoder, config: EmbeddingConfig = 
     """Encode a seeded class-stratified subset of ``config.split`` and summarise it. ``ds`` may be
     a :class:`raynas.data.stored.StoredDataset`, which reads only the subset's images."""
     labels = ds.split_labels(config.split)
-    idx = stratified_indices(labels, config.max_images, config.seed)
+    groups = split_row_groups(ds.info, ds.splits, config.split)
+    idx = stratified_group_indices(labels, groups, config.max_images, config.seed)
     features = encoder.encode(ds.split_images(config.split, idx))
     if features.shape != (len(idx), encoder.dim):
         raise RaynasError(f"encoder {encoder.version} returned features of shape {features.shape} "

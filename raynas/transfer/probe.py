@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from raynas.data.format import ImageDataset
-from raynas.ot.sampling import stratified_indices
+from raynas.data.format import split_row_groups
+from raynas.ot.sampling import stratified_group_indices
 from raynas.space.config import SpaceConfig
 from raynas.zoo.manifest import ZooManifest
 
@@ -70,7 +71,7 @@ def _sample(ds: ImageDataset, split: str, total: int) -> tuple[np.ndarray, np.nd
     """A seeded class-stratified sample of one split; ``ds`` may be a
     :class:`raynas.data.stored.StoredDataset`, which reads only the sample's images."""
     labels = ds.split_labels(split)
-    keep = stratified_indices(labels, total, PROBE_SEED)
+    keep = stratified_group_indices(labels, split_row_groups(ds.info, ds.splits, split), total, PROBE_SEED)
     return ds.split_images(split, keep), labels[keep]
 
 

@@ -100,3 +100,22 @@ def test_the_first_images_of_a_split_come_from_the_first_row_groups(many_groups,
     images = first_images(stored.path, stored.info, "train", 3)
     assert np.array_equal(images, ds.split("train")[0][:3]) and max(groups_read) < 2  # not the other 6 groups
     assert len(first_images(stored.path, stored.info, "val", 1000)) == ds.info.split_counts["val"]
+
+
+def test_the_embedding_of_a_long_split_reads_a_few_row_groups(tmp_path, monkeypatch, groups_read,
+                                                               pixel_encoder_local):
+    """110,000 images in row groups of 1,000: the 300-image sample comes from a few of them, and the
+    stored and in-memory datasets still give one embedding."""
+    from raynas.ot import EmbeddingConfig, embed_dataset
+
+    rng = np.random.default_rng(0)
+    n = 110_000
+    ds = make_dataset("long", rng.integers(0, 256, (n, 1, 4, 4), dtype=np.uint8), np.arange(n) % 5,
+                      list("abcde"), domain="test")
+    monkeypatch.setattr(format_mod, "ROW_GROUP_BYTES", 1000 * 16)
+    path = write_dataset(ds, tmp_path / "long.parquet")
+    config = EmbeddingConfig(max_images=300)
+    stored = embed_dataset(StoredDataset(path, ds.info), pixel_encoder_local, config)
+    assert 8 <= len(set(groups_read)) <= 12 and pq.ParquetFile(path).num_row_groups == 110
+    loaded = embed_dataset(ds, pixel_encoder_local, config)
+    assert np.array_equal(stored.sample, loaded.sample) and np.array_equal(stored.means, loaded.means)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raynas.ot.sampling import allocate, stratified_indices
+from raynas.ot.sampling import allocate, stratified_group_indices, stratified_indices
 
 
 @given(counts=st.lists(st.integers(0, 50), min_size=1, max_size=12), total=st.integers(0, 400))
@@ -56,3 +56,30 @@ def test_stratified_indices_are_sorted_unique_deterministic(total):
 def test_another_seed_draws_another_subset():
     labels = np.arange(1000) % 4
     assert not np.array_equal(stratified_indices(labels, 100, 0), stratified_indices(labels, 100, 1))
+
+
+def test_a_short_split_is_sampled_as_before_whatever_its_row_groups():
+    labels = np.arange(5000) % 7
+    assert np.array_equal(stratified_group_indices(labels, np.arange(5000) // 100, 300, 0),
+                          stratified_indices(labels, 300, 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_long_split_is_sampled_from_a_few_row_groups_with_every_class_in_proportion(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, 200_000)
+    labels[rng.choice(200_000, 30, replace=False)] = 10  # a rare class, scattered
+    groups = np.arange(200_000) // 1000
+    idx = stratified_group_indices(labels, groups, 2000, seed)
+    assert np.array_equal(idx, stratified_group_indices(labels, groups, 2000, seed)) and np.all(np.diff(idx) > 0)
+    counts = np.bincount(labels, minlength=11)
+    assert np.bincount(labels[idx], minlength=11).tolist() == allocate(counts, 2000).tolist()
+    used = np.unique(groups[idx])
+    assert len(used) < 200 and len(used) >= 8  # a few groups, or as many as the rare class needs
+
+
+def test_a_long_split_of_even_classes_reads_a_handful_of_row_groups():
+    labels = np.arange(200_000) % 10
+    used = np.unique((np.arange(200_000) // 1000)[stratified_group_indices(labels, np.arange(200_000) // 1000,
+                                                                            2000, 0)])
+    assert len(used) == 8  # 800 candidates a class need 8 groups of 100 each
