@@ -232,6 +232,23 @@ def _decoded(path: Path, image_size: int | None, first: tuple[Path, tuple[int, i
 FILE_IMPORTS: Registry[Callable[..., Any]] = Registry("streamed import format")
 
 
+ROW_ORDER_SEED = 0
+
+
+def row_order(count: int) -> np.ndarray:
+    """The order in which an import of ``count`` image files stores them (a seeded permutation of
+    the order they are listed in: classes in name order, files in name order, or labels.csv's)."""
+    return np.random.default_rng(ROW_ORDER_SEED).permutation(count)
+
+
+def _in_random_order(files: list[Path], labels: np.ndarray) -> tuple[list[Path], np.ndarray]:
+    """Files in a seeded random order instead of class by class: every row group of the stored
+    dataset then holds images of every class, and so does the shuffle window of a loader that
+    streams row groups (a folder read class by class gave row groups of one class each)."""
+    order = row_order(len(files))
+    return [files[i] for i in order], labels[order]
+
+
 @FILE_IMPORTS.register("imagefolder")
 def plan_imagefolder(path: str | Path, *, name: str, domain: str = "custom") -> FileImport:
     """A class-per-folder tree: ``PATH/<class>/<image>``; files with other extensions are skipped."""
@@ -256,8 +273,8 @@ def plan_imagefolder(path: str | Path, *, name: str, domain: str = "custom") -> 
             )
         files += found
         labels += [label] * len(found)
-    return FileImport(name, files, np.array(labels), [d.name for d in class_dirs], domain,
-                      _provenance(root, "imagefolder"))
+    files, labels = _in_random_order(files, np.array(labels))
+    return FileImport(name, files, labels, [d.name for d in class_dirs], domain, _provenance(root, "imagefolder"))
 
 
 @IMPORTERS.register("imagefolder")
@@ -337,7 +354,7 @@ def plan_meta_album(path: str | Path, *, name: str, domain: str | None = None) -
                               "restore the file or remove its row from labels.csv")
     class_names = sorted({c for _, _, c in rows})
     index = {c: i for i, c in enumerate(class_names)}
-    labels = np.array([index[c] for _, _, c in rows])
+    files, labels = _in_random_order(files, np.array([index[c] for _, _, c in rows]))
     return FileImport(name, files, labels, class_names, domain or "meta-album", _provenance(root, "meta-album"))
 
 
