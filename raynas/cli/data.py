@@ -9,7 +9,7 @@ from raynas.cli.output import print_json, print_table
 from raynas.data import IMPORTERS, DatasetInfo, DatasetStore
 from raynas.data.builtin import BUILTINS
 from raynas.data.grid import MAX_GRID_CLASSES, MAX_PER_CLASS, check_grid_size, sample_grid
-from raynas.data.importers import FILE_IMPORTS, check_options
+from raynas.data.importers import ARROW_SUFFIXES, FILE_IMPORTS, check_options
 from raynas.data.store import DatasetEntry
 from raynas.data.validate import MAX_SIDE, MIN_SIDE
 from raynas.errors import RaynasError
@@ -38,11 +38,12 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.set_defaults(run=run_show)
 
     p = cmds.add_parser("import", parents=[parent], help="import images into the raynas format")
-    p.add_argument("path", help="a class-per-folder tree, a Meta-Album dataset folder, or an .npz file")
+    p.add_argument("path", help="a class-per-folder tree, a Meta-Album dataset folder, an .npz file, or a "
+                                "Parquet or Arrow IPC file with image and label columns")
     p.add_argument("--name", required=True, help="dataset name: lower-case letters, digits, '.', '_', '-'")
     p.add_argument("--format", choices=IMPORTERS.names(), default=None,
-                   help="input layout (default: npz for .npz files, parquet for .parquet files, meta-album when "
-                        "labels.csv exists, else imagefolder)")
+                   help="input layout (default: npz for .npz files, parquet for .parquet files, arrow for .arrow, "
+                        ".feather and .ipc files, meta-album when labels.csv exists, else imagefolder)")
     p.add_argument("--image-size", type=int, default=None,
                    help=f"centre-crop and resize every image to NxN, N from {MIN_SIDE} to {MAX_SIDE} (default: "
                         "keep the size, which must be square and the same for all images)")
@@ -120,6 +121,8 @@ def detect_format(path: Path) -> str:
         return "npz"
     if path.suffix.lower() == ".parquet":
         return "parquet"
+    if path.suffix.lower() in ARROW_SUFFIXES:
+        return "arrow"
     if (path / "labels.csv").is_file():
         return "meta-album"
     return "imagefolder"

@@ -170,15 +170,29 @@ def _png(pixels) -> bytes:
     return out.getvalue()
 
 
+def _write_input(table, path):
+    """``table`` as a Parquet file or an Arrow IPC file (by the suffix), in batches of 5 rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=5)
+    else:
+        with pa.ipc.new_file(str(path), table.schema) as sink:
+            for batch in table.to_batches(max_chunksize=5):
+                sink.write_batch(batch)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
 @pytest.mark.parametrize("cells, options, shape", [
     ("bytes", {}, (3, 8, 8)),
     ("struct", dict(image_size=6), (3, 6, 6)),  # {bytes, path}, as Hugging Face datasets write images
     ("gray-bytes", {}, (1, 8, 8)),
     ("tensor", dict(channels=1), (1, 8, 8)),
 ])
-def test_a_streamed_parquet_import_is_the_in_memory_one(tmp_path, monkeypatch, cells, options, shape):
+def test_a_streamed_parquet_import_is_the_in_memory_one(tmp_path, monkeypatch, cells, options, shape, suffix):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from raynas.data.importers import IMPORTERS
 
@@ -191,14 +205,13 @@ def test_a_streamed_parquet_import_is_the_in_memory_one(tmp_path, monkeypatch, c
         column = pa.array([{"bytes": _png(p), "path": f"{i}.png"} for i, p in enumerate(pixels)])
     else:
         column = pa.array([_png(p) for p in pixels], type=pa.binary())
-    pq.write_table(pa.table({"image": column, "label": pa.array(["b", "a", "c"] * 4)}), tmp_path / "in.parquet",
-                   row_group_size=5)
-    plan = FILE_IMPORTS.get("parquet")(tmp_path / "in.parquet", name="pq")
+    src = _write_input(pa.table({"image": column, "label": pa.array(["b", "a", "c"] * 4)}), tmp_path / f"in{suffix}")
+    plan = FILE_IMPORTS.get("parquet")(src, name="pq")
     with exclusive_path(tmp_path / "streamed.parquet") as tmp:
         info = plan.write(tmp, **options)
-    memory = write_dataset(IMPORTERS.get("parquet")(tmp_path / "in.parquet", name="pq", **options),
-                           tmp_path / "m.parquet")
+    memory = write_dataset(IMPORTERS.get("parquet")(src, name="pq", **options), tmp_path / "m.parquet")
     assert info == read_info(memory) and info.shape == shape and info.class_names == ("a", "b", "c")
+    assert info.provenance["format"] == ("arrow" if suffix == ".arrow" else "parquet")
     a, b = read_dataset(memory, verify=True), read_dataset(tmp_path / "streamed.parquet", verify=True)
     assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
 
@@ -209,17 +222,23 @@ def test_a_streamed_parquet_import_is_the_in_memory_one(tmp_path, monkeypatch, c
     (lambda pa: pa.table({"image": [b"not an image"] * 6, "label": [0, 1] * 3}), "row 0"),
     (lambda pa: pa.table({"image": [b"x", b"y"], "label": pa.array([0, None])}), "1 row(s) have no label"),
 ])
-def test_bad_parquet_input_is_a_clear_error(tmp_path, table, message):
+@pytest.mark.parametrize("suffix", [".parquet", ".feather"])
+def test_bad_parquet_input_is_a_clear_error(tmp_path, table, message, suffix):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from raynas.data import DatasetStore
 
-    pq.write_table(table(pa), tmp_path / "in.parquet")
+    src = _write_input(table(pa), tmp_path / f"in{suffix}")
     store = DatasetStore(tmp_path / "home")
     with pytest.raises(RaynasError) as err:
-        store.save_streamed(FILE_IMPORTS.get("parquet")(tmp_path / "in.parquet", name="bad"))
+        store.save_streamed(FILE_IMPORTS.get("parquet")(src, name="bad"))
     assert message in str(err.value) and list(store.folder.iterdir()) == []
+
+
+def test_a_file_that_is_not_arrow_is_a_clear_error(tmp_path):
+    (tmp_path / "in.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(RaynasError, match="cannot read .*in.arrow as an Arrow IPC file"):
+        FILE_IMPORTS.get("arrow")(tmp_path / "in.arrow", name="bad")
 
 
 def test_a_bad_image_midway_leaves_nothing_behind(tmp_path):
@@ -267,3 +286,16 @@ def test_import_memory_does_not_grow_with_the_dataset(tmp_path):
     # in memory the import held about 12x the pixels (5.3 GB for the larger); streamed, one row group's worth
     assert abs(peaks[36000] - peaks[12000]) < 150, peaks
     assert peaks[36000] < 800, peaks
+
+
+def test_the_cli_imports_an_arrow_file_by_its_suffix(tmp_path, capsys):
+    import pyarrow as pa
+
+    from raynas.cli import main
+
+    rng = np.random.default_rng(0)
+    column = pa.array([_png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(12)], type=pa.binary())
+    src = _write_input(pa.table({"image": column, "label": [0, 1, 2] * 4}), tmp_path / "in.feather")
+    assert main(["data", "import", str(src), "--name", "arr", "--home", str(tmp_path / "home"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 12 and out["provenance"]["format"] == "arrow"
