@@ -623,8 +623,8 @@ def import_npz(path: str | Path, *, name: str, image_size: int | None = None, ch
                         provenance=_provenance(src, "npz"), seed=seed, fractions=fractions)
 
 
-PARQUET_FIX = ("give a Parquet (or Arrow IPC) file with an 'image' column (encoded PNG/JPEG bytes, a struct with 'bytes', "
-               "or uint8 tensors) and a 'label' column (integers or class names)")
+PARQUET_FIX = ("give a Parquet (or Arrow IPC) file with an 'image' column (encoded PNG/JPEG bytes, a struct with "
+               "'bytes', or uint8 tensors) and a 'label' column (integers or class names)")
 
 
 @dataclass(frozen=True)
@@ -698,8 +698,8 @@ class ParquetImport:
                      for chunk in self._chunks(image_size, rows))
         return write_images(path, converted, shape=(channels or c, h, w), find_gray=channels is None and c == 3,
                             rows=rows, name=self.name, class_names=class_names, labels=labels, splits=split,
-                            domain=self.domain, provenance=dict(_provenance(self.src, input_format(self.src)), split_seed=seed,
-                                                                split_fractions=list(fractions)))
+                            domain=self.domain, provenance=dict(_provenance(self.src, input_format(self.src)),
+                                                                split_seed=seed, split_fractions=list(fractions)))
 
 
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
