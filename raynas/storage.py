@@ -167,6 +167,8 @@ def _swap(new: Path, old: Path) -> Path | None:
     if not (_is_real_dir(new) or _is_real_dir(old)):
         os.replace(new, old)
         return None
+    if os.path.lexists(old) and _exchange(new, old):
+        return new  # now holding the old entry
     aside = _aside(old) if os.path.lexists(old) else None
     try:
         os.rename(new, old)
@@ -175,6 +177,29 @@ def _swap(new: Path, old: Path) -> Path | None:
             os.rename(aside, old)  # put the old one back
         raise
     return aside
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing entries in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``), so a
+    folder replaced by another is never missing, not even for a moment or after a crash; False
+    where the system or the file system cannot (then the caller renames the old one aside first)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
 """Storage roots on paths and URIs: atomic writes, listing, and errors that name the storage."""
 
+import sys
+
 import pyarrow as pa
 import pytest
 
@@ -91,3 +93,21 @@ def test_keys_that_would_leave_the_root_are_refused(tmp_path, key):
         with pytest.raises(RaynasError, match="is not allowed"):
             call()
     assert not (tmp_path / "root").exists() or list((tmp_path / "root").iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_a_folder_replaces_a_folder_in_one_step(tmp_path, monkeypatch):
+    """With RENAME_EXCHANGE the old folder is never renamed aside: no moment (or crash) without one."""
+    import raynas.storage as storage
+
+    old, new = tmp_path / "data", tmp_path / "new"
+    for folder, text in ((old, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_text(text)
+
+    def no_aside(path):
+        raise AssertionError("the old folder was renamed aside")
+
+    monkeypatch.setattr(storage, "_aside", no_aside)
+    storage.replace_entry(new, old)
+    assert (old / "part-00000.parquet").read_text() == "new" and not new.exists()
