@@ -157,16 +157,17 @@ def test_sample_grid_sizes_out_of_range_are_refused(places, capsys, flags, messa
 
 # -- 3. imports that would grow in memory ---------------------------------------------------
 
-def _tiny_npz(path: Path, n: int = 400, side: int = 16, channels: int = 3, dtype=np.uint8) -> Path:
+def _tiny_npz(path: Path, n: int = 400, side: int = 16, channels: int = 3, dtype=np.uint8, fortran=False) -> Path:
     rng = np.random.default_rng(0)
-    np.savez(path, x=rng.integers(0, 256, (n, side, side, channels)).astype(dtype), y=np.arange(n) % 4)
+    x = rng.integers(0, 256, (n, side, side, channels)).astype(dtype)
+    np.savez(path, x=np.asfortranarray(x) if fortran else x, y=np.arange(n) % 4)
     return path
 
 
 def test_an_import_that_would_resize_beyond_memory_is_refused_before_allocating(places, capsys, monkeypatch):
-    # 400 float images of 16x16: 1.2 MB stored, 1.2 GB at 1024x1024; floats are read whole (their range
-    # sets their scale), uint8 arrays stream and need no such check
-    src = _tiny_npz(places["tmp"] / "x.npz", dtype=np.float32)
+    # 400 images of 16x16: 1.2 MB stored, 1.2 GB at 1024x1024; Fortran-ordered arrays are read whole
+    # (they cannot be read by rows), arrays in C order stream and need no such check
+    src = _tiny_npz(places["tmp"] / "x.npz", dtype=np.float32, fortran=True)
     monkeypatch.setattr(validate, "memory_budget", lambda: 1 << 30)
 
     def no_reading(*args, **kwargs):
