@@ -89,7 +89,17 @@ def sep_conv(r: torch.Tensor, p: dict[str, torch.Tensor], stride: int, kernel: i
 
 def dil_conv(r: torch.Tensor, p: dict[str, torch.Tensor], stride: int, kernel: int,
              scale: torch.Tensor) -> torch.Tensor:
-    return _bn(_pointwise(_depthwise(r, p["dw"], stride, kernel - 1, 2), p["pw"], interleaved=True), scale)
+    """A stride-2 dilation-2 conv touches only the even pixels, so it is computed as an undilated
+    stride-1 conv of them: the same numbers, while oneDNN's backward of the strided dilated
+    depthwise conv falls back to a slow generic path (the slowest convs of reduction cells)."""
+    if stride == 2:
+        even = r[:, :, ::2, ::2]
+        nhwc = r.is_contiguous(memory_format=torch.channels_last) and not r.is_contiguous()
+        even = even.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        y = _depthwise(even, p["dw"], 1, (kernel - 1) // 2, 1)
+    else:
+        y = _depthwise(r, p["dw"], stride, kernel - 1, 2)
+    return _bn(_pointwise(y, p["pw"], interleaved=True), scale)
 
 
 def factorized_reduce(r: torch.Tensor, p: dict[str, torch.Tensor], stride: int, kernel: int,
