@@ -28,7 +28,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from raynas.data.format import DatasetInfo, check_labels_and_splits
+from raynas.data.format import DatasetInfo
 from raynas.data.splits import SPLITS
 from raynas.data.store import DatasetStore
 from raynas.data.transforms import Normalize, RandomCropFlip, to_float
@@ -282,8 +282,10 @@ def first_images(path: Path, info: DatasetInfo, split: str, count: int) -> np.nd
     return StoredDataset(path, info).split_images(split, np.arange(min(count, info.split_counts[split])))
 
 
-def _stats_sample(path: Path, info: DatasetInfo, config: LoaderConfig) -> torch.Tensor:
-    images = torch.from_numpy(first_images(path, info, "train", STATS_SAMPLE))
+def _stats_sample(stored, config: LoaderConfig) -> torch.Tensor:
+    """The normalisation's sample: the first train images of a :class:`StoredDataset`."""
+    count = min(STATS_SAMPLE, stored.info.split_counts["train"])
+    images = torch.from_numpy(stored.split_images("train", np.arange(count)))
     return to_float(images, config.image_size, config.channels)
 
 
@@ -308,11 +310,12 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
                                       to_float(torch.from_numpy(x), config.image_size, config.channels),
                                       torch.from_numpy(y))
         return loaders
-    normalize = Normalize.fit(_stats_sample(path, info, config))
+    from raynas.data.stored import StoredDataset
+
+    stored = StoredDataset(path, info)  # reads and checks the labels and splits now, not mid-epoch
+    normalize = Normalize.fit(_stats_sample(stored, config))
     if backend == "stream":
-        stored = store.open(dataset)  # reads and checks the labels and splits now, not mid-epoch
         return {s: StreamLoader(info, s, config, normalize, stored) for s in splits}
-    check_labels_and_splits(path, info)
     return {s: RayDataLoader(info, s, config, normalize, path) for s in splits}
 
 
@@ -326,4 +329,6 @@ def fit_normalization(dataset: str, image_size: int, channels: int, store: Datas
     from the first train images alone (what a model trained on the dataset expects)."""
     store = store or DatasetStore()
     config = LoaderConfig(image_size=image_size, channels=channels)
-    return Normalize.fit(_stats_sample(store.local_path(dataset), store.info(dataset), config))
+    from raynas.data.stored import StoredDataset
+
+    return Normalize.fit(_stats_sample(StoredDataset(store.local_path(dataset), store.info(dataset)), config))

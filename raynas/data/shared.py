@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from raynas.data import format as fmt
 from raynas.data.validate import NAME_PATTERN
 from raynas.errors import RaynasError
+from raynas.progress import progress
 from raynas.storage import Storage, exclusive_entry
 
 
@@ -85,7 +86,8 @@ class SharedDatasets:
                               "choose another --name, or pass --overwrite to replace it")
         self.remove(name)
         if local.is_dir():
-            for shard in sorted(p for p in local.iterdir() if p.suffix == ".parquet"):
+            shards = sorted(p for p in local.iterdir() if p.suffix == ".parquet")
+            for shard in progress(shards, f"uploading dataset '{name}'"):
                 self.storage.upload(shard, name, shard.name)
             self.storage.write_bytes((local / fmt.INDEX_FILE).read_bytes(), name, fmt.INDEX_FILE)
         else:
@@ -103,7 +105,7 @@ class SharedDatasets:
             if self._is_folder(name):
                 _, shards, index = self._index(name)
                 tmp.mkdir()
-                for shard, _ in shards:
+                for shard, _ in progress(shards, f"fetching dataset '{name}'"):
                     self.storage.download(tmp / shard, name, shard)
                 (tmp / fmt.INDEX_FILE).write_bytes(index)
             else:
