@@ -62,6 +62,26 @@ def _on_sigterm(signum: int, frame) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def exit_on_sigterm() -> None:
+    """For a Ray worker that runs trials: SIGTERM (Ray ending a finished or stopped job's workers,
+    a node going away) ends the process at once, without a word. Ray's worker handler raises
+    ``SystemExit`` wherever the main thread is; inside a garbage-collection callback Python prints
+    that as an ignored exception with its stack, which Ray forwards to the driver's log after the
+    driver's own clean stop. What the trial saved is already in its last reported checkpoint.
+    Only the main thread can set signal handlers: from any other thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        signal.signal(signal.SIGTERM, _exit_now)
+
+
+def _exit_now(signum: int, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):  # what the process printed before still reaches the log
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signum)
+
+
 def _say(line: str) -> None:
     """One line on stderr, at once. The main thread may have been writing to stderr when the
     signal came: a reentrant write fails, and then the line goes to file descriptor 2 directly."""

@@ -139,13 +139,20 @@ def trainable(name: str, job: TrialJob, resources: dict[str, float]):
 def named_trainable(name: str, function, resources: dict[str, float], **parameters):
     """A Tune function trainable as a class called ``name``, with its ``parameters`` and
     ``resources``: the dashboard and the logs show trial actors by their class, which for a
-    plain function is ``ImplicitFunc``."""
+    plain function is ``ImplicitFunc``. Its actor ends quietly on SIGTERM
+    (:func:`raynas.interrupts.exit_on_sigterm`)."""
     from ray import tune
     from ray.tune.trainable.function_trainable import wrap_function
 
-    cls = wrap_function(tune.with_resources(tune.with_parameters(function, **parameters), resources), name=name)
-    cls.__name__ = cls.__qualname__ = name
-    return cls
+    from raynas.interrupts import exit_on_sigterm
+
+    wrapped = wrap_function(tune.with_resources(tune.with_parameters(function, **parameters), resources), name=name)
+
+    def setup(self, config):  # the actor's main thread, where a signal handler can be set
+        exit_on_sigterm()
+        return wrapped.setup(self, config)
+
+    return type(name, (wrapped,), {"setup": setup, "__qualname__": name, "__module__": wrapped.__module__})
 
 
 def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
