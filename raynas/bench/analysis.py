@@ -18,6 +18,8 @@ from raynas.bench.speedup import first_reach, mean_std, median_or_never, speed_u
 
 LN8 = math.log(8)
 SINGLE_SOURCE_ARMS = ("ot", "probe", "random", "farthest")  # one measured source/target pair per run
+RANDOM_GENOTYPE = "random-genotype"  # no search, no source: the control of the search itself
+NOT_TRANSFER = ("scratch", RANDOM_GENOTYPE)  # arms without a warm start: no transfer to count
 SETTLED = 0.01  # scratch has settled when its last quarter of epochs added at most 1 point
 GOAL_SPEEDUP, STRETCH_SPEEDUP, GOAL_POSITIVE = 3.0, 5.0, 0.9  # the paper's lower bound, and past it
 
@@ -110,7 +112,7 @@ def per_target(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "speedup_epochs": median_or_never([c["speedup_epochs"] for c in searched]) if searched else None,
             "speedup_s": median_or_never([c["speedup_s"] for c in searched]) if searched else None,
             "reached": sum(bool(c["reached"]) for c in searched), "searched": bool(searched),
-            "transfer": _sign(gain if searched else rgain) if arm != "scratch" else None,
+            "transfer": _sign(gain if searched else rgain) if arm not in NOT_TRANSFER else None,
             "entropy_first": mean_std([c["entropy_first"] for c in cs])[0],
             "entropy_last": mean_std([c["entropy_last"] for c in cs])[0],
         })
@@ -232,13 +234,44 @@ def goals(arms: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def search_vs_random(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Does searching beat drawing genotypes at random? Per arm that searched (or derived) a
+    genotype: its retrained test accuracy minus the random genotypes' mean on the same target,
+    the median over targets and on how many it was higher; and the random genotypes' own spread
+    (sd over samples, its median over targets): the noise any retrain difference sits in."""
+    random_rows = {r["target"]: r for r in rows if r["arm"] == RANDOM_GENOTYPE}
+    arms: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        base = random_rows.get(r["target"])
+        diff = None if base is None or r["arm"] == RANDOM_GENOTYPE else _diff(r["retrain_test_acc"],
+                                                                                base["retrain_test_acc"])
+        if diff is not None:
+            arms[r["arm"]].append(diff)
+    sds = [r["retrain_test_acc_sd"] for r in random_rows.values() if r.get("retrain_test_acc_sd") is not None]
+    return {"targets": len(random_rows),
+            "random_test_acc": median_or_never([r["retrain_test_acc"] for r in random_rows.values()
+                                                if r["retrain_test_acc"] is not None]) if random_rows else None,
+            "random_sd": median_or_never(sds) if sds else None,
+            "arms": [{"arm": arm, "targets": len(d), "median_diff": median_or_never(d),
+                      "higher": sum(x > 0 for x in d), "lower": sum(x < 0 for x in d)} for arm, d in arms.items()]}
+
+
+def _paired_scratch(run: dict[str, Any], scratch: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any] | None:
+    """Scratch's run on the same target and seed; a random genotype's sample k (there may be
+    more samples than seeds) pairs with scratch's seed k mod the seeds."""
+    if run["arm"] != RANDOM_GENOTYPE:
+        return scratch.get((run["target"], run["seed"]))
+    seeds = sorted(s for t, s in scratch if t == run["target"])
+    return scratch[(run["target"], seeds[run["seed"] % len(seeds)])] if seeds else None
+
+
 def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0) -> dict[str, Any]:
     scratch = {(r["target"], r["seed"]): r for r in runs if r["arm"] == "scratch"}
-    comparisons = [compare(r, scratch[(r["target"], r["seed"])], tolerance) for r in runs
-                   if (r["target"], r["seed"]) in scratch]
+    comparisons = [compare(r, base, tolerance) for r in runs if (base := _paired_scratch(r, scratch)) is not None]
     rows = per_target(comparisons)
     arms, convergence = per_arm(rows), scratch_convergence(runs)
     settled = settled_targets(convergence)
     return {"comparisons": comparisons, "per_target": rows, "per_arm": arms, "goals": goals(arms),
+            "search_vs_random": search_vs_random(rows),
             "settled_targets": settled, "per_arm_settled": per_arm([r for r in rows if r["target"] in settled]),
             "distance_vs_gain": distance_vs_gain(runs, scratch), "scratch": convergence, "max_entropy": LN8}

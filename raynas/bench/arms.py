@@ -8,21 +8,26 @@ by too little (``--transfer probe``; charged for the probe's seconds); ``race``,
 of the nearest sources (its trials pick their own); ``multi``, the multi-dataset supernet that
 never saw the target; ``random``, a seeded random source; ``farthest``, the OT-farthest source
 (the negative control); and ``zero-shot``, the nearest source's own architecture, derived with
-no search on the target.
+no search on the target; and ``random-genotype``, architectures drawn uniformly from the space
+and retrained at the same budget (does the search beat chance?).
+
+Under the leave-one-domain-out protocol a target's zoo also loses every entry trained on a
+dataset of its domain: the pick records the protocols it was made for.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from raynas.errors import RaynasError
 from raynas.registry import Registry
 from raynas.transfer.sources import SelectionContext
 
-SEARCH, RACE, ZERO_SHOT = "search", "race", "zero-shot"  # how an arm runs
+SEARCH, RACE, ZERO_SHOT, SAMPLE = "search", "race", "zero-shot", "sample"  # how an arm runs
+SHARED = ("scratch", "random-genotype")  # arms that use no zoo: one run serves every protocol
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,15 @@ class Pick:
     distance: float | None = None  # OT distance of the source's dataset to the target
     rank: int | None = None  # the source's OT rank (1 = nearest)
     selection_s: float = 0.0  # what choosing the source cost beyond the OT ranking (the probe), charged to the arm
+    protocols: tuple[str, ...] = ()  # the protocols this run answers for (empty: every one, it uses no zoo)
+    exclude: tuple[str, ...] = ()  # datasets the protocol took out of the target's zoo, besides the target
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def key(self) -> str:
-        return f"{self.target}/{self.arm}/seed{self.seed}"
+        return f"{self.target}/{self.arm}/seed{self.seed}" + "".join(f"/{p}" for p in self.protocols)
 
 
 @dataclass
@@ -64,16 +71,21 @@ class TargetZoo:
 
 @dataclass(frozen=True)
 class Arm:
-    runs: str  # SEARCH, RACE or ZERO_SHOT
+    runs: str  # SEARCH, RACE, ZERO_SHOT or SAMPLE
     pick: Callable[[TargetZoo, int], tuple[str, dict[str, Any] | None]]  # (source, its ranking row)
 
 
 ARMS: Registry[Arm] = Registry("benchmark arm")
 
 
+class NoStart(RaynasError):
+    """The target's zoo offers this arm nothing to start from (too few sources, or none left
+    outside the target's domain)."""
+
+
 def _ranked(zoo: TargetZoo, arm: str) -> list[dict[str, Any]]:
     if not zoo.ranking:
-        raise RaynasError(f"arm '{arm}': the zoo of '{zoo.ctx.target.name}' has no single-dataset source",
+        raise NoStart(f"arm '{arm}': the zoo of '{zoo.ctx.target.name}' has no single-dataset source",
                           "give the benchmark at least two --sources")
     return zoo.ranking
 
@@ -106,7 +118,7 @@ def _probe(zoo: TargetZoo, seed: int):
 
 def _multi(zoo: TargetZoo, seed: int):
     if not zoo.multi:
-        raise RaynasError(f"arm 'multi': no multi-dataset supernet left out '{zoo.ctx.target.name}'",
+        raise NoStart(f"arm 'multi': no multi-dataset supernet left out '{zoo.ctx.target.name}'",
                           "give the benchmark at least three --sources, or drop the multi arm (--arms)")
     return sorted(zoo.multi)[0], None
 
@@ -119,6 +131,7 @@ ARMS.add("multi", Arm(SEARCH, _multi))
 ARMS.add("random", Arm(SEARCH, _random))
 ARMS.add("farthest", Arm(SEARCH, _farthest))
 ARMS.add("zero-shot", Arm(ZERO_SHOT, lambda zoo, seed: _nearest(zoo, seed, "zero-shot")))
+ARMS.add("random-genotype", Arm(SAMPLE, lambda zoo, seed: ("uniform", None)))
 
 
 def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
@@ -147,8 +160,26 @@ def target_zoo(ctx: SelectionContext, probe: bool = False) -> TargetZoo:
     return zoo
 
 
-def pick(zoo: TargetZoo, arm: str, seed: int) -> Pick:
+def pick(zoo: TargetZoo, arm: str, seed: int, protocol: str = "") -> Pick:
     source, row = ARMS.get(arm).pick(zoo, seed)
     row = row or {}
+    shared = arm in SHARED or not protocol
     return Pick(zoo.ctx.target.name, arm, seed, source, row.get("distance"), row.get("rank"),
-                row.get("selection_s", 0.0))
+                row.get("selection_s", 0.0), () if shared else (protocol,),
+                () if shared else tuple(zoo.ctx.config.exclude_sources))
+
+
+def merge_picks(picks: list[Pick]) -> list[Pick]:
+    """One run for picks that would run the same search: the same target, arm, seed and source
+    under several protocols (a target whose nearest source lies outside its domain either way).
+    A race is never merged: its trials choose among the protocol's own zoo."""
+    merged: dict[tuple, Pick] = {}
+    for p in picks:
+        key = (p.target, p.arm, p.seed, p.source) if ARMS.get(p.arm).runs != RACE else (p.key,)
+        if key in merged:
+            before = merged[key]
+            protocols = tuple(dict.fromkeys((*before.protocols, *p.protocols)))
+            merged[key] = replace(before, protocols=protocols if before.protocols and p.protocols else ())
+        else:
+            merged[key] = p
+    return list(merged.values())

@@ -10,8 +10,10 @@ from raynas.errors import RaynasError
 from raynas.search.config import SearchConfig
 from raynas.search.retrain import RetrainConfig
 
-ALL_ARMS = ("scratch", "ot", "probe", "race", "multi", "random", "farthest", "zero-shot")
+ALL_ARMS = ("scratch", "ot", "probe", "race", "multi", "random", "farthest", "zero-shot", "random-genotype")
 DEFAULT_ARMS = tuple(a for a in ALL_ARMS if a != "probe")  # the arms of the documented default run
+# what leaves a target's zoo: its own entries (the paper's protocol), or every dataset of its domain
+PROTOCOLS = {"dataset": "leave-one-dataset-out", "domain": "leave-one-domain-out"}
 
 
 def check_name_list(field: str, names: tuple) -> None:
@@ -34,6 +36,10 @@ class TransferBenchConfig:
                                                "target's zoo is these without the target")
     targets: tuple[str, ...] = option((), help="target datasets (default: every source, leave-one-out); any stored "
                                                "dataset can be a target")
+    domains: tuple[str, ...] = option((), help="built-in domains whose datasets are the default sources (default: "
+                                               "every domain)")
+    protocols: tuple[str, ...] = option(tuple(PROTOCOLS), help="leave-one-out protocols: dataset (the target's own "
+                                        "entries leave its zoo) and domain (every entry of its domain does)")
     arms: tuple[str, ...] = option(DEFAULT_ARMS, help="arms to run (default: all but probe; scratch always runs: "
                                                        "every speed-up is over it)")
     seeds: int = option(2, low=1, high=100, help="seeds per target and arm")
@@ -65,6 +71,8 @@ class TransferBenchConfig:
     multi_folds: int = option(3, low=1, high=100, help="multi-dataset supernets, each leaving out one fold of "
                                                         "the targets")
     race: int = option(3, low=1, high=16, help="sources the race arm races (nearest by OT)")
+    random_genotypes: int = option(3, low=1, high=100, help="genotypes the random-genotype arm samples uniformly "
+                                   "from the space per target, each retrained at the same budget as the searched ones")
     retrain_epochs: int = option(10, low=1, high=10_000, help="retraining epochs of every arm's genotype")
     retrain_steps: int | None = option(100, low=1, help="steps per retraining epoch")
     retrain_min_steps: int | None = option(None, low=1, high=10_000_000,
@@ -79,13 +87,19 @@ class TransferBenchConfig:
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
 
     def __post_init__(self):
-        for name in ("sources", "targets", "arms"):
+        for name in ("sources", "targets", "domains", "protocols", "arms"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
             check_name_list(name, getattr(self, name))
         check_fields(self)
         unknown = [a for a in self.arms if a not in ALL_ARMS]
         if unknown:
             raise RaynasError(f"unknown arm(s) {', '.join(unknown)}", f"choose from {', '.join(ALL_ARMS)}")
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown or not self.protocols or len(set(self.protocols)) != len(self.protocols):
+            raise RaynasError(f"protocols (--protocols) {','.join(self.protocols)!r}: give each of "
+                              f"{', '.join(PROTOCOLS)} at most once", "e.g. --protocols dataset,domain")
+        if self.domains and self.sources:
+            raise RaynasError("--domains and --sources both choose the sources", "give one of them")
         from raynas.ot.encoders import ENCODERS
         ENCODERS.get(self.encoder)  # an unknown name fails here, not after the zoo's pretraining
         if "scratch" not in self.arms:  # every speed-up and gain is measured against it
@@ -103,9 +117,11 @@ class TransferBenchConfig:
     def replace(self, **changes: Any) -> "TransferBenchConfig":
         return replace(self, **changes)
 
-    def search(self, dataset: str, seed: int = 0, transfer: str = "scratch") -> SearchConfig:
+    def search(self, dataset: str, seed: int = 0, transfer: str = "scratch", exclude: tuple[str, ...] = ()
+               ) -> SearchConfig:
         """The search every arm runs on ``dataset``: the warm start differs between arms, and so
-        do the budget and the weights' LR when ``warm_epochs`` or ``warm_lr`` is set."""
+        do the budget and the weights' LR when ``warm_epochs`` or ``warm_lr`` is set; ``exclude``:
+        the datasets the protocol takes out of the target's zoo besides the target."""
         lr = {}
         if transfer != "scratch" and self.warm_lr is not None:  # annealed to the usual floor, or below a lower LR
             lr = {"w_lr": self.warm_lr, "w_lr_min": min(self.warm_lr, SearchConfig.w_lr_min)}
@@ -113,7 +129,8 @@ class TransferBenchConfig:
                             transfer=transfer, **lr,
                             transfer_mode=self.transfer_mode, alpha_temperature=self.alpha_temperature, head=self.head,
                             probe_min_cut=self.probe_min_cut,
-                            encoder=self.encoder, a_lr=self.arch_lr, max_steps_per_epoch=self.steps, device=self.device)
+                            encoder=self.encoder, exclude_sources=tuple(exclude), a_lr=self.arch_lr,
+                            max_steps_per_epoch=self.steps, device=self.device)
 
     def arm_epochs(self, transfer: str) -> int:
         """Search epochs of an arm that starts from ``transfer`` (scratch: always ``epochs``)."""

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from raynas.bench.config import TransferBenchConfig
 from raynas.errors import RaynasError
@@ -27,23 +27,46 @@ MULTI_PREFIX = "bench-multi-"
 POOL_FILE = "pool.json"
 
 
+def multi_prefix(protocol: str) -> str:
+    """Multi-dataset supernets of the leave-one-dataset-out folds keep the names they always had."""
+    return MULTI_PREFIX if protocol == "dataset" else f"{MULTI_PREFIX}{protocol}-"
+
+
+def is_protocol_multi(name: str, protocol: str) -> bool:
+    """Whether the multi-dataset supernet ``name`` is one of ``protocol``'s folds."""
+    prefix = multi_prefix(protocol)
+    return name.startswith(prefix) and name[len(prefix):].isdigit()
+
+
 def folds(targets: tuple[str, ...], k: int) -> list[tuple[str, ...]]:
     """Targets dealt round-robin into ``min(k, len(targets))`` folds."""
     k = max(1, min(k, len(targets)))
     return [tuple(targets[i::k]) for i in range(k)]
 
 
-def multi_plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...]) -> dict[str, tuple]:
-    """Multi-dataset supernet name -> its datasets: the sources without one fold of targets each
-    (none when neither the multi arm nor the probe, which may pick one, runs: their pretraining
-    would be wasted)."""
+def multi_plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...],
+               domain_of: Callable[[str], str] | None = None) -> dict[str, tuple]:
+    """Multi-dataset supernet name -> its datasets, per protocol: each is trained on every source
+    outside one fold. Leave-one-dataset-out deals the targets into folds; leave-one-domain-out
+    deals the targets' domains, so the supernet a target gets never saw its domain (none when
+    neither the multi arm nor the probe, which may pick one, runs: their pretraining would be
+    wasted)."""
     plan = {}
     if not {"multi", "probe"} & set(config.arms):
         return plan
-    for i, fold in enumerate(folds(targets, config.multi_folds), 1):
-        datasets = tuple(d for d in sources if d not in fold)
-        if len(datasets) >= 2:
-            plan[f"{MULTI_PREFIX}{i}"] = datasets
+    for protocol in config.protocols:
+        if protocol == "dataset":
+            groups = folds(targets, config.multi_folds)
+        else:
+            if domain_of is None:
+                raise ValueError("leave-one-domain-out folds need the datasets' domains")
+            domains = tuple(dict.fromkeys(domain_of(t) for t in targets))
+            groups = [tuple(d for d in sources + targets if domain_of(d) in fold)
+                      for fold in folds(domains, config.multi_folds)]
+        for i, fold in enumerate(groups, 1):
+            datasets = tuple(d for d in sources if d not in fold)
+            if len(datasets) >= 2:
+                plan[f"{multi_prefix(protocol)}{i}"] = datasets
     return plan
 
 
@@ -65,7 +88,7 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
     from raynas.zoo.build import plan_jobs
     from raynas.zoo.tune_build import build_zoo
 
-    multi = multi_plan(config, sources, targets)
+    multi = multi_plan(config, sources, targets, lambda name: workspace.store.info(name).domain)
     jobs, _ = plan_jobs(list(sources), config.source_search(sources[0]), workspace, rebuild=False)
     for name, datasets in multi.items():
         more, _ = plan_jobs(list(datasets), config.source_search(name), workspace, multi=name, rebuild=False)
@@ -99,8 +122,15 @@ def trained_on(manifest: ZooManifest, target: str, content_hash: str) -> bool:
     return any(s.name == target or s.content_hash == content_hash for s in manifest.sources)
 
 
-def check_no_leak(target: str, content_hash: str, manifest: ZooManifest | None) -> None:
-    """Refuse a source that saw the target: its result would measure memory, not transfer."""
+def check_no_leak(target: str, content_hash: str, manifest: ZooManifest | None, exclude: tuple[str, ...] = ()
+                  ) -> None:
+    """Refuse a source that saw the target (its result would measure memory, not transfer), or
+    a dataset the protocol took out of the target's zoo."""
     if manifest is not None and trained_on(manifest, target, content_hash):
         raise RaynasError(f"leave-one-out broken: zoo entry '{manifest.name}' was trained on the target '{target}'",
+                          "this is a bug in the benchmark's source selection; report it")
+    off = sorted({s.name for s in manifest.sources} & set(exclude)) if manifest is not None else []
+    if off:
+        raise RaynasError(f"leave-one-domain-out broken: zoo entry '{manifest.name}' was trained on "
+                          f"{', '.join(off)}, of the domain of '{target}'",
                           "this is a bug in the benchmark's source selection; report it")

@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+from raynas.bench.analysis import NOT_TRANSFER
+from raynas.bench.config import PROTOCOLS
 from raynas.bench.speedup import format_speedup
 from raynas.figures import pyplot, save_figure
 from raynas.storage import atomic_write_text
@@ -58,6 +60,83 @@ def _arm_table(arms: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _speedups(se: dict[str, Any] | None) -> str:
+    """Median, mean and geometric mean of the speed-ups (the last two over the targets reached)."""
+    if not se:
+        return "no search | - | -"
+    mean, geo = se.get("mean"), se.get("geomean")
+    return (f"{format_speedup(se['median'])} | {'-' if mean is None else f'{mean:.2f}x'} | "
+            f"{'-' if geo is None else f'{geo:.2f}x'}")
+
+
+def _headline(protocols: dict[str, dict[str, Any]]) -> list[str]:
+    """Protocol x arm: the speed-ups, how many targets gained, tied or lost, and what retraining says."""
+    lines = ["## The answer", "",
+             "| protocol | arm | speed-up: median | mean | geo. mean | never reached | positive / tied / negative | "
+             "median retrain gain | median retrained test acc |", "|---|---|---|---|---|---|---|---|---|"]
+    for protocol, result in protocols.items():
+        for a in result["per_arm"]:
+            if a["arm"] in NOT_TRANSFER:
+                continue
+            se = a["speedup_epochs"]
+            never = f"{se['never']}/{se['n']}" if se else "-"
+            lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {a['arm']} | {_speedups(se)} | {never} | "
+                         f"{a['positive']} / {a.get('tied', 0)} / {a['negative']} | "
+                         f"{_pct(a['median_retrain_gain'], signed=True)} | {_pct(a['median_retrain_test_acc'])} |")
+    return lines + ["", "Speed-ups in search epochs; the mean and geometric mean are over the targets an arm reached "
+                        "(never reached is counted apart). Positive / tied / negative: the arm's final val accuracy "
+                        "against scratch's (for zero-shot, the retrained test accuracy).", ""]
+
+
+def _search_vs_random(protocols: dict[str, dict[str, Any]]) -> list[str]:
+    """Searched genotypes against genotypes drawn uniformly from the space, retrained alike."""
+    first = next(iter(protocols.values()))
+    svr = first.get("search_vs_random") or {}
+    if not svr.get("targets"):
+        return []
+    lines = ["## Does the search beat random genotypes?", "",
+             f"Random genotypes (drawn uniformly from the space, retrained at the same budget) reached a median "
+             f"retrained test accuracy of {_pct(svr['random_test_acc'])} over {svr['targets']} target(s); their sd "
+             f"over samples, a measure of the retrain's own noise, is {_pct(svr['random_sd'])} points in median.", "",
+             "| protocol | arm | median retrained test acc - random's | above random | below random |",
+             "|---|---|---|---|---|"]
+    for protocol, result in protocols.items():
+        for a in (result.get("search_vs_random") or {}).get("arms", []):
+            if a["arm"] != "scratch" or protocol == next(iter(protocols)):
+                label = "-" if a["arm"] == "scratch" else PROTOCOLS.get(protocol, protocol)
+                lines.append(f"| {label} | {a['arm']} | {_pct(a['median_diff'], signed=True)} | "
+                             f"{a['higher']}/{a['targets']} | {a['lower']}/{a['targets']} |")
+    return lines + [""]
+
+
+def _protocol_section(protocol: str, result: dict[str, Any]) -> list[str]:
+    lines = [f"## {PROTOCOLS.get(protocol, protocol).capitalize()}: across targets", "",
+             *_arm_table(result["per_arm"])]
+    d = result["distance_vs_gain"]
+    rho = "-" if d["rho"] is None else f"{d['rho']:+.2f} (p = {d['p']:.2g})"
+    settled, n_targets = result["settled_targets"], len(result["scratch"])
+    lines += ["", f"OT distance vs gain over {d['n']} source/target pair(s): Spearman rho {rho} "
+                  "(negative: nearer sources gain more).", "",
+              f"Scratch had settled (the last quarter of its epochs added at most 1 point of val accuracy) on "
+              f"{len(settled)} of {n_targets} target(s); where it was still climbing, its final accuracy is a low "
+              "bar and the speed-ups flatter the warm starts.", ""]
+    if settled and len(settled) < n_targets:
+        lines += [f"Over the targets where scratch settled ({', '.join(settled)}):", "",
+                  *_arm_table(result["per_arm_settled"]), ""]
+    lines += [f"Against the goals ({PROTOCOLS.get(protocol, protocol)}). The paper's lower bound: a median speed-up "
+              "of at least 3x, positive transfer on at least 90% of the targets, and retrained test accuracy no worse "
+              "than scratch's (median retrain gain >= 0); past it: a median of 5x.", "",
+              "| arm | median speed-up | >= 3x | positive transfer | >= 90% | median retrain gain | >= 0 | lower "
+              "bound | 5x |", "|---|---|---|---|---|---|---|---|---|"]
+    yes = lambda ok: "yes" if ok else "no"  # noqa: E731
+    for g in result["goals"]:
+        lines.append(f"| {g['arm']} | {format_speedup(g['median_speedup'])} | {yes(g['speedup_met'])} | "
+                     f"{100 * g['positive_share']:.0f}% | {yes(g['positive_met'])} | "
+                     f"{_pct(g['median_retrain_gain'], signed=True)} | {yes(g['retrain_met'])} | "
+                     f"**{'met' if g['lower_bound_met'] else 'not met'}** | {yes(g['stretch_met'])} |")
+    return lines + [""]
+
+
 def markdown(answer: dict[str, Any]) -> str:
     cfg, timings = answer["config"], answer["timings"]
     warm, warm_lr, min_steps = cfg.get("warm_epochs"), cfg.get("warm_lr"), cfg.get("retrain_min_steps")
@@ -83,49 +162,33 @@ def markdown(answer: dict[str, Any]) -> str:
         f"final val accuracy minus scratch's, each at {budget} (points, mean ± sd over seeds). Zero-shot searches "
         "nothing: only its retrained test accuracy compares.",
         "",
-        "## Across targets",
-        "",
-        *_arm_table(answer["per_arm"]),
     ]
-    d = answer["distance_vs_gain"]
-    rho = "-" if d["rho"] is None else f"{d['rho']:+.2f} (p = {d['p']:.2g})"
-    settled, n_targets = answer["settled_targets"], len(answer["scratch"])
-    lines += ["", f"OT distance vs gain over {d['n']} source/target pair(s): Spearman rho {rho} "
-                  "(negative: nearer sources gain more).", "",
-              f"Scratch had settled (the last quarter of its epochs added at most 1 point of val accuracy) on "
-              f"{len(settled)} of {n_targets} target(s); where it was still climbing, its final accuracy is a low "
-              "bar and the speed-ups flatter the warm starts.", ""]
-    if settled and len(settled) < n_targets:
-        lines += ["## Where scratch settled", "", f"The same, over {', '.join(settled)} only:", "",
-                  *_arm_table(answer["per_arm_settled"]), ""]
-    lines += ["## Against the goals", "",
-              "The paper's lower bound: a median speed-up of at least 3x, positive transfer on at least 90% of the "
-              "targets, and retrained test accuracy no worse than scratch's (median retrain gain >= 0); past it: "
-              "a median of 5x.", "",
-              "| arm | median speed-up | >= 3x | positive transfer | >= 90% | median retrain gain | >= 0 | lower "
-              "bound | 5x |", "|---|---|---|---|---|---|---|---|---|"]
-    yes = lambda ok: "yes" if ok else "no"  # noqa: E731
-    for g in answer["goals"]:
-        lines.append(f"| {g['arm']} | {format_speedup(g['median_speedup'])} | {yes(g['speedup_met'])} | "
-                     f"{100 * g['positive_share']:.0f}% | {yes(g['positive_met'])} | "
-                     f"{_pct(g['median_retrain_gain'], signed=True)} | {yes(g['retrain_met'])} | "
-                     f"**{'met' if g['lower_bound_met'] else 'not met'}** | {yes(g['stretch_met'])} |")
+    protocols = answer.get("protocols") or {"dataset": answer}  # results written before there were protocols
+    lines += _headline(protocols) + _search_vs_random(protocols)
+    for protocol, result in protocols.items():
+        lines += _protocol_section(protocol, result)
     lines += ["", "## Per target", ""]
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in answer["per_target"]:
-        by_target[r["target"]].append(r)
+    for protocol, result in protocols.items():
+        for r in result["per_target"]:
+            shared = r["arm"] in NOT_TRANSFER
+            if shared and protocol != next(iter(protocols)):
+                continue  # the same runs under every protocol: shown once
+            by_target[r["target"]].append({**r, "protocol": "-" if shared else protocol})
     for target, rows in by_target.items():
         sc = answer["scratch"].get(target, {})
         lines += [f"### {target}", "",
                   f"scratch reaches its final val accuracy at epoch(s) {sc.get('reaches_final_at')} of "
                   f"{sc.get('epochs')}; its last epoch changed it by {_pct(sc.get('last_epoch_gain'), signed=True)} "
                   f"points, its last quarter of epochs by {_pct(sc.get('late_gain'), signed=True)}.", "",
-                  "| arm | source (OT distance) | final val acc | gain | speed-up (epochs) | speed-up (s) | "
-                  "retrained test acc | transfer | H(alpha) first -> last |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| arm | protocol | source (OT distance) | final val acc | gain | speed-up (epochs) | speed-up (s) | "
+                  "retrained test acc | transfer | H(alpha) first -> last |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             src = ", ".join(r["sources"]) + (f" ({r['distance']:.3g})" if r["distance"] is not None else "")
-            su = lambda v: format_speedup(v) if r["searched"] else "no search"  # noqa: E731
-            lines.append(f"| {r['arm']} | {src} | {_pct(r['final_val_acc'], r['final_val_acc_sd'])} | "
+            su = lambda v, r=r: format_speedup(v) if r["searched"] else "no search"  # noqa: E731
+            lines.append(f"| {r['arm']} | {r['protocol']} | {src} | "
+                         f"{_pct(r['final_val_acc'], r['final_val_acc_sd'])} | "
                          f"{'-' if r['arm'] == 'scratch' else _pct(r['gain'], r['gain_sd'], signed=True)} | "
                          f"{'1.00x' if r['arm'] == 'scratch' else su(r['speedup_epochs'])} | "
                          f"{'1.00x' if r['arm'] == 'scratch' else su(r['speedup_s'])} | "
@@ -156,13 +219,19 @@ def _per_target_grid(targets: list[str], out: Path, xlabel: str, draw: Callable[
     return save_figure(fig, out)
 
 
+def _label(run: dict[str, Any]) -> str:
+    """An arm's name, with the protocols its run answers for when it used a zoo."""
+    protocols = run.get("protocols") or ()
+    return run["arm"] + (f" [{','.join(protocols)}]" if protocols else "")
+
+
 def plot_curves(answer: dict[str, Any], out: Path) -> Path:
     """Val accuracy per search epoch, the mean over seeds of each arm."""
     curves: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
     for run in answer["runs"]:
         acc = [h["val_acc"] for h in run["history"]]
         if acc:
-            curves[(run["target"], run["arm"])].append(acc)
+            curves[(run["target"], _label(run))].append(acc)
 
     def draw(ax: Any, target: str) -> None:
         for (t, arm), cs in sorted(curves.items()):
@@ -181,7 +250,8 @@ def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
     seconds up to that epoch of its winner; a probe: its probing first), one line per run and seed."""
     from raynas.bench.analysis import race_cost
 
-    colors = {arm: f"C{i}" for i, arm in enumerate(a for a in answer["config"]["arms"] if a != "scratch")}
+    labels = dict.fromkeys(_label(r) for r in answer["runs"] if r["arm"] != "scratch")
+    colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
     def draw(ax: Any, target: str) -> None:
         labelled = set()
@@ -196,9 +266,10 @@ def plot_curves_in_time(answer: dict[str, Any], out: Path) -> Path:
                 epoch_s = (h.get("epoch_s") or 0.0 for h in run["history"])
                 seconds = list(itertools.accumulate(epoch_s, initial=start))[1:]
             scratch = run["arm"] == "scratch"
-            ax.plot(seconds, acc, lw=2.0 if scratch else 1.0, color="black" if scratch else colors.get(run["arm"]),
-                    label=None if run["arm"] in labelled else run["arm"])
-            labelled.add(run["arm"])
+            label = _label(run)
+            ax.plot(seconds, acc, lw=2.0 if scratch else 1.0, color="black" if scratch else colors.get(label),
+                    label=None if label in labelled else label)
+            labelled.add(label)
 
     return _per_target_grid(answer["targets"], out, "seconds", draw)
 

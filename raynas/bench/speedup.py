@@ -83,12 +83,14 @@ def median_or_never(values: Sequence[float | None]) -> float | None:
 
 def spread(values: Sequence[float | None]) -> dict[str, Any]:
     """Median and quartiles (never reached ranked below every number, so quartiles and median
-    agree), how many never reached, and the range of the numbers."""
+    agree), how many never reached, and the range, mean and geometric mean of the numbers (the
+    targets never reached are not in those: read them with ``never``)."""
     nums = sorted(v for v in values if v is not None)
     out: dict[str, Any] = {"n": len(values), "never": len(values) - len(nums), "median": median_or_never(values),
                            "q1": quantile_or_never(values, 0.25), "q3": quantile_or_never(values, 0.75)}
-    if nums:
-        out.update(min=nums[0], max=nums[-1])
+    if nums:  # over the targets it reached: the paper reports a mean
+        out.update(min=nums[0], max=nums[-1], mean=statistics.fmean(nums),
+                   geomean=statistics.geometric_mean(nums) if nums[0] > 0 else None)
     return out
 
 

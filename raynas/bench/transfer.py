@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from raynas.bench.analysis import analyse
-from raynas.bench.arms import ARMS, RACE, Pick, pick, target_zoo
-from raynas.bench.config import TransferBenchConfig
-from raynas.bench.pool import Pool, build_pool, check_no_leak
+from raynas.bench.arms import ARMS, RACE, NoStart, Pick, merge_picks, pick, target_zoo
+from raynas.bench.config import PROTOCOLS, TransferBenchConfig
+from raynas.bench.pool import Pool, build_pool, check_no_leak, is_protocol_multi
 from raynas.bench.trial import BenchJob, arm_experiment, arm_trial
 from raynas.errors import RaynasError
 from raynas.storage import atomic_write_text
@@ -58,26 +58,36 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     say(f"transfer benchmark: {len(targets)} target(s) x {len(config.arms)} arm(s) x {config.seeds} seed(s); "
         f"zoo of {len(sources)} source(s); results in {out}")
     pool = build_pool(config, sources, targets, workspace, out, verbose)
-    picks, zoos = plan(config, targets, workspace)
+    picks, zoos = plan(config, sources, targets, workspace)
     atomic_write_text(out / "plan.json", json.dumps({"picks": [p.to_json() for p in picks], "zoos": zoos}, indent=2))
     t_arms = time.perf_counter()
     runs = run_search_arms(config, [p for p in picks if ARMS.get(p.arm).runs != RACE], workspace, out, say)
     runs += run_race_arms(config, [p for p in picks if ARMS.get(p.arm).runs == RACE], workspace, out, say, verbose)
     for run in runs:  # what each search really started from, as its warm-start record says
-        if run["target"] in run.get("source_datasets", "").split(","):
-            raise RaynasError(f"leave-one-out broken: the {run['arm']} arm on '{run['target']}' started from "
-                              f"'{run['source']}', which was trained on the target", "report this bug")
+        seen = set(run.get("source_datasets", "").split(","))
+        for protocol in run["protocols"] or config.protocols:
+            off = {run["target"], *zoos[protocol][run["target"]]["excluded"]} & seen
+            if off:
+                raise RaynasError(f"{PROTOCOLS[protocol]} broken: the {run['arm']} arm on '{run['target']}' started "
+                                  f"from '{run['source']}', which was trained on {', '.join(sorted(off))}",
+                                  "report this bug")
     order = {arm: i for i, arm in enumerate(config.arms)}
-    runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"]))
-    analysis = analyse(runs, config.tolerance)
+    runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"], r["protocols"]))
+    protocols = {p: analyse(protocol_runs(runs, p), config.tolerance) for p in config.protocols}
     answer = {"config": config.to_json(), "out": str(out), "sources": list(sources), "targets": list(targets),
-              "pool": pool.to_json(), "zoos": zoos, "runs": runs, **analysis,
+              "pool": pool.to_json(), "zoos": zoos, "runs": runs, "protocols": protocols,
+              **protocols[config.protocols[0]],
               "timings": {"arms_s": time.perf_counter() - t_arms, "total_s": time.perf_counter() - t0,
                           "zoo_build_s": pool.build_s}, "machine": machine()}
     from raynas.bench.report import write_report
 
     write_report(out, answer)
     return BenchResult(out, answer)
+
+
+def protocol_runs(runs: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
+    """The runs that answer for ``protocol``: its own, and those that use no zoo (scratch, random genotypes)."""
+    return [r for r in runs if not r["protocols"] or protocol in r["protocols"]]
 
 
 def pool_storage(out: Path, storage: str | None) -> str:
@@ -105,7 +115,7 @@ def _datasets(config: TransferBenchConfig, store) -> tuple[tuple[str, ...], tupl
 
     if not config.sources or any(d in BUILTINS for d in (*config.sources, *config.targets)):
         store.ensure_builtins()
-    sources = config.sources or tuple(BUILTINS)
+    sources = config.sources or builtin_sources(config.domains)
     targets = config.targets or sources
     for name in (*sources, *targets):
         store.info(name)
@@ -113,6 +123,27 @@ def _datasets(config: TransferBenchConfig, store) -> tuple[tuple[str, ...], tupl
         raise RaynasError(f"--sources {','.join(sources)}: a leave-one-out zoo needs at least two sources",
                           "give more --sources")
     return tuple(sources), tuple(targets)
+
+
+def builtin_sources(domains: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The built-in datasets of ``domains`` (all of them when empty), in the suite's order."""
+    from raynas.data.builtin import BUILTINS
+
+    known = list(dict.fromkeys(BUILTINS.get(n).domain for n in BUILTINS))
+    unknown = [d for d in domains if d not in known]
+    if unknown:
+        raise RaynasError(f"unknown domain(s) {', '.join(map(repr, unknown))}",
+                          f"choose from {', '.join(map(repr, known))} (`raynas data list` shows them)")
+    return tuple(n for n in BUILTINS if not domains or BUILTINS.get(n).domain in domains)
+
+
+def excluded_by(protocol: str, target: str, sources: tuple[str, ...], store) -> tuple[str, ...]:
+    """What ``protocol`` takes out of ``target``'s zoo besides the target's own entries: nothing
+    (leave-one-dataset-out), or every source of the target's domain (leave-one-domain-out)."""
+    if protocol == "dataset":
+        return ()
+    domain = store.info(target).domain
+    return tuple(s for s in sources if s != target and store.info(s).domain == domain)
 
 
 def _claim(out: Path, config: TransferBenchConfig) -> None:
@@ -140,34 +171,49 @@ def _claim(out: Path, config: TransferBenchConfig) -> None:
     atomic_write_text(path, json.dumps(config.to_json(), indent=2))
 
 
-def plan(config: TransferBenchConfig, targets: tuple[str, ...], workspace: Workspace
+def plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[str, ...], workspace: Workspace
          ) -> tuple[list[Pick], dict[str, Any]]:
-    """Each arm's start on each target and seed, and the zoo each target saw (its leave-one-out zoo)."""
+    """Each arm's start on each target and seed under each protocol (a run that serves several
+    protocols once), and the zoo each target saw under each: ``zoos[protocol][target]``."""
     from raynas.search.algorithms import create_algorithm
     from raynas.search.loop import resolve_space
     from raynas.transfer.sources import SelectionContext
 
-    picks, zoos = [], {}
+    picks, zoos = [], {p: {} for p in config.protocols}
     for target in targets:
-        search = config.search(target)
         info = workspace.store.info(target)
-        space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
-        zoo = target_zoo(SelectionContext(search, info, space, workspace.store, workspace.zoo, workspace.embeddings,
-                                          workspace.embedding_storage), probe="probe" in config.arms)
-        for name in zoo.names:
-            check_no_leak(target, info.content_hash, workspace.zoo.manifest(name))
-        zoos[target] = {"ranking": zoo.ranking, "multi": zoo.multi,
-                        **({"probe": zoo.probe, "probe_pick": zoo.probe_pick, "probe_s": zoo.probe_s}
-                           if zoo.probe_pick else {})}
-        for seed in range(config.seeds):
-            picks += [pick(zoo, arm, seed) for arm in config.arms]
-    return picks, zoos
+        for protocol in config.protocols:
+            exclude = excluded_by(protocol, target, sources, workspace.store)
+            search = config.search(target, exclude=exclude)
+            space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
+            # the multi-dataset supernets offered are the protocol's own folds
+            ctx = SelectionContext(search, info, space, workspace.store, workspace.zoo, workspace.embeddings,
+                                   workspace.embedding_storage,
+                                   admit=lambda m, p=protocol: m.kind != "multi" or is_protocol_multi(m.name, p))
+            zoo = target_zoo(ctx, probe="probe" in config.arms)
+            for name in zoo.names:
+                check_no_leak(target, info.content_hash, workspace.zoo.manifest(name), exclude)
+            skipped = {}
+            for arm in config.arms:
+                seeds = config.random_genotypes if arm == "random-genotype" else config.seeds
+                try:
+                    picks += [pick(zoo, arm, seed, protocol) for seed in range(seeds)]
+                except NoStart as exc:
+                    if protocol == "dataset":  # the arms asked for cannot run on this zoo at all
+                        raise
+                    skipped[arm] = exc.problem  # no source outside the target's domain: reported, not run
+            zoos[protocol][target] = {"excluded": list(exclude), "ranking": zoo.ranking, "multi": zoo.multi,
+                                      "skipped": skipped,
+                                      **({"probe": zoo.probe, "probe_pick": zoo.probe_pick, "probe_s": zoo.probe_s}
+                                         if zoo.probe_pick else {})}
+    return merge_picks(picks), zoos
 
 
 def arm_dirname(trial) -> str:
-    """An arm trial's folder (and TensorBoard run): target, arm and seed, then its id."""
+    """An arm trial's folder (and TensorBoard run): target, arm, protocols and seed, then its id."""
     pick = trial.config["pick"]
-    return f"{pick['target']}-{pick['arm']}-seed{pick['seed']}_{trial.trial_id}"
+    protocols = "".join(f"-{p}" for p in pick.get("protocols") or ())
+    return f"{pick['target']}-{pick['arm']}{protocols}-seed{pick['seed']}_{trial.trial_id}"
 
 
 def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Workspace, out: Path,
@@ -238,7 +284,7 @@ def run_race_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Wor
 
     runs = []
     for p in picks:
-        run_dir = out / "races" / f"{p.target}-seed{p.seed}"
+        run_dir = out / "races" / f"{p.target}-{'-'.join(p.protocols)}-seed{p.seed}"
         result_file = run_dir / "result.json"
         if result_file.is_file():
             answer = json.loads(result_file.read_text())
@@ -247,14 +293,14 @@ def run_race_arms(config: TransferBenchConfig, picks: list[Pick], workspace: Wor
             experiment = replace(base, race=RaceConfig(race=config.race, multi=False, baseline=False,
                                                        cpus_per_trial=config.cpus_per_trial,
                                                        gpus_per_trial=config.gpus_per_trial))
-            say(f"race on {p.target} (seed {p.seed}): the {config.race} nearest sources")
+            say(f"race on {p.target} (seed {p.seed}, {', '.join(p.protocols)}): the {config.race} nearest sources")
             if (run_dir / "race.json").is_file():
                 answer = resume_race(run_dir, workspace, verbose=verbose, tensorboard=False).answer
             else:
                 answer = run_race(experiment, workspace, run_dir=run_dir, verbose=verbose, tensorboard=False).answer
         board = answer["leaderboard"]
         winner = answer["winner"]
-        say(f"race on {p.target} (seed {p.seed}) won by {winner['source']}: val "
+        say(f"race on {p.target} (seed {p.seed}, {', '.join(p.protocols)}) won by {winner['source']}: val "
             f"{100 * (winner['final_val_acc'] or 0):.1f}%")
         runs.append({**p.to_json(), "source": winner["source"], "distance": winner.get("distance"),
                      "status": "finished", "history": answer["history"],

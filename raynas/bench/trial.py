@@ -3,7 +3,8 @@
 A search arm runs :func:`raynas.experiment.run_experiment` from the arm's source (a zoo entry
 named in the trial's config, or scratch) with a checkpoint reported every epoch, then retrains
 the found architecture at the benchmark's one retrain budget. The zero-shot arm searches
-nothing: it derives the nearest source's architecture and retrains it. The last report of a
+nothing: it derives the nearest source's architecture and retrains it; the random-genotype arm
+draws an architecture uniformly from the space and retrains it. The last report of a
 trial carries the whole search history, the genotype and the retrained test accuracy, so the
 results do not depend on Tune's per-epoch logs (a restored trial keeps them all the same).
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raynas.bench.arms import ZERO_SHOT
+from raynas.bench.arms import ARMS, SAMPLE, ZERO_SHOT
 from raynas.bench.config import TransferBenchConfig
 from raynas.experiment import ExperimentConfig, SearchDiverged, run_experiment
 from raynas.race.trial import TuneReport, tune_metrics
@@ -32,7 +33,7 @@ class BenchJob:
 
 
 def arm_experiment(bench: TransferBenchConfig, pick: dict[str, Any]) -> ExperimentConfig:
-    search = bench.search(pick["target"], pick["seed"], pick["source"])
+    search = bench.search(pick["target"], pick["seed"], pick["source"], tuple(pick.get("exclude") or ()))
     return ExperimentConfig(search, retrain=bench.retrain(pick["target"], pick["seed"]), publish=False)
 
 
@@ -52,6 +53,25 @@ def zero_shot(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Works
             "source_datasets": ",".join(record.get("source_datasets", []))}
 
 
+def random_genotype(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Workspace) -> dict[str, Any]:
+    """A genotype drawn uniformly from the target's search space (seeded by target and sample),
+    retrained at the budget of every other arm."""
+    import random
+
+    from raynas.search.algorithms import create_algorithm
+    from raynas.search.loop import resolve_space
+    from raynas.search.retrain import retrain
+    from raynas.space.genotype import sample_genotype
+
+    config = arm_experiment(bench, {**pick, "source": "scratch"})
+    info = workspace.store.info(pick["target"])
+    space = resolve_space(config.search, info.shape[0], info.num_classes, create_algorithm(config.search))
+    genotype = sample_genotype(space.ops, space.nodes, random.Random(f"{pick['target']}/sample{pick['seed']}"))
+    result = retrain(genotype, config.retrain_config(space), workspace.store, verbose=False)
+    return {"epoch": 0, "retrain_test_acc": result["test_acc"], "retrain_s": result["total_s"],
+            "genotype": json.dumps(genotype.to_json()), "history": "[]", "source_datasets": ""}
+
+
 def arm_trial(trial_config: dict[str, Any], job: BenchJob) -> None:
     """The Tune function trainable of the benchmark (one arm, target and seed)."""
     bench = TransferBenchConfig.from_json(job.bench)
@@ -65,8 +85,9 @@ def arm_trial(trial_config: dict[str, Any], job: BenchJob) -> None:
 def _run_arm(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Workspace) -> None:
     from ray import tune
 
-    if pick["arm"] == ZERO_SHOT:
-        tune.report(zero_shot(bench, pick, workspace))
+    runs = ARMS.get(pick["arm"]).runs
+    if runs in (ZERO_SHOT, SAMPLE):
+        tune.report((zero_shot if runs == ZERO_SHOT else random_genotype)(bench, pick, workspace))
         return
     with tempfile.TemporaryDirectory(prefix="raynas-bench-") as tmp:
         restored = None

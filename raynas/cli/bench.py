@@ -55,22 +55,29 @@ def run_transfer_cmd(args: argparse.Namespace) -> None:
     result = run_transfer_bench(config, args.home, out, storage=args.storage, verbose=not args.json,
                                 address=args.address)
     answer = result.answer
+    protocols = answer["protocols"]
     if args.json:
-        print_json({k: answer[k] for k in ("out", "targets", "per_arm", "distance_vs_gain", "timings", "files")})
+        print_json({**{k: answer[k] for k in ("out", "targets", "timings", "files")},
+                    "protocols": {p: {k: r[k] for k in ("per_arm", "goals", "search_vs_random", "distance_vs_gain")}
+                                  for p, r in protocols.items()}})
         return
+    from raynas.bench.config import PROTOCOLS
     from raynas.bench.speedup import format_speedup
 
-    rows = []
-    for a in answer["per_arm"]:
-        se = a["speedup_epochs"]
-        rows.append([a["arm"], format_speedup(se["median"]) if se else "no search",
-                     f"{se['never']}/{se['n']}" if se else "-",
-                     "-" if a["arm"] == "scratch" else f"{a['positive']}/{a['targets']}",
-                     "-" if a["median_gain"] is None else f"{100 * a['median_gain']:+.1f}",
-                     "-" if a["median_retrain_test_acc"] is None else f"{100 * a['median_retrain_test_acc']:.1f}"])
-    print_table("transfer benchmark, across targets", ["arm", "median speed-up", "never reached",
-                                                       "positive transfer", "median gain (val pts)",
-                                                       "median retrained test %"], rows)
+    for protocol, result in protocols.items():
+        rows = []
+        for a in result["per_arm"]:
+            se = a["speedup_epochs"]
+            rows.append([a["arm"], format_speedup(se["median"]) if se else "no search",
+                         "-" if not se or se.get("mean") is None else f"{se['mean']:.2f}x",
+                         f"{se['never']}/{se['n']}" if se else "-",
+                         "-" if a["arm"] in ("scratch", "random-genotype") else
+                         f"{a['positive']}/{a.get('tied', 0)}/{a['negative']}",
+                         "-" if a["median_gain"] is None else f"{100 * a['median_gain']:+.1f}",
+                         "-" if a["median_retrain_test_acc"] is None else f"{100 * a['median_retrain_test_acc']:.1f}"])
+        print_table(f"transfer benchmark, {PROTOCOLS[protocol]}, across targets",
+                    ["arm", "median speed-up", "mean", "never reached", "positive/tied/negative",
+                     "median gain (val pts)", "median retrained test %"], rows)
     d = answer["distance_vs_gain"]
     rho = "-" if d["rho"] is None else f"{d['rho']:+.2f} (p {d['p']:.2g}, {d['n']} pairs)"
     print(f"OT distance vs gain, Spearman rho: {rho}\ntables: {answer['files']['markdown']}\n"

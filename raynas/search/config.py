@@ -35,6 +35,9 @@ class SearchConfig:
                                   "(else: scratch); 0 always transfers")
     distance: str = option("cascade", help="OT method that ranks zoo sources: cascade, otdd, hot or sliced")
     encoder: str = option("pixels", help="feature encoder of the OT embeddings: pixels, edges, resnet18 or supernet")
+    exclude_sources: tuple[str, ...] = option((), help="comma-separated datasets whose zoo entries may not be the "
+                                                       "warm start (e.g. the target's own domain, to see whether "
+                                                       "transfer from elsewhere pays)")
     # multi-dataset pretraining: one supernet over these datasets (a head each); ``dataset``
     # then names the result instead of a stored dataset
     multi: tuple[str, ...] = option((), cli=False)
@@ -74,6 +77,10 @@ class SearchConfig:
         if self.ops is not None:
             object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "multi", tuple(self.multi))
+        object.__setattr__(self, "exclude_sources", tuple(self.exclude_sources))
+        if not all(isinstance(n, str) and n.strip() for n in self.exclude_sources):
+            raise RaynasError(f"exclude_sources (--exclude-sources) {list(self.exclude_sources)!r} has an empty name",
+                              "give dataset names separated by commas")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise RaynasError("no target dataset given", "name a dataset, e.g. `raynas search glyph-digits`")
         check_fields(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,24 @@ def derive_cell(probs: torch.Tensor, ops: tuple[str, ...], nodes: int,
         chosen += [(ops[candidates[best_k[j]]], j) for j in sorted(top)]
         offset += i + 2
     return tuple(chosen)
+
+
+def sample_genotype(ops: tuple[str, ...], nodes: int, rng: random.Random) -> Genotype:
+    """A genotype drawn uniformly from what :func:`derive_cell` can produce: per node, two
+    distinct inputs and for each an op other than 'none'. The control that tells whether a
+    search found more than chance would."""
+    choices = [op for op in ops if op != "none"]
+    if not choices:
+        raise RaynasError(f"no op to sample among {', '.join(ops)}", "give ops other than 'none'")
+
+    def cell() -> tuple[tuple[str, int], ...]:
+        edges = []
+        for i in range(nodes):
+            edges += [(rng.choice(choices), j) for j in sorted(rng.sample(range(i + 2), 2))]
+        return tuple(edges)
+
+    normal = cell()
+    return Genotype(normal, cell(), nodes)
 
 
 def derive_genotype(model) -> Genotype:

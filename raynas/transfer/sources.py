@@ -58,12 +58,16 @@ class SelectionContext:
     zoo: Any  # Zoo or ActorZoo
     embeddings: Any = None  # EmbeddingStore or its actor handle; needed by ``ot``
     embedding_storage: Any = None  # where encoders keep their fitted state
+    admit: Callable[[ZooManifest], bool] | None = None  # which entries may be candidates at all (a benchmark's)
 
     def candidates(self, kind: str) -> list[ZooManifest]:
-        """Entries of ``kind`` that fit the space and were not trained on the target."""
+        """Entries of ``kind`` that fit the space and were trained neither on the target nor on
+        a dataset the search excludes."""
         out = []
         for m in self.zoo.list():
-            if m.kind != kind or self.trained_on_target(m):
+            if m.kind != kind or self.trained_on_target(m) or self.excluded_sources(m):
+                continue
+            if self.admit is not None and not self.admit(m):
                 continue
             try:
                 check_compatible(m.space_config, self.space)
@@ -74,6 +78,10 @@ class SelectionContext:
 
     def trained_on_target(self, m: ZooManifest) -> bool:
         return any(s.name == self.target.name or s.content_hash == self.target.content_hash for s in m.sources)
+
+    def excluded_sources(self, m: ZooManifest) -> list[str]:
+        """The datasets of ``m`` that the search excludes (``exclude_sources``)."""
+        return [s.name for s in m.sources if s.name in self.config.exclude_sources]
 
 
 Strategy = Callable[[SelectionContext], SourceChoice]
@@ -166,6 +174,10 @@ def automatic(ctx: SelectionContext) -> SourceChoice:
 def named_entry(ctx: SelectionContext, name: str) -> SourceChoice:
     entry = ctx.zoo.manifest(name)
     check_compatible(entry.space_config, ctx.space, f"zoo entry '{name}'")
+    excluded = ctx.excluded_sources(entry)
+    if excluded:
+        raise RaynasError(f"zoo entry '{name}' was trained on {', '.join(excluded)}, which --exclude-sources excludes",
+                          "name another entry, or leave those datasets out of --exclude-sources")
     note = "trained on the target dataset itself" if ctx.trained_on_target(entry) else ""
     return SourceChoice("named", entry, note=note)
 

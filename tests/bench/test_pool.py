@@ -1,10 +1,12 @@
 """Leave-one-out: a target never sees a zoo entry trained on it, in any arm."""
 
+import dataclasses
+
 import pytest
 
 from raynas.bench.arms import ARMS, TargetZoo, pick, target_zoo
 from raynas.bench.config import ALL_ARMS, TransferBenchConfig
-from raynas.bench.pool import check_no_leak, folds, multi_plan
+from raynas.bench.pool import check_no_leak, folds, is_protocol_multi, multi_plan
 from raynas.bench.transfer import plan
 from raynas.errors import RaynasError
 from raynas.transfer.probe import error_cut
@@ -13,17 +15,24 @@ from raynas.zoo.build import plan_jobs, run_jobs
 
 SOURCES = ("digits", "glyph-digits", "glyph-upper", "textures")
 TINY = TransferBenchConfig(sources=SOURCES, arms=ALL_ARMS, seeds=2, epochs=1, steps=2, source_epochs=1, source_steps=2,
-                           multi_folds=2)
+                           multi_folds=2, random_genotypes=2)
+DOMAINS = {"digits": "handwriting", "glyph-digits": "printed glyphs", "glyph-upper": "printed glyphs",
+           "textures": "natural textures"}
 
 
 def test_folds_and_multi_supernets_leave_their_targets_out():
     assert folds(("a", "b", "c"), 2) == [("a", "c"), ("b",)]
     assert folds(("a",), 5) == [("a",)]
-    plan_ = multi_plan(TINY, SOURCES, ("digits", "glyph-digits", "glyph-upper"))
-    assert plan_ == {"bench-multi-1": ("glyph-digits", "textures"), "bench-multi-2": ("digits", "glyph-upper",
-                                                                                      "textures")}
-    assert multi_plan(TINY.replace(arms=("ot", "random")), SOURCES, SOURCES[:3]) == {}  # no multi arm: none built
-    assert multi_plan(TINY.replace(arms=("ot", "probe")), SOURCES, SOURCES[:3]) == plan_  # the probe may pick one
+    plan_ = multi_plan(TINY, SOURCES, ("digits", "glyph-digits", "glyph-upper"), DOMAINS.get)
+    assert plan_ == {"bench-multi-1": ("glyph-digits", "textures"),
+                     "bench-multi-2": ("digits", "glyph-upper", "textures"),
+                     # leave-one-domain-out: folds of the targets' domains; none saw a dataset of its fold's domains
+                     "bench-multi-domain-1": ("glyph-digits", "glyph-upper", "textures"),
+                     "bench-multi-domain-2": ("digits", "textures")}
+    dataset_only = TINY.replace(protocols=("dataset",))
+    assert multi_plan(dataset_only, SOURCES, SOURCES[:3]) == {k: v for k, v in plan_.items() if "domain" not in k}
+    assert multi_plan(TINY.replace(arms=("ot", "random")), SOURCES, SOURCES[:3], DOMAINS.get) == {}  # none built
+    assert multi_plan(TINY.replace(arms=("ot", "probe")), SOURCES, SOURCES[:3], DOMAINS.get) == plan_  # probe may
 
 
 @pytest.fixture(scope="module")
@@ -32,26 +41,28 @@ def pool(suite_home, tmp_path_factory):
     storage = str(tmp_path_factory.mktemp("pool"))
     ws = Workspace.open(suite_home, storage, use_actors=False)
     jobs, _ = plan_jobs(list(SOURCES), TINY.source_search(SOURCES[0]), ws)
-    for name, datasets in multi_plan(TINY, SOURCES, SOURCES[:3]).items():
+    for name, datasets in multi_plan(TINY, SOURCES, SOURCES[:3], DOMAINS.get).items():
         jobs += plan_jobs(list(datasets), TINY.source_search(name), ws, multi=name)[0]
     run_jobs(jobs, verbose=False)
     return ws
 
 
 def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
-    picks, zoos = plan(TINY, SOURCES[:3], pool)
+    picks, zoos = plan(TINY.replace(protocols=("dataset",)), SOURCES, SOURCES[:3], pool)
     assert {p.arm for p in picks} == set(ARMS.names())
     assert len(picks) == 3 * len(ARMS) * 2
+    zoos = zoos["dataset"]
     for target, zoo in zoos.items():
         seen = [r["source"] for r in zoo["ranking"]] + zoo["multi"]
         assert target not in seen  # its own entry is in the pool, never in its zoo
         for name in seen:
             assert target not in [s.name for s in pool.zoo.manifest(name).sources]
         assert len(zoo["ranking"]) == len(SOURCES) - 1
+        assert zoo["multi"] and all(not m.startswith("bench-multi-domain-") for m in zoo["multi"])  # its own folds
         # the multi supernet is probed too, and random supernets: the scratch baseline
         assert sorted(s["source"] for s in zoo["probe"]) == sorted([*seen, "scratch"])
     for p in picks:
-        if p.source not in ("scratch", "race"):
+        if p.source not in ("scratch", "race", "uniform"):
             assert p.target not in [s.name for s in pool.zoo.manifest(p.source).sources], p
     ranked = {t: [r["source"] for r in z["ranking"]] for t, z in zoos.items()}
     for p in picks:
@@ -66,6 +77,33 @@ def test_no_arm_of_any_target_starts_from_an_entry_trained_on_it(pool):
             assert p.source == (best if worth else "scratch") and p.selection_s > 0
         if p.arm == "multi":
             assert p.source.startswith("bench-multi-")
+
+
+def test_leave_one_domain_out_takes_the_targets_domain_out_of_its_zoo(pool):
+    picks, zoos = plan(TINY, SOURCES, SOURCES[:3], pool)
+    glyphs = zoos["domain"]["glyph-digits"]
+    assert glyphs["excluded"] == ["glyph-upper"]
+    assert [r["source"] for r in glyphs["ranking"]] == sorted(["digits", "textures"], key=lambda n: next(
+        r["rank"] for r in glyphs["ranking"] if r["source"] == n))
+    assert glyphs["multi"] == ["bench-multi-domain-2"]  # the fold that never saw a printed glyph
+    assert {s["source"] for s in glyphs["probe"]} == {"digits", "textures", "bench-multi-domain-2", "scratch"}
+    assert zoos["domain"]["digits"]["excluded"] == []  # no other handwriting source: the same zoo but its multi
+    assert zoos["domain"]["digits"]["multi"] == ["bench-multi-domain-1"]
+    for p in picks:
+        for protocol in p.protocols or TINY.protocols:
+            off = {p.target, *zoos[protocol][p.target]["excluded"]}
+            if p.source not in ("scratch", "race", "uniform"):
+                assert not off & {s.name for s in pool.zoo.manifest(p.source).sources}, p
+    # a search both protocols would run the same way runs once; scratch and random genotypes serve both
+    keys = [(p.target, p.arm, p.seed, p.source) for p in picks if p.arm != "race"]
+    assert len(keys) == len(set(keys))
+    assert all(p.protocols == () for p in picks if p.arm in ("scratch", "random-genotype"))
+    assert {p.protocols for p in picks if p.target == "digits" and p.arm == "ot"} == {("dataset", "domain")}
+    assert len([p for p in picks if p.arm == "race"]) == 3 * 2 * 2  # never merged: its trials choose
+    assert len([p for p in picks if p.arm == "random-genotype"]) == 3 * TINY.random_genotypes
+    with pytest.raises(RaynasError, match="leave-one-domain-out broken"):
+        check_no_leak("glyph-digits", pool.store.info("glyph-digits").content_hash, pool.zoo.manifest("glyph-upper"),
+                      exclude=("glyph-upper",))
 
 
 def test_a_source_trained_on_the_target_is_refused(pool):
@@ -116,7 +154,9 @@ def _probe_context(pool, **changes):
     search = TINY.replace(**changes).search("digits")
     info = pool.store.info("digits")
     space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
-    return SelectionContext(search, info, space, pool.store, pool.zoo, pool.embeddings, pool.embedding_storage)
+    # the multi-dataset supernets of the leave-one-dataset-out folds, as the benchmark offers them
+    return SelectionContext(search, info, space, pool.store, pool.zoo, pool.embeddings, pool.embedding_storage,
+                            admit=lambda m: m.kind != "multi" or is_protocol_multi(m.name, "dataset"))
 
 
 def _fake_probe(monkeypatch, entries, random_inits):
@@ -161,3 +201,17 @@ def test_the_probe_searches_from_scratch_when_no_source_beats_random_features_by
     # --probe-min-cut 0 always transfers
     _fake_probe(monkeypatch, [0.5, 0.5, 0.5, 0.6], [0.5, 0.55, 0.6])
     assert TRANSFERS.get("probe")(_probe_context(pool, probe_min_cut=0.0)).entry.name == "bench-multi-1"
+
+
+def test_a_search_can_exclude_sources_from_its_zoo(pool):
+    """`raynas search --exclude-sources`: what the leave-one-domain-out protocol stands on."""
+    from raynas.transfer.sources import choose_source
+
+    ctx = _probe_context(pool, protocols=("dataset",))
+    assert {m.name for m in ctx.candidates("single")} == {"glyph-digits", "glyph-upper", "textures"}
+    off = dataclasses.replace(ctx, config=ctx.config.replace(exclude_sources=("glyph-upper", "glyph-digits")))
+    assert {m.name for m in off.candidates("single")} == {"textures"}
+    assert {m.name for m in off.candidates("multi")} == set()  # both dataset folds saw a printed glyph
+    assert choose_source(dataclasses.replace(off, config=off.config.replace(transfer="ot"))).entry.name == "textures"
+    with pytest.raises(RaynasError, match="trained on glyph-upper, which --exclude-sources excludes"):
+        choose_source(dataclasses.replace(off, config=off.config.replace(transfer="glyph-upper")))

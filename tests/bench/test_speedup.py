@@ -167,3 +167,35 @@ def test_ties_are_counted_apart_and_shown():
     row = next(line for line in _arm_table([ot]) if line.startswith("| ot |"))
     assert "| 1/2 (1 tied) |" in row
     assert "tied" not in "".join(_arm_table([{**ot, "tied": 0}]))
+
+
+def test_random_genotypes_are_the_control_of_the_search():
+    """Three random samples on one target against two scratch seeds: each sample pairs with a
+    scratch seed (sample k with seed k mod 2), none counts as a transfer, and the searched arms'
+    retrained accuracy is compared with the samples' mean."""
+    runs = [_run("a", "scratch", 0, [0.5, 0.6], test=0.80), _run("a", "scratch", 1, [0.5, 0.6], test=0.70),
+            _run("a", "ot", 0, [0.6, 0.7], "s1", 1.0, test=0.72), _run("a", "ot", 1, [0.6, 0.7], "s1", 1.0, test=0.72),
+            *[_run("a", "random-genotype", k, [], "uniform", test=t) for k, t in enumerate((0.60, 0.70, 0.65))]]
+    out = analyse(runs)
+    rows = {r["arm"]: r for r in out["per_target"]}
+    sampled = rows["random-genotype"]
+    assert sampled["seeds"] == 3 and sampled["retrain_test_acc"] == pytest.approx(0.65)
+    assert sampled["retrain_test_acc_sd"] == pytest.approx(0.05)
+    # against scratch seeds 0, 1, 0: 0.6 - 0.8, 0.7 - 0.7, 0.65 - 0.8
+    assert sampled["retrain_gain"] == pytest.approx((-0.2 + 0.0 - 0.15) / 3)
+    assert sampled["transfer"] is None and not sampled["searched"]
+    arms = {a["arm"]: a for a in out["per_arm"]}
+    assert arms["random-genotype"]["positive"] == arms["random-genotype"]["negative"] == 0
+    assert "random-genotype" not in {g["arm"] for g in out["goals"]}
+    svr = out["search_vs_random"]
+    assert svr["targets"] == 1 and svr["random_test_acc"] == pytest.approx(0.65)
+    assert svr["random_sd"] == pytest.approx(0.05)
+    by_arm = {a["arm"]: a for a in svr["arms"]}
+    assert by_arm["scratch"]["median_diff"] == pytest.approx(0.75 - 0.65) and by_arm["scratch"]["higher"] == 1
+    assert by_arm["ot"]["median_diff"] == pytest.approx(0.72 - 0.65) and by_arm["ot"]["lower"] == 0
+
+
+def test_spread_gives_the_mean_and_geometric_mean_of_the_targets_reached():
+    s = spread([1.0, 4.0, None])
+    assert s["mean"] == pytest.approx(2.5) and s["geomean"] == pytest.approx(2.0) and s["never"] == 1
+    assert "mean" not in spread([None, None])

@@ -14,12 +14,13 @@ TINY_FLAGS = {"sources": "digits,glyph-digits,glyph-upper", "targets": "glyph-di
               "epochs": 2, "warm-epochs": 1,
               "max-steps": 2,
               "source-epochs": 1, "source-steps": 2, "multi-folds": 1, "race": 2, "retrain-epochs": 1,
-              "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4, "head": "probe"}
+              "retrain-steps": 2, "retrain-cells": 3, "retrain-channels": 4, "head": "probe", "random-genotypes": 2}
 TINY = TransferBenchConfig(**{
     **QUICK, "sources": ("digits", "glyph-digits", "glyph-upper"), "targets": ("glyph-digits",), "arms": ALL_ARMS,
     "epochs": 2,
     "warm_epochs": 1, "steps": 2, "source_epochs": 1, "source_steps": 2, "multi_folds": 1, "race": 2,
-    "retrain_epochs": 1, "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4, "head": "probe"})
+    "retrain_epochs": 1, "retrain_steps": 2, "retrain_cells": 3, "retrain_channels": 4, "head": "probe",
+    "random_genotypes": 2})
 
 
 @pytest.fixture(scope="module")
@@ -39,32 +40,54 @@ def bench(suite_home, tmp_path_factory):
 def test_every_arm_runs_and_the_answers_are_consistent(bench):
     out, a = bench
     assert {r["arm"] for r in a["runs"]} == set(TINY.arms)
-    # each arm's trial folder (its TensorBoard run) is named after its target, arm and seed
-    folders = sorted(d.name.rsplit("_", 2)[0] for d in (out / "store" / "tune" / "bench-arms").iterdir() if d.is_dir())
-    assert folders == sorted(f"glyph-digits-{arm}-seed0" for arm in TINY.arms if arm != "race")
-    by_arm = {r["arm"]: r for r in a["runs"]}
+    runs = {p: [r for r in a["runs"] if not r["protocols"] or p in r["protocols"]] for p in TINY.protocols}
+    # each arm's trial folder (its TensorBoard run) is named after its target, arm, protocols and seed
+    folders = {d.name.rsplit("_", 2)[0] for d in (out / "store" / "tune" / "bench-arms").iterdir() if d.is_dir()}
+    assert {"glyph-digits-scratch-seed0", "glyph-digits-random-genotype-seed1",
+            "glyph-digits-ot-domain-seed0"} <= folders
+    by_arm = {r["arm"]: r for r in runs["dataset"]}
     for arm, run in by_arm.items():
         assert 0.0 <= run["retrain_test_acc"] <= 1.0
         assert "glyph-digits" not in run["source_datasets"].split(",")  # leave-one-out held
-        warm = run["source"] != "scratch"  # the probe arm may search from scratch, with scratch's budget
-        assert len(run["history"]) == (0 if arm == "zero-shot" else 1 if warm else 2)  # warm starts: --warm-epochs
-    assert by_arm["ot"]["source"] == a["zoos"]["glyph-digits"]["ranking"][0]["source"]
-    assert by_arm["farthest"]["source"] == a["zoos"]["glyph-digits"]["ranking"][-1]["source"]
+        warm = run["source"] not in ("scratch", "uniform")  # the probe arm may search from scratch, with its budget
+        assert len(run["history"]) == (0 if arm in ("zero-shot", "random-genotype") else 1 if warm else 2)
+    zoo = a["zoos"]["dataset"]["glyph-digits"]
+    assert by_arm["ot"]["source"] == zoo["ranking"][0]["source"]
+    assert by_arm["farthest"]["source"] == zoo["ranking"][-1]["source"]
     assert by_arm["multi"]["source"] == "bench-multi-1"
-    probed = a["zoos"]["glyph-digits"]
-    assert by_arm["probe"]["source"] == probed["probe_pick"]
+    assert by_arm["probe"]["source"] == zoo["probe_pick"]
     # the multi supernet is probed too, and random supernets (the scratch baseline)
-    assert sorted(p["source"] for p in probed["probe"]) == ["bench-multi-1", "digits", "glyph-upper", "scratch"]
+    assert sorted(p["source"] for p in zoo["probe"]) == ["bench-multi-1", "digits", "glyph-upper", "scratch"]
     # charged to the arm: probing the sources, and (--head probe) fitting the head of a warm start
-    assert by_arm["probe"]["selection_s"] >= probed["probe_s"] > 0
+    assert by_arm["probe"]["selection_s"] >= zoo["probe_s"] > 0
     assert by_arm["ot"]["selection_s"] > 0 and by_arm["scratch"]["selection_s"] == 0
     assert len(by_arm["race"]["trials"]) == 2  # the race of the two nearest sources
     assert by_arm["race"]["source"] in {t["source"] for t in by_arm["race"]["trials"]}
-    rows = {r["arm"]: r for r in a["per_target"]}
-    assert rows["scratch"]["speedup_epochs"] == 1.0 and rows["scratch"]["gain"] == 0.0
+    # leave-one-domain-out: glyph-upper (a printed-glyph sibling) left the zoo; no multi supernet is left
+    # that never saw a printed glyph, so that arm is reported as skipped, not run
+    domain = a["zoos"]["domain"]["glyph-digits"]
+    assert domain["excluded"] == ["glyph-upper"] and [r["source"] for r in domain["ranking"]] == ["digits"]
+    assert "multi" in domain["skipped"] and domain["multi"] == []
+    by_arm_domain = {r["arm"]: r for r in runs["domain"]}
+    assert "multi" not in by_arm_domain and by_arm_domain["ot"]["source"] == "digits"
+    assert [t["source"] for t in by_arm_domain["race"]["trials"]] == ["digits"]
+    for run in runs["domain"]:
+        assert not {"glyph-digits", "glyph-upper"} & set(run["source_datasets"].split(",")), run["arm"]
+    # random genotypes: two samples, retrained with no search; scratch and they serve both protocols
+    sampled = [r for r in a["runs"] if r["arm"] == "random-genotype"]
+    assert len(sampled) == 2 and all(r["protocols"] == [] or r["protocols"] == () for r in sampled)
+    assert sampled[0]["genotype"] != sampled[1]["genotype"] and all(r["history"] == [] for r in sampled)
+    for protocol in TINY.protocols:
+        result = a["protocols"][protocol]
+        rows = {r["arm"]: r for r in result["per_target"]}
+        assert rows["scratch"]["speedup_epochs"] == 1.0 and rows["scratch"]["gain"] == 0.0
+        assert not rows["zero-shot"]["searched"] and rows["random-genotype"]["transfer"] is None
+        svr = result["search_vs_random"]
+        assert svr["targets"] == 1 and svr["random_test_acc"] == pytest.approx(
+            sum(r["retrain_test_acc"] for r in sampled) / 2)
+    rows = {r["arm"]: r for r in a["per_target"]}  # the first protocol's, at the top level too
     assert rows["ot"]["gain"] == pytest.approx(by_arm["ot"]["history"][-1]["val_acc"]
                                                - by_arm["scratch"]["history"][-1]["val_acc"])
-    assert not rows["zero-shot"]["searched"]
     assert a["pool"]["multi"] == {"bench-multi-1": ["digits", "glyph-upper"]}
     assert a["timings"]["zoo_build_s"] > 0
     for name in ("results.json", "results.md", "curves.png", "curves_time.png", "speedup.png", "distance_gain.png",
@@ -73,6 +96,8 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert json.loads((out / "results.json").read_text())["config"] == TINY.to_json()
     md = (out / "results.md").read_text()
     assert "| ot |" in md and "### glyph-digits" in md and "Spearman" in md
+    assert "| leave-one-dataset-out | ot |" in md and "| leave-one-domain-out | ot |" in md
+    assert "Does the search beat random genotypes?" in md
 
 
 def test_running_it_again_continues_without_training(bench, suite_home):
@@ -110,6 +135,10 @@ def test_a_folder_started_before_a_setting_existed_continues(bench, suite_home):
     (["--alpha-temperature", "0"], "alpha_temperature (--alpha-temperature) must be > 0"),
     (["--head", "linear"], "unknown head initialisation 'linear'"),
     (["--retrain-min-steps", "0"], "retrain_min_steps (--retrain-min-steps) must be >= 1"),
+    (["--protocols", "dataset,fold"], "give each of dataset, domain at most once"),
+    (["--domains", "handwriting,cats"], "unknown domain(s) 'cats'"),
+    (["--domains", "handwriting", "--sources", "digits,mnist5k"], "--domains and --sources both choose"),
+    (["--random-genotypes", "0"], "random_genotypes (--random-genotypes) must be >= 1"),
 ])
 def test_bad_options_are_clear_errors(suite_home, tmp_path, capsys, argv, message):
     assert main(["bench", "transfer", "--home", str(suite_home), "--out", str(tmp_path / "o"), *argv]) == 1

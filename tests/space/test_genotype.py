@@ -97,3 +97,23 @@ def test_drawings_are_written(tmp_path):
     g = derive_genotype(model)
     for path in (draw_genotype(g, tmp_path / "cells.png", "t"), draw_alphas(model, tmp_path / "alphas.png")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sampled_genotypes_are_valid_seeded_and_cover_the_space():
+    import random
+    from collections import Counter
+
+    from raynas.space.genotype import sample_genotype
+
+    ops = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    draws = [sample_genotype(ops, 4, random.Random(f"t/{k}")) for k in range(300)]
+    assert sample_genotype(ops, 4, random.Random("t/0")) == draws[0]  # seeded
+    assert len({str(g) for g in draws}) > 250  # not a handful of genotypes
+    ops_seen = Counter(op for g in draws for op, _ in g.normal + g.reduce)
+    assert set(ops_seen) == set(ops) - {"none"}  # never 'none', as derive_genotype never picks it
+    assert max(ops_seen.values()) / min(ops_seen.values()) < 1.2  # uniform over the ops
+    # the last node's two inputs: any 2 of its 5 predecessors, each pair about equally often
+    pairs = Counter(tuple(inp for _, inp in g.normal[6:8]) for g in draws)
+    assert len(pairs) == 10 and all(inputs[0] < inputs[1] for inputs in pairs)
+    with pytest.raises(RaynasError, match="no op to sample"):
+        sample_genotype(("none",), 4, random.Random(0))
