@@ -17,6 +17,7 @@ from typing import Any, Callable
 from raynas.bench.analysis import NOT_TRANSFER
 from raynas.bench.config import PROTOCOLS
 from raynas.bench.speedup import format_speedup
+from raynas.bench.transferability import PROBE_MIN_CUT
 from raynas.figures import pyplot, save_figure
 from raynas.storage import atomic_write_text
 
@@ -109,6 +110,44 @@ def _search_vs_random(protocols: dict[str, dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def _transferability(study: dict[str, Any] | None) -> list[str]:
+    """Choosing the source and gating the transfer: OT distance, the linear probe and LogME."""
+    if not study:
+        return []
+    lines = ["## Deciding to transfer: OT distance, the linear probe and LogME", "",
+             "Choosing the source: Spearman rho of each score against the gain over scratch of every measured "
+             "source/target pair (distance negated: for each, positive means the score ranks by gain), and the median "
+             "val-accuracy points its pick among a target's measured sources gives up against the best of them.", "",
+             "| protocol | pairs | OT distance: rho | regret | probe: rho | regret | LogME: rho | regret |",
+             "|---|---|---|---|---|---|---|---|"]
+    for protocol, c in study["choice"].items():
+        cells = []
+        for kind in ("distance", "probe", "logme"):
+            k = c[kind]
+            cells += ["-" if k["rho"] is None else f"{k['rho']:+.2f} (p {k['p']:.2g})",
+                      _pct(k["median_regret"])]
+        lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {c['pairs']} | {' | '.join(cells)} |")
+    lines += ["", "The transfer-or-scratch gate on the OT arm's source: transfer when the source's score beats random "
+                  "supernets' by at least a threshold (the probe: the share of their error it removes; LogME: the "
+                  "difference). Mean gain kept over targets (a target sent to scratch gains 0) and decisions right "
+                  "(transferred where the gain was positive, or not where it was not). Cross-validated thresholds are "
+                  "fitted on the other folds of targets; `from` thresholds on every target of the first protocol.", "",
+              "| protocol | gate | mean gain kept | transferred | right |", "|---|---|---|---|---|"]
+    names = {"always": "always transfer", "never": "never (scratch)",
+             "probe_fixed": f"probe, fixed cut {PROBE_MIN_CUT:g}", "probe_cv": "probe, cross-validated",
+             "logme_cv": "LogME, cross-validated"}
+    for protocol, row in study["gate"].items():
+        for key, d in row.items():
+            if not isinstance(d, dict):
+                continue
+            name = names.get(key) or key.replace("_from_", ", threshold from ").replace("logme", "LogME")
+            if "threshold" in d:
+                name += f" ({d['threshold']:.3g})"
+            lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {name} | {_pct(d['mean_gain'], signed=True)} | "
+                         f"{d['transferred']}/{d['targets']} | {d['right']}/{d['targets']} |")
+    return lines + [""]
+
+
 def _protocol_section(protocol: str, result: dict[str, Any]) -> list[str]:
     lines = [f"## {PROTOCOLS.get(protocol, protocol).capitalize()}: across targets", "",
              *_arm_table(result["per_arm"])]
@@ -164,7 +203,7 @@ def markdown(answer: dict[str, Any]) -> str:
         "",
     ]
     protocols = answer.get("protocols") or {"dataset": answer}  # results written before there were protocols
-    lines += _headline(protocols) + _search_vs_random(protocols)
+    lines += _headline(protocols) + _search_vs_random(protocols) + _transferability(answer.get("transferability"))
     for protocol, result in protocols.items():
         lines += _protocol_section(protocol, result)
     lines += ["", "## Per target", ""]

@@ -3,7 +3,8 @@ transfer`` (and its Ray job) parse their options into and call.
 
     pool (pretrain the sources once) -> pick each arm's start per target and seed
     -> the search arms as one Tune experiment (parallel trials) -> a Tune race per target and seed
-    -> speed-ups, gains, OT distance vs gain -> results.json, results.md, plots
+    -> speed-ups, gains, OT distance vs gain, per protocol -> the sources scored (probe, LogME)
+    -> results.json, results.md, plots
 
 Everything it has done survives an interruption: the pool keeps its current entries, the Tune
 experiment and the races are restored (finished trials are not run again), so running the
@@ -24,6 +25,7 @@ from raynas.bench.arms import ARMS, RACE, NoStart, Pick, merge_picks, pick, targ
 from raynas.bench.config import PROTOCOLS, TransferBenchConfig
 from raynas.bench.pool import Pool, build_pool, check_no_leak, is_protocol_multi
 from raynas.bench.trial import BenchJob, arm_experiment, arm_trial
+from raynas.bench.transferability import score_sources, transferability
 from raynas.errors import RaynasError
 from raynas.storage import atomic_write_text
 from raynas.workspace import Workspace
@@ -74,8 +76,12 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     order = {arm: i for i, arm in enumerate(config.arms)}
     runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"], r["protocols"]))
     protocols = {p: analyse(protocol_runs(runs, p), config.tolerance) for p in config.protocols}
+    say("scoring the sources the arms started from (linear probe and LogME)")
+    scores = score_sources(runs, workspace, out, config)
+    study = transferability({p: protocol_runs(runs, p) for p in config.protocols}, scores)
     answer = {"config": config.to_json(), "out": str(out), "sources": list(sources), "targets": list(targets),
-              "pool": pool.to_json(), "zoos": zoos, "runs": runs, "protocols": protocols,
+              "pool": pool.to_json(), "zoos": zoos, "runs": runs, "protocols": protocols, "scores": scores,
+              "transferability": study,
               **protocols[config.protocols[0]],
               "timings": {"arms_s": time.perf_counter() - t_arms, "total_s": time.perf_counter() - t0,
                           "zoo_build_s": pool.build_s}, "machine": machine()}

@@ -41,6 +41,7 @@ class ProbeScore:
     dataset: str  # what it was trained on
     accuracy: float  # the probe's val accuracy on the target
     seconds: float
+    logme: float | None = None  # LogME of the same features on the probe's train sample (raynas.transfer.logme)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +85,8 @@ def probe_zoo(target: ImageDataset, entries: Sequence[ZooManifest], zoo: Any, *,
     scores = []
     for entry in entries:
         t0 = time.perf_counter()
-        accuracy = _probe(create_encoder("supernet", storage=None, zoo=zoo, source=entry.name), *sample)
-        scores.append(ProbeScore(entry.name, entry.source, accuracy, time.perf_counter() - t0))
+        accuracy, evidence = _probe(create_encoder("supernet", storage=None, zoo=zoo, source=entry.name), *sample)
+        scores.append(ProbeScore(entry.name, entry.source, accuracy, time.perf_counter() - t0, evidence))
     return sorted(scores, key=lambda s: (-s.accuracy, s.source))
 
 
@@ -97,16 +98,22 @@ def probe_scratch(target: ImageDataset, space: SpaceConfig, *, seeds: Sequence[i
 
     sample = _samples(target, max_train, max_val)
     t0 = time.perf_counter()
-    accuracies = [_probe(SupernetEncoder(create_supernet(space, seed=seed), SCRATCH, f"{seed:08d}"), *sample)
-                  for seed in seeds]
-    return ProbeScore(SCRATCH, "random init", float(np.mean(accuracies)), time.perf_counter() - t0)
+    scores = [_probe(SupernetEncoder(create_supernet(space, seed=seed), SCRATCH, f"{seed:08d}"), *sample)
+              for seed in seeds]
+    return ProbeScore(SCRATCH, "random init", float(np.mean([a for a, _ in scores])), time.perf_counter() - t0,
+                      float(np.mean([e for _, e in scores])))
 
 
 def _samples(target: ImageDataset, max_train: int, max_val: int) -> tuple[np.ndarray, ...]:
     return (*_sample(target, "train", max_train), *_sample(target, "val", max_val))
 
 
-def _probe(encoder: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
+def _probe(encoder: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+           ) -> tuple[float, float]:
+    """The probe's val accuracy and the LogME of the train features (one SVD: cheap beside the features)."""
+    from raynas.transfer.logme import logme
+
     # one call: the encoder standardises with the statistics of the images it is given
     features = encoder.encode(np.concatenate([x_train, x_val]))
-    return probe_accuracy(features[:len(x_train)], y_train, features[len(x_train):], y_val)
+    train = features[:len(x_train)]
+    return probe_accuracy(train, y_train, features[len(x_train):], y_val), logme(train, y_train)

@@ -98,6 +98,12 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert "| ot |" in md and "### glyph-digits" in md and "Spearman" in md
     assert "| leave-one-dataset-out | ot |" in md and "| leave-one-domain-out | ot |" in md
     assert "Does the search beat random genotypes?" in md
+    # the sources the arms started from, scored by the probe and LogME against random supernets
+    scored = a["scores"]["glyph-digits"]
+    assert {"scratch", by_arm["ot"]["source"], by_arm["farthest"]["source"]} <= set(scored)
+    assert all(0 <= s["accuracy"] <= 1 and s["logme"] is not None for s in scored.values())
+    assert set(a["transferability"]["choice"]) == set(TINY.protocols)
+    assert "Deciding to transfer: OT distance, the linear probe and LogME" in md
 
 
 def test_running_it_again_continues_without_training(bench, suite_home):
