@@ -16,8 +16,8 @@ Built-ins:
 
 * ``pixels`` (default, no download): images resized to 16x16, 3 channels, [0, 1] scale,
   flattened and projected by one fixed PCA to 64 dimensions. The PCA is fitted once on a
-  seeded, stratified pool of the built-in suite's train splits and stored, so every
-  machine sharing the storage uses the same projection.
+  seeded, stratified pool of the train splits of the eleven original built-in sets
+  (:data:`PCA_POOL`) and stored, so every machine sharing the storage uses the same projection.
 * ``edges`` (no download): the Sobel gradient magnitude of the grey image at 16x16, on a PCA to
   64 dimensions fitted the same way. Blind to polarity: a digit set and its negative get the
   same features here, and lie far apart in ``pixels``.
@@ -49,6 +49,11 @@ from raynas.storage import Storage
 DEFAULT_ENCODER = "pixels"
 ENCODER_DIR = "encoders"  # fitted encoder state, inside the embedding storage
 POOL_SEED = 0  # the reference pool of the pixel PCA
+# The built-in sets the PCA encoders are fitted on: the eleven of the original suite, fixed here
+# rather than read from BUILTINS. The fitted basis, and so the version of every stored embedding,
+# must not change when sets are added to the suite, and fitting must not build the whole suite.
+PCA_POOL = ("digits", "mnist5k", "mnist5k-rot", "mnist5k-inv", "glyph-digits", "glyph-upper", "glyph-lower",
+            "glyph-greek", "textures", "photo-patches", "lfw-faces")
 
 
 @runtime_checkable
@@ -138,14 +143,13 @@ PCA_FEATURES: dict[str, tuple[Callable[[torch.Tensor, int], torch.Tensor], int]]
 
 def reference_pool(home: Any, image_size: int, per_dataset: int, features: Callable = pixel_features
                    ) -> tuple[np.ndarray, dict[str, str]]:
-    """``features`` of a fixed stratified sample of every built-in train split, and the content
-    hashes of the datasets it came from."""
+    """``features`` of a fixed stratified sample of the train split of every built-in set in
+    :data:`PCA_POOL`, and the content hashes of the datasets it came from."""
     from raynas.data import DatasetStore
-    from raynas.data.builtin import BUILTINS
 
     store = DatasetStore(home)
     parts, hashes = [], {}
-    for name in BUILTINS:
+    for name in PCA_POOL:
         ds = store.load(name)
         images, labels = ds.split("train")
         idx = stratified_indices(labels, per_dataset, POOL_SEED)
@@ -200,8 +204,8 @@ def _read_pca(storage: Storage, key: str, name: str, image_size: int, dim: int) 
 
 
 def _fitted_pca(name: str, storage: Storage, home: Any, image_size: int, dim: int, per_dataset: int) -> PCAEncoder:
-    """Load the stored PCA of ``name``'s features, or fit it on the built-in suite (built in
-    ``home`` if needed) and store it.
+    """Load the stored PCA of ``name``'s features, or fit it on the :data:`PCA_POOL` sets (built
+    in ``home`` if needed) and store it.
 
     After writing, the stored file is read back, so concurrent fitters end up with the bytes
     that won the race and agree on the version. ``per_dataset`` (the pool size) only matters

@@ -2,19 +2,45 @@
 
 import dataclasses
 import errno
+import itertools
 import os
 import threading
+from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from raynas.data import DatasetStore, make_dataset
 from raynas.data.builtin import BUILTINS
+from raynas.data.builtin.glyphs import GREEK, font_dir
 from raynas.data.splits import SPLITS
 from raynas.errors import RaynasError
 
-SUITE = ["digits", "mnist5k", "mnist5k-rot", "mnist5k-inv", "glyph-digits", "glyph-upper", "glyph-lower",
-         "glyph-greek", "textures", "photo-patches", "lfw-faces"]
+ORIGINAL = ["digits", "mnist5k", "mnist5k-rot", "mnist5k-inv", "glyph-digits", "glyph-upper", "glyph-lower",
+            "glyph-greek", "textures", "photo-patches", "lfw-faces"]
+# name -> (domain, classes, images, channels, allow_flip) of the sets that grew the suite (all 32x32)
+ADDED = {
+    "scene-regions": ("natural textures", 5, 800, 3, True),
+    "chess-pieces": ("pictograms", 12, 720, 1, False),
+    "card-suits": ("pictograms", 8, 624, 1, False),
+    "dice-faces": ("pictograms", 6, 630, 1, False),
+    "zodiac-signs": ("pictograms", 12, 720, 1, False),
+    "weather-symbols": ("pictograms", 10, 600, 1, False),
+    "math-operators": ("math symbols", 16, 1120, 1, False),
+    "math-relations": ("math symbols", 23, 1288, 1, False),
+    "math-arrows": ("math symbols", 19, 1064, 1, False),
+    "shape-types": ("shapes", 8, 1200, 1, True),
+    "shape-counts": ("shapes", 6, 1200, 3, True),
+    "shape-relations": ("shapes", 4, 1000, 3, False),
+    "gratings": ("procedural textures", 8, 1200, 1, False),
+    "noise-spectra": ("procedural textures", 6, 1200, 1, True),
+    "texture-types": ("procedural textures", 8, 1200, 3, True),
+    "plot-markers": ("plot marks", 17, 1190, 3, False),
+    "plot-hatches": ("plot marks", 10, 1200, 3, False),
+    "plot-linestyles": ("plot marks", 6, 1020, 3, True),
+}
+SUITE = ORIGINAL + list(ADDED)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +55,10 @@ def _small(name="mine", n=6, seed=0):
 
 def test_the_builtin_suite_is_complete(suite):
     assert list(suite) == SUITE == list(BUILTINS)
-    assert 8 <= len(suite) <= 12
-    assert {"handwriting", "printed glyphs", "natural textures", "faces"} <= {i.domain for i in suite.values()}
+    domains = Counter(i.domain for i in suite.values())
+    assert sum(count >= 3 for count in domains.values()) >= 8, domains  # Meta-Album-shaped: 8+ domains of 3+ sets
+    assert {"handwriting", "printed glyphs", "natural textures", "faces", "pictograms", "math symbols", "shapes",
+            "procedural textures", "plot marks"} == set(domains)
 
 
 def test_builtin_shapes_and_sizes(suite):
@@ -68,6 +96,122 @@ def test_the_shifted_mnist_variants_differ_from_mnist(suite_home, suite):
         assert not np.array_equal(shifted.images, base.images)
         assert suite[name].content_hash != suite["mnist5k"].content_hash
     assert store.load("mnist5k-inv").images.mean() > 2 * base.images.mean()  # dark on light
+
+
+def test_the_original_sets_keep_their_seeds_and_versions():
+    assert [BUILTINS.get(n).seed for n in ORIGINAL] == [0, 0, 11, 12, 21, 22, 23, 24, 31, 32, 0]
+    assert {BUILTINS.get(n).version for n in ORIGINAL} == {"2"}
+
+
+def test_the_added_sets_have_their_shapes_and_class_counts(suite_home, suite):
+    store = DatasetStore(suite_home)
+    for name, (domain, classes, images, channels, flip) in ADDED.items():
+        info = suite[name]
+        assert (info.domain, info.num_classes, info.num_images, info.shape, info.allow_flip) == (
+            domain, classes, images, (channels, 32, 32), flip), name
+        assert 600 <= info.num_images <= 2000 and 2 <= info.num_classes <= 30, name
+        assert np.bincount(store.load(name).labels, minlength=classes).min() >= 30, name
+        assert info.provenance["seed"] == BUILTINS.get(name).seed, name
+    seeds = [BUILTINS.get(n).seed for n in SUITE if BUILTINS.get(n).seed]
+    assert len(seeds) == len(set(seeds))  # no two sets share a random stream
+
+
+def test_sets_of_one_domain_differ_in_classes_or_source(suite):
+    """Sets of a domain may not be one set under two names: each has its own classes or its own source.
+    The two shifted MNIST variants are the documented exception (same images, transformed)."""
+    shifted = {name for name, info in suite.items() if "shift" in info.provenance}
+    assert shifted == {"mnist5k-rot", "mnist5k-inv"}
+    for a, b in itertools.combinations([i for i in suite.values() if i.name not in shifted], 2):
+        if a.domain == b.domain:
+            assert (a.class_names, a.provenance["source"]) != (b.class_names, b.provenance["source"]), (a.name, b.name)
+    for name in ADDED:
+        differs = suite[name].provenance["differs"]
+        siblings = [i for i in suite.values() if i.domain == suite[name].domain and i.name != name]
+        assert len(differs) > 40 and all(differs != i.provenance.get("differs") for i in siblings), name
+        assert suite[name].provenance["description"] == BUILTINS.get(name).description
+
+
+def test_the_classes_of_the_added_sets_differ(suite_home):
+    store = DatasetStore(suite_home)
+    for name in ADDED:
+        ds = store.load(name)
+        x = ds.images.reshape(len(ds.images), -1).astype(np.float64)
+        means = np.stack([x[ds.labels == c].mean(axis=0) for c in range(ds.info.num_classes)])
+        for i, j in itertools.combinations(range(len(means)), 2):
+            assert np.sqrt(np.mean((means[i] - means[j]) ** 2)) > 1.0, (name, ds.info.class_names[i],
+                                                                       ds.info.class_names[j])
+        seen = {}
+        for image, label in zip(ds.images, ds.labels):  # no image is drawn for two classes
+            assert seen.setdefault(image.tobytes(), label) == label, name
+
+
+def _orientation_and_slope(images):
+    """The dominant orientation (degrees, of the wave vector, y down) and the spectral slope of the
+    images' mean power spectrum."""
+    x = images[:, 0].astype(np.float64)
+    power = (np.abs(np.fft.fft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2).mean(axis=0)
+    fx, fy = np.meshgrid(np.fft.fftfreq(x.shape[2]), np.fft.fftfreq(x.shape[1]))
+    theta, radius = np.arctan2(fy, fx), np.hypot(fx, fy)
+    angle = np.degrees(np.arctan2((power * np.sin(2 * theta)).sum(), (power * np.cos(2 * theta)).sum())) / 2 % 180
+    band = (radius > 0.05) & (radius < 0.4)
+    return angle, -np.polyfit(np.log(radius[band]), np.log(power[band]), 1)[0]
+
+
+def test_procedural_texture_classes_are_what_their_names_say(suite_home):
+    store = DatasetStore(suite_home)
+    ds = store.load("gratings")
+    for c, name in enumerate(ds.info.class_names):
+        angle, _ = _orientation_and_slope(ds.images[ds.labels == c])
+        assert abs((angle - float(name.split()[0]) + 90) % 180 - 90) < 3, (name, angle)
+    ds = store.load("noise-spectra")
+    for c, name in enumerate(ds.info.class_names):
+        _, slope = _orientation_and_slope(ds.images[ds.labels == c])
+        assert abs(slope - float(name.split()[1])) < 0.15, (name, slope)
+
+
+def test_the_added_builders_are_deterministic(suite_home):
+    store = DatasetStore(suite_home)
+    for name in ("card-suits", "shape-counts", "texture-types", "plot-linestyles", "scene-regions"):
+        a, b = BUILTINS.get(name).build(), BUILTINS.get(name).build()
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.images, store.load(name).images)  # and the suite's copy is the same
+        assert a.class_names == b.class_names and a.provenance == b.provenance
+
+
+def _rendering(char, font_name):
+    """The tight crop of one character as PIL draws it (size, pixels), None if nothing is drawn."""
+    font = ImageFont.truetype(str(font_dir() / font_name), size=48)
+    img = Image.new("L", (96, 96), 0)
+    ImageDraw.Draw(img).text((48, 48), char, fill=255, font=font, anchor="mm")
+    box = img.getbbox()
+    return None if box is None else (img.crop(box).size, img.crop(box).tobytes())
+
+
+def test_every_font_rendered_class_is_a_real_glyph(suite):
+    """A font without a character draws its .notdef box (DejaVu) or nothing (STIX): the same as for a
+    code point that Unicode leaves unassigned."""
+    unassigned = "\u0378"
+    assert _rendering("\u2654", "DejaVuSerif.ttf") == _rendering(unassigned, "DejaVuSerif.ttf") is not None
+    assert _rendering("\u2654", "STIXGeneral.ttf") is None  # the check sees both ways of missing a glyph
+    greek = dict(GREEK)
+    checked = []
+    for info in suite.values():
+        if "fonts" not in info.provenance:
+            continue
+        if "characters" in info.provenance:
+            chars = [chr(int(code[2:], 16)) for code in info.provenance["characters"]]
+        else:
+            chars = [greek.get(name, name) for name in info.class_names]
+        assert len(chars) == info.num_classes and all(len(c) == 1 for c in chars), info.name
+        for font_name in info.provenance["fonts"]:
+            notdef = _rendering(unassigned, font_name)
+            for char in chars:
+                drawn = _rendering(char, font_name)
+                assert drawn is not None and drawn != notdef, (info.name, font_name, f"U+{ord(char):04X}")
+        checked.append(info.name)
+    assert checked == [n for n in SUITE if n.startswith("glyph-")] + [
+        n for n, spec in ADDED.items() if spec[0] in ("pictograms", "math symbols")]
 
 
 def test_builds_are_deterministic(tmp_path, suite):

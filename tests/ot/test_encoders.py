@@ -12,7 +12,7 @@ from raynas.data.builtin import BUILTINS
 from raynas.errors import RaynasError
 from raynas.ot import ENCODERS, Encoder, create_encoder
 from raynas.ot import encoders as encoders_mod
-from raynas.ot.encoders import ENCODER_DIR, edge_features, fit_pca
+from raynas.ot.encoders import ENCODER_DIR, PCA_POOL, edge_features, fit_pca
 from raynas.storage import Storage
 
 
@@ -54,7 +54,8 @@ def test_the_pixel_pca_is_stored_and_versioned_by_its_bytes(pixel_encoder, ot_st
     size = int.from_bytes(data[:8], "little")  # safetensors: 8-byte header length, JSON header, tensors
     meta = json.loads(json.loads(data[8:8 + size])["__metadata__"]["raynas"])
     assert meta["format"] == "raynas-pca/1" and (meta["image_size"], meta["dim"]) == ("16", "64")
-    assert sorted(json.loads(meta["datasets"])) == sorted(BUILTINS)  # the pool's datasets and their hashes
+    assert sorted(json.loads(meta["datasets"])) == sorted(PCA_POOL)  # the pool's datasets and their hashes
+    assert set(PCA_POOL) < set(BUILTINS) and len(PCA_POOL) == 11  # the original suite, not every built-in
 
     from safetensors.numpy import load
     arrays = load(data)
@@ -82,6 +83,24 @@ def test_fitting_is_deterministic_and_options_reach_the_factory(suite_home, tmp_
     assert re.fullmatch(r"pixels-8px-pca16-[0-9a-f]{8}", a.version)
     assert a.version == b.version and a.dim == 16  # same bytes, although fitted twice
     assert (tmp_path / "a" / ENCODER_DIR / "pixels-8px-pca16.safetensors").is_file()
+
+
+def test_the_pca_pool_is_fixed_when_the_suite_grows(suite_home, monkeypatch):
+    """The pool is the original eleven sets: a built-in added later neither enters the fit (which
+    would change every embedding version) nor is built by it."""
+    from raynas.data import DatasetStore
+    from raynas.data.builtin import BuiltinSpec
+
+    def never():
+        raise AssertionError("the PCA pool built a set outside PCA_POOL")
+
+    monkeypatch.setitem(BUILTINS._items, "zz-added", BuiltinSpec("zz-added", "new", "a set added later", never))
+    loaded, real_load = [], DatasetStore.load
+    monkeypatch.setattr(DatasetStore, "load", lambda self, name, verify=False: loaded.append(name)
+                        or real_load(self, name, verify))
+    pool, hashes = encoders_mod.reference_pool(suite_home, 8, 5)
+    assert loaded == list(hashes) == list(PCA_POOL) and len(pool) > 0
+    assert all(hashes[n] == DatasetStore(suite_home).info(n).content_hash for n in PCA_POOL)
 
 
 @pytest.mark.parametrize("shape", [(7, 1, 8, 8), (3, 3, 32, 32), (4, 1, 28, 28), (1, 3, 5, 5)])

@@ -48,8 +48,16 @@ def builtin(name: str, *, domain: str, description: str, allow_flip: bool = Fals
     return add
 
 
-# Registration, in the order `raynas data list` shows the suite.
+# Registration, in the order `raynas data list` shows the suite: the eleven original sets first (the
+# pixel PCA's reference pool, raynas.ot.encoders.PCA_POOL), then the sets that grew the suite to
+# nine domains.
 from raynas.data.builtin import handwriting  # noqa: E402,F401,I001
 from raynas.data.builtin import glyphs  # noqa: E402,F401
 from raynas.data.builtin import textures  # noqa: E402,F401
 from raynas.data.builtin import faces  # noqa: E402,F401
+from raynas.data.builtin import scenes  # noqa: E402,F401
+from raynas.data.builtin import pictograms  # noqa: E402,F401
+from raynas.data.builtin import symbols  # noqa: E402,F401
+from raynas.data.builtin import shapes  # noqa: E402,F401
+from raynas.data.builtin import procedural_textures  # noqa: E402,F401
+from raynas.data.builtin import plot_marks  # noqa: E402,F401
