@@ -132,15 +132,18 @@ def _datasets(config: TransferBenchConfig, store) -> tuple[tuple[str, ...], tupl
 
 
 def builtin_sources(domains: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The built-in datasets of ``domains`` (all of them when empty), in the suite's order."""
+    """The built-in datasets of ``domains`` (empty: the default domains; ``all``: every one), in
+    the suite's order."""
+    from raynas.bench.config import DEFAULT_DOMAINS
     from raynas.data.builtin import BUILTINS
 
     known = list(dict.fromkeys(BUILTINS.get(n).domain for n in BUILTINS))
+    domains = tuple(known) if "all" in domains else domains or DEFAULT_DOMAINS
     unknown = [d for d in domains if d not in known]
     if unknown:
         raise RaynasError(f"unknown domain(s) {', '.join(map(repr, unknown))}",
                           f"choose from {', '.join(map(repr, known))} (`raynas data list` shows them)")
-    return tuple(n for n in BUILTINS if not domains or BUILTINS.get(n).domain in domains)
+    return tuple(n for n in BUILTINS if BUILTINS.get(n).domain in domains)
 
 
 def excluded_by(protocol: str, target: str, sources: tuple[str, ...], store) -> tuple[str, ...]:

@@ -17,10 +17,12 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     kinds = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     t = kinds.add_parser("transfer", parents=[parent], help="warm-started search against search from scratch, "
                                                             "leave-one-out over a suite of datasets",
-                         description="For each target: a zoo without it, then scratch, ot, race, multi, random, "
-                                     "farthest and zero-shot arms at one search budget, as Ray Tune trials; "
-                                     "speed-ups, gains, retrained test accuracy and OT distance vs gain. Running "
-                                     "it again with the same --out continues an interrupted run.")
+                         description="For each target, under each protocol (leave-one-dataset-out, leave-one-"
+                                     "domain-out): a zoo without it (or without its domain), then scratch, ot, race, "
+                                     "multi, random, farthest, zero-shot and random-genotype arms at one search "
+                                     "budget, as Ray Tune trials; speed-ups, gains, retrained test accuracy, OT "
+                                     "distance, the linear probe and LogME vs gain. Running it again with the same "
+                                     "--out continues an interrupted run.")
     from raynas.cli.options import add_config_flags
 
     add_config_flags(t, TransferBenchConfig, "bench")

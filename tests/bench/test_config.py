@@ -48,3 +48,16 @@ def test_the_encoder_reaches_every_search_and_an_unknown_one_fails_at_once():
     with pytest.raises(RaynasError, match="unknown encoder 'edgs'") as err:
         TransferBenchConfig(encoder="edgs")
     assert "did you mean 'edges'" in err.value.fix
+
+
+def test_the_default_sources_are_the_default_domains_and_all_means_every_one():
+    from raynas.bench.config import DEFAULT_DOMAINS
+    from raynas.bench.transfer import builtin_sources
+    from raynas.data.builtin import BUILTINS
+
+    default = builtin_sources()
+    assert {BUILTINS.get(n).domain for n in default} == set(DEFAULT_DOMAINS)
+    assert len(default) >= 12 and builtin_sources(("all",)) == tuple(BUILTINS)
+    assert builtin_sources(("shapes",)) == ("shape-types", "shape-counts", "shape-relations")
+    with pytest.raises(RaynasError, match="unknown domain"):
+        builtin_sources(("cats",))
