@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from raynas.data.builtin import RawImages, builtin
+from raynas.data.builtin.shapes import SCALE, contrasting_colours, downsample
 
 SIZE = 32
-_SCALE = 4
-_CANVAS = SIZE * _SCALE
+_CANVAS = SIZE * SCALE
 MARKERS = [("circle", "o"), ("triangle down", "v"), ("triangle up", "^"), ("triangle left", "<"),
            ("triangle right", ">"), ("square", "s"), ("pentagon", "p"), ("star", "*"), ("hexagon", "h"),
            ("diamond", "D"), ("thin diamond", "d"), ("filled plus", "P"), ("filled x", "X"), ("tri down", "1"),
@@ -38,23 +38,6 @@ def _dash_patterns() -> dict[str, tuple[float, ...]]:
                                for k in ("dashed", "dashdot", "dotted"))
     return {"solid": (), "dashed": dashed, "dashdot": dashdot, "dotted": dotted,
             "loosely dashed": (dashed[0], 3 * dashed[1]), "dashdotdot": dashdot + dashdot[2:]}
-
-
-def _colours(rng: np.random.Generator, count: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
-    """A background colour and ``count`` colours at least 110 apart from it (RGB distance)."""
-    background = rng.integers(0, 256, 3)
-    out = []
-    while len(out) < count:
-        colour = rng.integers(0, 256, 3)
-        if np.linalg.norm(colour - background) >= 110:
-            out.append(tuple(int(v) for v in colour))
-    return tuple(int(v) for v in background), out
-
-
-def _finish(canvas: Image.Image, rng: np.random.Generator, noise: float = 4) -> np.ndarray:
-    small = np.asarray(canvas.reduce(_SCALE), dtype=np.float64)
-    small = np.clip(np.rint(small + rng.normal(0, noise, small.shape)), 0, 255).astype(np.uint8)
-    return small.transpose(2, 0, 1)
 
 
 def _provenance(seed: int, **extra) -> dict:
@@ -84,7 +67,7 @@ def plot_markers() -> RawImages:
             angle = math.radians(rng.uniform(-6, 6))
             cx, cy = _CANVAS / 2 + rng.uniform(-0.12, 0.12, 2) * _CANVAS
             width = max(1, round(rng.uniform(0.02, 0.06) * _CANVAS))
-            background, (face, edge) = _colours(rng, 2)
+            background, (face, edge) = contrasting_colours(rng, 2)
             canvas = Image.new("RGB", (_CANVAS, _CANVAS), background)
             draw = ImageDraw.Draw(canvas)
             c, s = math.cos(angle), math.sin(angle)
@@ -95,7 +78,7 @@ def plot_markers() -> RawImages:
                     draw.line(pts, fill=edge, width=2 * width)
                 else:
                     draw.polygon(pts, fill=None if hollow else face, outline=edge, width=width)
-            images.append(_finish(canvas, rng))
+            images.append(downsample(canvas, rng, 4))
             labels.append(label)
     return RawImages(np.stack(images), np.array(labels), [n for n, _ in MARKERS], _provenance(
         81, markers=[m for _, m in MARKERS],
@@ -128,10 +111,10 @@ def plot_hatches() -> RawImages:
     images, labels = [], []
     for label, (_, pattern) in enumerate(HATCHES):
         for _ in range(120):
-            side = int(rng.integers(14, 22)) * _SCALE  # one hatch period, in canvas px
+            side = int(rng.integers(14, 22)) * SCALE  # one hatch period, in canvas px
             density = int(rng.choice([2, 4]))  # matplotlib draws shape hatches only at even densities
             width = int(rng.integers(3, 7))
-            background, (face, ink) = _colours(rng, 2)
+            background, (face, ink) = contrasting_colours(rng, 2)
             if np.linalg.norm(np.subtract(face, ink)) < 110:
                 ink = tuple(255 - v for v in face)
             tile = _hatch_tile(pattern, density, side, width, ink)
@@ -149,7 +132,7 @@ def plot_hatches() -> RawImages:
             ImageDraw.Draw(mask).rectangle((x0, y0, x1, _CANVAS), fill=255)
             canvas.paste(bar, (0, 0), mask)
             ImageDraw.Draw(canvas).rectangle((x0, y0, x1, _CANVAS + 8), outline=ink, width=width)
-            images.append(_finish(canvas, rng))
+            images.append(downsample(canvas, rng, 4))
             labels.append(label)
     return RawImages(np.stack(images), np.array(labels), [n for n, _ in HATCHES], _provenance(
         82, hatches=[h for _, h in HATCHES],
@@ -196,13 +179,13 @@ def plot_linestyles() -> RawImages:
     for label, style in enumerate(LINESTYLES):
         for _ in range(170):
             lines = int(rng.integers(1, 3))
-            background, colours = _colours(rng, lines)
+            background, colours = contrasting_colours(rng, lines)
             canvas = Image.new("RGB", (_CANVAS, _CANVAS), background)
             draw = ImageDraw.Draw(canvas)
             for colour in colours:
-                width = rng.uniform(1.6, 2.6) * _SCALE
+                width = rng.uniform(1.6, 2.6) * SCALE
                 _dashed(draw, _curve(rng), patterns[style], width, colour, rng.uniform())
-            images.append(_finish(canvas, rng))
+            images.append(downsample(canvas, rng, 4))
             labels.append(label)
     return RawImages(np.stack(images), np.array(labels), LINESTYLES, _provenance(
         83, patterns={k: list(v) for k, v in patterns.items()},

@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw
 from raynas.data.builtin import RawImages, builtin
 
 SIZE = 32
-_SCALE = 4
-_CANVAS = SIZE * _SCALE
+SCALE = 4
+_CANVAS = SIZE * SCALE
 SHAPES = ["circle", "ring", "triangle", "square", "pentagon", "hexagon", "star", "cross"]
 RELATIONS = ["circle left of square", "circle right of square", "circle above square", "circle below square"]
 
@@ -54,15 +54,15 @@ def draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: fl
         draw.polygon(_polygon(_OUTLINES[kind], cx, cy, r, angle), fill=fill)
 
 
-def _finish(canvas: Image.Image, rng: np.random.Generator, noise: float) -> np.ndarray:
+def downsample(canvas: Image.Image, rng: np.random.Generator, noise: float) -> np.ndarray:
     """Box-filter the canvas to 32x32, add Gaussian noise; uint8 (C, H, W)."""
-    small = np.asarray(canvas.reduce(_SCALE), dtype=np.float64)
+    small = np.asarray(canvas.reduce(SCALE), dtype=np.float64)
     small = small + rng.normal(0, noise, small.shape)
     small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
     return small[None] if small.ndim == 2 else small.transpose(2, 0, 1)
 
 
-def _colours(rng: np.random.Generator, count: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+def contrasting_colours(rng: np.random.Generator, count: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
     """A background colour and ``count`` object colours at least 110 apart from it (RGB distance)."""
     background = rng.integers(0, 256, 3)
     out = []
@@ -92,7 +92,7 @@ def shape_types() -> RawImages:
             r = rng.uniform(0.2, 0.42) * _CANVAS
             cx, cy = rng.uniform(r, _CANVAS - r, 2)
             draw_shape(ImageDraw.Draw(canvas), kind, cx, cy, r, rng.uniform(0, 2 * math.pi), int(fg))
-            images.append(_finish(canvas, rng, 6))
+            images.append(downsample(canvas, rng, 6))
             labels.append(label)
     return RawImages(np.stack(images), np.array(labels), SHAPES, _provenance(
         61, nuisance="position, radius U(0.2, 0.42) of the frame, rotation, gray levels 80+ apart, noise sigma 6",
@@ -127,13 +127,13 @@ def shape_counts() -> RawImages:
             while centres is None:
                 radii = list(rng.uniform(0.07, 0.11, count) * _CANVAS)
                 centres = _place(rng, radii, gap=0.05 * _CANVAS)
-            background, colours = _colours(rng, count)
+            background, colours = contrasting_colours(rng, count)
             canvas = Image.new("RGB", (_CANVAS, _CANVAS), background)
             draw = ImageDraw.Draw(canvas)
             for (cx, cy), r, colour in zip(centres, radii, colours):
                 kind = SHAPES[int(rng.integers(len(SHAPES)))]
                 draw_shape(draw, kind, cx, cy, r, rng.uniform(0, 2 * math.pi), colour)
-            images.append(_finish(canvas, rng, 5))
+            images.append(downsample(canvas, rng, 5))
             labels.append(label)
     return RawImages(np.stack(images), np.array(labels), names, _provenance(
         62, nuisance="shape types, colours, radii U(0.07, 0.11) of the frame, positions (not overlapping), noise 5",
@@ -161,12 +161,12 @@ def shape_relations() -> RawImages:
                 if lo_x < hi_x and lo_y < hi_y:
                     break
             sx, sy = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
-            background, (c_circle, c_square) = _colours(rng, 2)
+            background, (c_circle, c_square) = contrasting_colours(rng, 2)
             canvas = Image.new("RGB", (_CANVAS, _CANVAS), background)
             draw = ImageDraw.Draw(canvas)
             draw_shape(draw, "square", sx, sy, r_square, rng.uniform(0, 2 * math.pi), c_square)
             draw_shape(draw, "circle", sx + dx, sy + dy, r_circle, 0.0, c_circle)
-            images.append(_finish(canvas, rng, 5))
+            images.append(downsample(canvas, rng, 5))
             labels.append(label)
     return RawImages(np.stack(images), np.array(labels), RELATIONS, _provenance(
         63, nuisance="positions, radii U(0.1, 0.17) of the frame, square rotation, colours, noise sigma 5",
