@@ -223,10 +223,9 @@ class Zoo:
     def check_replaceable(self, name: str, kind: str, space: dict) -> None:
         """Refuse to publish over an entry of another kind or search space: a new version would
         hide it (and pruning would delete it) although it is not a newer version of the same thing."""
-        versions = self.versions(check_name(name))
-        if not versions:
+        latest = self._newest(name)  # one snapshot: a concurrent writer may prune what a listing named
+        if latest is None:
             return
-        latest = self.manifest(name, versions[-1])
         diff = sorted(k for k in set(latest.space) | set(space) if latest.space.get(k) != space.get(k))
         if latest.kind != kind or diff:
             what = (f"a {latest.kind} supernet" if latest.kind != kind else
@@ -249,11 +248,9 @@ class Zoo:
         data = weights_to_bytes(weights)
         sha = hashlib.sha256(data).hexdigest()
         self.check_replaceable(name, manifest.kind, manifest.space)
-        versions = self.versions(name)
-        if versions:
-            latest = self.manifest(name, versions[-1])
-            if latest.weights_sha256 == sha and _same_content(latest, manifest):
-                return latest
+        latest = self._newest(name)
+        if latest is not None and latest.weights_sha256 == sha and _same_content(latest, manifest):
+            return latest
         stored = dataclasses.replace(manifest, weights_sha256=sha, version=new_version())
         self.storage.write_bytes(data, name, stored.version, WEIGHTS)
         self.storage.write_bytes(stored.dumps().encode(), name, stored.version, MANIFEST)

@@ -19,6 +19,7 @@ CASES = {
     "few-ops": TINY.space(ops=("none", "skip_connect", "sep_conv_3x3")),
     "convs-only": TINY.space(ops=("sep_conv_5x5", "dil_conv_3x3")),
     "two-nodes-16px": TINY.space(nodes=2, image_size=16),
+    "odd-3px-last-cell": TINY.space(image_size=12, cells=4),  # dilated convs of an odd size skip the phase split
 }
 
 

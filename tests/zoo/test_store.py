@@ -247,3 +247,23 @@ def test_non_finite_weights_with_a_matching_sha256_are_refused_on_load(zoo):
     with pytest.raises(RaynasError, match=f"zoo entry 'mnist' version {stored.version}: 2 tensor") as err:
         zoo.load_weights("mnist")
     assert "NaN or infinite" in str(err.value) and "raynas zoo remove mnist" in str(err.value)
+
+
+def test_publishing_while_another_writer_prunes_the_newest_version(zoo, monkeypatch):
+    """The newest version may vanish between listing it and reading it (another writer's prune):
+    publishing then compares with what is left instead of failing."""
+    zoo.publish(_manifest(acc=0.1), _weights(seed=1))
+    newest = zoo.publish(_manifest(acc=0.2), _weights(seed=2))
+    read = zoo._read_manifest
+    pruned = []
+
+    def read_after_a_prune(name, version):
+        if version == newest.version and not pruned:
+            zoo.storage.delete(name, version, "manifest.json")  # another writer uncommits it first
+            zoo.storage.delete(name, version)
+            pruned.append(version)
+        return read(name, version)
+
+    monkeypatch.setattr(zoo, "_read_manifest", read_after_a_prune)
+    stored = zoo.publish(_manifest(acc=0.3), _weights(seed=3))
+    assert pruned == [newest.version] and zoo.versions("mnist")[-1] == stored.version
