@@ -60,6 +60,12 @@ class SelectionContext:
     embedding_storage: Any = None  # where encoders keep their fitted state
     admit: Callable[[ZooManifest], bool] | None = None  # which entries may be candidates at all (a benchmark's)
 
+    def __post_init__(self):
+        unknown = [n for n in self.config.exclude_sources if not self.store.exists(n)]
+        if unknown:  # a typo would exclude nothing, silently
+            raise RaynasError(f"--exclude-sources names unknown dataset(s) {', '.join(unknown)}",
+                              "name stored or built-in datasets (`raynas data list` shows them)")
+
     def candidates(self, kind: str) -> list[ZooManifest]:
         """Entries of ``kind`` that fit the space and were trained neither on the target nor on
         a dataset the search excludes."""

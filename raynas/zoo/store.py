@@ -220,12 +220,13 @@ class Zoo:
                 f"remove the entry with `raynas zoo remove {name}` and build or publish it again")
         return weights, manifest
 
-    def check_replaceable(self, name: str, kind: str, space: dict) -> None:
+    def check_replaceable(self, name: str, kind: str, space: dict) -> ZooManifest | None:
         """Refuse to publish over an entry of another kind or search space: a new version would
-        hide it (and pruning would delete it) although it is not a newer version of the same thing."""
+        hide it (and pruning would delete it) although it is not a newer version of the same thing.
+        Returns the newest version's manifest (None: there is none)."""
         latest = self._newest(name)  # one snapshot: a concurrent writer may prune what a listing named
         if latest is None:
-            return
+            return None
         diff = sorted(k for k in set(latest.space) | set(space) if latest.space.get(k) != space.get(k))
         if latest.kind != kind or diff:
             what = (f"a {latest.kind} supernet" if latest.kind != kind else
@@ -234,6 +235,7 @@ class Zoo:
             raise RaynasError(f"zoo entry '{name}' already holds {what}; publishing would replace it",
                               f"give the new supernet another name, or remove the old one first with "
                               f"`raynas zoo remove {name}`")
+        return latest
 
     # -- writing ----------------------------------------------------------------------
     def publish(self, manifest: ZooManifest, weights: Mapping[str, np.ndarray]) -> ZooManifest:
@@ -247,8 +249,7 @@ class Zoo:
                               "the search diverged; lower its learning rates and search again")
         data = weights_to_bytes(weights)
         sha = hashlib.sha256(data).hexdigest()
-        self.check_replaceable(name, manifest.kind, manifest.space)
-        latest = self._newest(name)
+        latest = self.check_replaceable(name, manifest.kind, manifest.space)
         if latest is not None and latest.weights_sha256 == sha and _same_content(latest, manifest):
             return latest
         stored = dataclasses.replace(manifest, weights_sha256=sha, version=new_version())

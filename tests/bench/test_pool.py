@@ -215,3 +215,5 @@ def test_a_search_can_exclude_sources_from_its_zoo(pool):
     assert choose_source(dataclasses.replace(off, config=off.config.replace(transfer="ot"))).entry.name == "textures"
     with pytest.raises(RaynasError, match="trained on glyph-upper, which --exclude-sources excludes"):
         choose_source(dataclasses.replace(off, config=off.config.replace(transfer="glyph-upper")))
+    with pytest.raises(RaynasError, match="--exclude-sources names unknown dataset\\(s\\) glyph-uper"):
+        dataclasses.replace(ctx, config=ctx.config.replace(exclude_sources=("glyph-uper",)))
