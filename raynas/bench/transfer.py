@@ -74,11 +74,12 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
                                   f"from '{run['source']}', which was trained on {', '.join(sorted(off))}",
                                   "report this bug")
     order = {arm: i for i, arm in enumerate(config.arms)}
-    runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"], r["protocols"]))
-    protocols = {p: analyse(protocol_runs(runs, p), config.tolerance) for p in config.protocols}
+    runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"], tuple(r["protocols"])))
+    by_protocol = {p: protocol_runs(runs, p) for p in config.protocols}
+    protocols = {p: analyse(rs, config.tolerance) for p, rs in by_protocol.items()}
     say("scoring the sources the arms started from (linear probe and LogME)")
     scores = score_sources(runs, workspace, out, config)
-    study = transferability({p: protocol_runs(runs, p) for p in config.protocols}, scores)
+    study = transferability(by_protocol, scores)
     answer = {"config": config.to_json(), "out": str(out), "sources": list(sources), "targets": list(targets),
               "pool": pool.to_json(), "zoos": zoos, "runs": runs, "protocols": protocols, "scores": scores,
               "transferability": study,

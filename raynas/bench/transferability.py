@@ -54,11 +54,8 @@ def score_sources(runs: Sequence[dict[str, Any]], workspace: Any, out: Path, con
     from raynas.search.loop import resolve_space
     from raynas.transfer.probe import probe_scratch, probe_zoo
 
+    scores = _read_scores(out / SCORES_FILE)
     path = out / SCORES_FILE
-    try:
-        scores = json.loads(path.read_text())
-    except (OSError, ValueError):
-        scores = {}
     wanted: dict[str, set[str]] = defaultdict(set)
     for run in runs:
         if run["arm"] in MEASURED_ARMS and run["source"] != "scratch":
@@ -82,6 +79,22 @@ def score_sources(runs: Sequence[dict[str, Any]], workspace: Any, out: Path, con
             have["scratch"] = {"accuracy": base.accuracy, "logme": base.logme}
         atomic_write_text(path, json.dumps(scores, indent=2))
     return scores
+
+
+def _read_scores(path: Path) -> dict[str, Any]:
+    """The scores a previous run of this benchmark kept; anything malformed is scored again."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+    def valid(score: Any) -> bool:
+        return isinstance(score, dict) and all(isinstance(score.get(k), (int, float)) for k in SCORE_KEYS.values())
+
+    if not isinstance(data, dict):
+        return {}
+    return {target: {source: score for source, score in entries.items() if valid(score)}
+            for target, entries in data.items() if isinstance(entries, dict)}
 
 
 def _mean_gain(runs: Sequence[dict[str, Any]], scratch: dict[tuple[str, int], dict[str, Any]]

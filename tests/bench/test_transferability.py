@@ -69,3 +69,15 @@ def test_transferability_per_protocol():
     out = transferability({"dataset": runs}, scores)
     assert set(out["choice"]) == {"dataset"} and out["gate"]["dataset"]["targets"] == 4
     assert gate_study({"dataset": gate_cases(runs[:3], scores)})["dataset"] == {"targets": 1}  # too few to judge
+
+
+def test_kept_scores_that_are_malformed_are_scored_again(tmp_path):
+    from raynas.bench.transferability import _read_scores
+
+    path = tmp_path / "scores.json"
+    path.write_text('{"t0": {"near": {"accuracy": 0.5, "logme": -1.0}, "far": {"accuracy": "x"}}, "t1": [1]}')
+    assert _read_scores(path) == {"t0": {"near": {"accuracy": 0.5, "logme": -1.0}}}
+    path.write_text("[1, 2]")
+    assert _read_scores(path) == {}
+    path.write_text("{not json")
+    assert _read_scores(path) == {}
