@@ -9,6 +9,9 @@
 # process group of its own, which the node's daemons and workers inherit; `stop` ends those two
 # groups and nothing else (`ray stop` has no address: it would end every Ray on the machine).
 #
+# The node's agents listen on free ports, not Ray's fixed defaults: another Ray on this machine (a
+# plain `ray.init()`) holds those, and a job server whose agent cannot bind accepts no job.
+#
 # Token auth is on (RAY_AUTH_MODE=token unless you set it otherwise): `start` makes ~/.ray/auth_token
 # if there is none, and every client of this cluster (ray job submit, ray status, JobSubmissionClient,
 # ray.init(address=...)) needs RAY_AUTH_MODE=token in its environment to send that token.
@@ -48,6 +51,10 @@ tree() {  # the processes of group $1 and all their descendants, whatever group 
       } while (more)
       for (p in keep) print p
     }'
+}
+
+free_port() {  # a TCP port no process listens on now (Ray's fixed defaults clash with another Ray here)
+  python -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 }
 
 any_alive() {
@@ -91,11 +98,12 @@ case "$cmd" in
     if [ "$RAY_AUTH_MODE" = token ]; then ray get-auth-token --generate >/dev/null; fi
     start_node head --head --node-ip-address=127.0.0.1 --port=$port --dashboard-host=127.0.0.1 \
       --num-cpus=1 --memory=$((2 << 30)) --object-store-memory=$((256 << 20)) --disable-usage-stats \
-      --temp-dir="$dir/head"
+      --temp-dir="$dir/head" --ray-client-server-port="$(free_port)" --dashboard-agent-listen-port="$(free_port)"
     # The worker gets a temp dir of its own, as a node on another machine would have: sharing the
     # head's, it re-extracts a job's working directory over the one the job's driver runs in.
     start_node worker --address=127.0.0.1:$port --node-ip-address=127.0.0.1 --num-cpus="$cpus" \
-      --memory=$((4 << 30)) --object-store-memory=$((256 << 20)) --temp-dir="$dir/worker"
+      --memory=$((4 << 30)) --object-store-memory=$((256 << 20)) --temp-dir="$dir/worker" \
+      --dashboard-agent-listen-port="$(free_port)"
     echo "GCS: 127.0.0.1:$port  dashboard and job server: http://127.0.0.1:8265"
     if [ "$RAY_AUTH_MODE" = token ]; then echo "clients need: export RAY_AUTH_MODE=token"; fi
     ;;

@@ -5,11 +5,12 @@ submitted right after ``ray up``), so sizing work by the live nodes alone refuse
 autoscaler would have provided. A request is judged in three steps:
 
 1. a live node fits it: run now;
-2. the autoscaler publishes its node types (autoscaler v2 writes them to the GCS): run if one
-   of them fits (the trial waits for that node), refuse at once if none does;
-3. otherwise, if an autoscaler runs (v1 says only that it runs), ask it for the node
-   (``request_resources``) and wait, with a progress line, until one that fits joins or
-   ``timeout_s`` passes; a cluster without an autoscaler is refused at once.
+2. the autoscaler's node types are published in the GCS's cluster config: run if one of them
+   fits (the trial waits for that node), refuse at once if none does;
+3. otherwise, if an autoscaler runs, ask it for the node (``request_resources``) and wait, with
+   a progress line, until one that fits joins or ``timeout_s`` passes. Autoscaler v2 reports a
+   request that no node type can meet as infeasible in the cluster status: refused as soon as it
+   says so. v1 says only that it runs. A cluster without an autoscaler is refused at once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Capacity:
     nodes: list[dict[str, float]] = field(default_factory=list)
     node_types: list[NodeType] | None = None  # None: the autoscaler does not say (or there is none)
     autoscaling: bool = False  # an autoscaler runs: nodes may join
+    infeasible: list[dict[str, float]] = field(default_factory=list)  # requests autoscaler v2 cannot meet
 
     @classmethod
     def of_cluster(cls) -> "Capacity":
@@ -48,7 +50,9 @@ class Capacity:
 
         nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
         types = autoscaler_node_types()
-        return cls(nodes, types, types is not None or autoscaler_running())
+        v2 = autoscaler_v2_status()
+        return cls(nodes, types, types is not None or v2 is not None or autoscaler_running(),
+                   v2.infeasible if v2 else [])
 
     def has_gpus(self) -> bool:
         """Whether GPUs exist now or can be added: what a ``--device auto`` default follows."""
@@ -57,6 +61,11 @@ class Capacity:
 
     def fits_now(self, request: dict[str, float]) -> bool:
         return any(_fits(request, n) for n in self.nodes)
+
+    def is_infeasible(self, request: dict[str, float]) -> bool:
+        """Whether the autoscaler said that no node type it can add meets ``request``."""
+        wanted = {k: float(v) for k, v in request.items() if v > 0}
+        return any(bundle == wanted for bundle in self.infeasible)
 
     def fits_type(self, request: dict[str, float]) -> bool | None:
         """True/False when the autoscaler's node types are known, None when they are not."""
@@ -81,6 +90,32 @@ def autoscaler_node_types() -> list[NodeType] | None:
         return None
     return [NodeType(g.name, {k: float(v) for k, v in g.resources.items()}, int(g.max_count))
             for g in config.node_group_configs]
+
+
+@dataclass(frozen=True)
+class AutoscalerV2Status:
+    infeasible: list[dict[str, float]]  # standing resource requests that no node type can meet
+
+
+def autoscaler_v2_status() -> AutoscalerV2Status | None:
+    """What autoscaler v2 last reported to the GCS; None when none reports (v1, or no autoscaler).
+
+    Ray 2.60's autoscaler v2 does not publish its node types, but it does report its state (a
+    version above 0) and the requests of ``request_resources`` that no node type can meet."""
+    try:
+        import ray
+        from ray._raylet import GcsClient
+        from ray.core.generated.autoscaler_pb2 import GetClusterStatusReply
+
+        reply = GetClusterStatusReply()
+        reply.ParseFromString(GcsClient(ray.get_runtime_context().gcs_address).get_cluster_status(timeout_s=10))
+    except Exception:  # noqa: BLE001 - an internal API: when it is missing or fails, we do not know
+        return None
+    state = reply.autoscaling_state
+    if state.autoscaler_state_version <= 0:
+        return None
+    return AutoscalerV2Status([{k: float(v) for k, v in r.request.resources_bundle.items()}
+                               for c in state.infeasible_cluster_resource_constraints for r in c.resource_requests])
 
 
 def autoscaler_running() -> bool:
@@ -157,6 +192,11 @@ def ensure_capacity(request: dict[str, float], what: str, *, timeout_s: float = 
             snapshot = capacity()
             if snapshot.fits_now(request):
                 return "joined"
+            if snapshot.is_infeasible(request):
+                raise RaynasError(f"{what} needs {need} on one node, but the cluster's autoscaler reports that "
+                                  f"no node type it can add has that much (the biggest node now: "
+                                  f"{_biggest(snapshot.nodes)})",
+                                  f"ask for less {ASK_LESS}, or add a node type that big to the cluster")
     finally:
         request_nodes([])  # withdraw the standing request: the work itself now asks for its resources
 

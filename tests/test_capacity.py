@@ -141,3 +141,14 @@ def test_a_local_ray_has_no_autoscaler_that_could_add_nodes(ray_session):
     finally:
         if before is not None:
             _internal_kv_put(AUTOSCALER_STATUS_KEY, before, overwrite=True)
+
+
+def test_a_request_autoscaler_v2_reports_infeasible_is_refused_without_waiting_out_the_timeout(monkeypatch):
+    monkeypatch.setattr(capacity_module, "POLL_S", 0.0)
+    asked = Capacity([HEAD], None, autoscaling=True)
+    said_no = Capacity([HEAD], None, autoscaling=True, infeasible=[{"GPU": 1.0}, {"CPU": 2.0, "GPU": 2.0}])
+    with pytest.raises(RaynasError, match="autoscaler reports that no node type it can add has that much") as err:
+        _run([asked, asked, said_no], {"CPU": 2, "GPU": 2, "memory": 0})
+    assert "--gpus-per-trial" in err.value.fix
+    # another request's infeasibility is not this one's
+    assert not said_no.is_infeasible({"CPU": 1, "GPU": 1}) and said_no.is_infeasible({"GPU": 1})

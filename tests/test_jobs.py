@@ -25,16 +25,13 @@ def _run_job(client, entrypoint, timeout=300):
 
 
 @pytest.mark.cluster
-def test_ray_job_submit_runs_a_raynas_command(tmp_path):
+def test_ray_job_submit_runs_a_raynas_command(ray_session, tmp_path):
     import ray
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    # `ray stop` below ends every Ray process on the machine, this session's local Ray too: a driver
-    # whose raylet dies exits the whole test process at once, with no report
-    if ray.is_initialized():
-        ray.shutdown()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
-    subprocess.run([str(ROOT / "cluster" / "local.sh"), "start"], check=True, env=env, capture_output=True)
+    local = str(ROOT / "cluster" / "local.sh")
+    subprocess.run([local, "start"], check=True, env=env, capture_output=True)
     try:
         client = JobSubmissionClient("http://127.0.0.1:8265")
         status, logs = _run_job(client, f"python jobs/raynas_job.py data list --json --home {tmp_path}")
@@ -42,7 +39,7 @@ def test_ray_job_submit_runs_a_raynas_command(tmp_path):
         rows = json.loads(logs[logs.index("[\n  {"):logs.rindex("]") + 1])
         assert "glyph-greek" in {r["name"] for r in rows}
 
-        # a zoo build inside the job: sources run as Ray tasks and publish through the zoo actor
+        # a zoo build inside the job: sources run as Tune trials and publish through the zoo actor
         status, logs = _run_job(client, f"python jobs/raynas_job.py zoo build --datasets digits,textures "
                                         f"--preset tiny --epochs 1 --max-steps 2 --json --home {tmp_path}")
         assert status == JobStatus.SUCCEEDED, logs
@@ -50,7 +47,12 @@ def test_ray_job_submit_runs_a_raynas_command(tmp_path):
 
         assert Zoo(tmp_path / "zoo").names() == ["digits", "textures"]
     finally:
-        subprocess.run([str(ROOT / "cluster" / "local.sh"), "stop"], env=env, capture_output=True)
+        stop = subprocess.run([local, "stop"], env=env, capture_output=True, text=True)
+    assert stop.returncode == 0, stop.stderr
+    # `local.sh stop` ends its own cluster only: nothing of it is left, and this session's Ray still answers
+    left = subprocess.run(["pgrep", "-f", "raynas-local-ray"], capture_output=True, text=True).stdout.split()
+    assert left == [], left
+    assert ray.get(ray.remote(num_cpus=0)(lambda: 7).remote(), timeout=60) == 7
 
 
 @pytest.mark.parametrize("script, usage", [("search.py", "raynas search"), ("build_zoo.py", "raynas zoo build"),

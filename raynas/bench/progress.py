@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
+from raynas.race.progress import trial_error
+
 
 class BenchProgress(Callback):
     """A line when an arm's trial starts, per epoch, and when it ends (with its retrained accuracy)."""
@@ -30,5 +32,9 @@ class BenchProgress(Callback):
             self.say(f"{self._label(trial)}: epoch {result.get('epoch')}/{total} val "
                      f"{100 * result['val_acc']:.1f}% H(alpha) {result.get('alpha_entropy', float('nan')):.3f}")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self.say(f"{self._label(trial)}: crashed ({trial_error(trial)}); retried from its last checkpoint "
+                 f"({trial.num_failures} failure(s) so far)")
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self.say(f"{self._label(trial)}: crashed; Tune retries it from its last checkpoint while retries are left")
+        self.say(f"{self._label(trial)}: FAILED ({trial_error(trial)}); no retries left")

@@ -8,6 +8,7 @@ Ray on the machine).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from raynas.race.config import RaceConfig
 from raynas.search.config import SearchConfig
 
 TINY = dict(preset="tiny", max_steps_per_epoch=2)
+FAKE_PROVIDER = "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider"
 
 
 def _free_port() -> int:
@@ -58,8 +60,13 @@ def _own_processes(marks: tuple[str, ...]) -> list[int]:
             if any(m in line for m in marks) and int(line.split(None, 1)[0]) != os.getpid()]
 
 
-@pytest.fixture
-def autoscaling_cluster(tmp_path):
+@contextlib.contextmanager
+def _cluster(tmp_path, v2: bool = False):
+    """A head without resources and an autoscaler (v1 by default) that adds fake GPU workers.
+
+    Autoscaler v2 fills in a provider's defaults from an example YAML that the wheel does not ship
+    for ``fake_multinode``; as an ``external`` provider the same class starts (v2 then reports
+    requests and infeasible ones, but does not launch its fake workers)."""
     import ray
     from ray._private.services import get_node_ip_address
 
@@ -67,21 +74,24 @@ def autoscaling_cluster(tmp_path):
         ray.shutdown()  # this test needs its own cluster; the session Ray comes back when needed
     port, temp = _free_port(), Path("/tmp") / f"raynas-fake-{os.getpid()}-{_free_port()}"  # short: socket paths
     address = f"{get_node_ip_address()}:{port}"
-    config = tmp_path / "autoscaling.yaml"
-    config.write_text(yaml.safe_dump(_config(address)))
-    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "RAY_AUTH_MODE": "disabled"}
+    config = _config(address)
+    if v2:
+        config["provider"].update(type="external", module=FAKE_PROVIDER)
+    config_file = tmp_path / "autoscaling.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "RAY_AUTH_MODE": "disabled", "RAY_enable_autoscaler_v2": str(int(v2))}
     marks = (str(temp), address)
     try:
         subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head", "--num-cpus=0",
-                        f"--port={port}", f"--temp-dir={temp}", f"--autoscaling-config={config}",
+                        f"--port={port}", f"--temp-dir={temp}", f"--autoscaling-config={config_file}",
                         "--include-dashboard=false", f"--ray-client-server-port={_free_port()}",
                         f"--dashboard-agent-listen-port={_free_port()}"],
                        env=env, check=True, capture_output=True, timeout=120)
         ray.init(address=address, namespace="raynas-test", log_to_driver=False)
-        from raynas.capacity import autoscaler_running
+        from raynas.capacity import autoscaler_running, autoscaler_v2_status
 
         deadline = time.monotonic() + 60
-        while not autoscaler_running():  # the monitor reports a few seconds after the head starts
+        while not (autoscaler_v2_status() if v2 else autoscaler_running()):  # it reports seconds after the head
             assert time.monotonic() < deadline, "the fake autoscaler never reported"
             time.sleep(1)
         yield address
@@ -95,6 +105,18 @@ def autoscaling_cluster(tmp_path):
                     pass
             time.sleep(2)
         subprocess.run(["rm", "-rf", str(temp)], check=False)
+
+
+@pytest.fixture
+def autoscaling_cluster(tmp_path):
+    with _cluster(tmp_path) as address:
+        yield address
+
+
+@pytest.fixture
+def autoscaling_cluster_v2(tmp_path):
+    with _cluster(tmp_path, v2=True) as address:
+        yield address
 
 
 @pytest.mark.cluster
@@ -142,3 +164,21 @@ def test_a_zoo_build_scales_a_gpu_node_up_from_zero_and_publishes(autoscaling_cl
     assert "waiting for a node with 1 CPU and 1 GPU" in err and "digits" in err and "finished; published" in err
     assert any(n["Resources"].get("GPU") for n in ray.nodes() if n["Alive"])  # the autoscaler added it
     assert json.loads((tmp_path / "build" / "build.json").read_text())["trial_resources"] == {"cpu": 1.0, "gpu": 1.0}
+
+
+@pytest.mark.cluster
+def test_autoscaler_v2_refuses_a_request_no_node_type_can_meet_before_any_trial(autoscaling_cluster_v2, suite_home,
+                                                                                 tmp_path):
+    from raynas.capacity import Capacity
+    from raynas.race.race import run_race
+    from raynas.workspace import Workspace
+
+    assert Capacity.of_cluster().autoscaling  # v2 reports its state, not the status v1 writes
+    workspace = Workspace.open(suite_home, str(tmp_path / "storage"))
+    config = ExperimentConfig(SearchConfig(dataset="glyph-digits", epochs=1, transfer="scratch", device="cpu",
+                                           threads=1, **TINY), RaceConfig(gpus_per_trial=2, node_wait_s=120))
+    t0 = time.monotonic()
+    with pytest.raises(RaynasError, match="needs 2 CPUs and 2 GPUs on one node, but the cluster's autoscaler "
+                                          "reports that no node type it can add has that much"):
+        run_race(config, workspace, run_dir=tmp_path / "too-big", verbose=False)
+    assert time.monotonic() - t0 < 60 and not (tmp_path / "too-big").exists()  # well before --node-wait-s

@@ -94,6 +94,11 @@ def test_a_race_of_four_trials(ray_session, workspace, tmp_path):
 
     experiment = Path(result.answer["experiment_path"])
     assert result.answer["tensorboard"] == f"tensorboard --logdir {experiment}"
+    assert (run / "tune").resolve() == experiment.resolve()  # one place per run: it links its Tune experiment
+    import ray
+
+    classes = {a["ActorClassName"].rsplit(".", 1)[-1] for a in ray._private.state.actors().values()}
+    assert "SearchTrial" in classes and "ImplicitFunc" not in classes, classes  # named in the dashboard
     for row in board:
         assert Path(row["path"]).name == f"{row['source']}_{row['trial']}"  # folders named after sources
         scalars, images = event_data(experiment / Path(row["path"]).name)
