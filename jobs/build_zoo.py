@@ -1,7 +1,7 @@
 """Entrypoint for `ray job submit`: pretrain the zoo on the cluster (`raynas zoo build`).
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/build_zoo.py --exclude glyph-digits --preset gpu --epochs 50 \
+        python jobs/build_zoo.py --exclude glyph-digits --preset gpu --device cuda --epochs 50 \
             --home /mnt/raynas/home --storage /mnt/raynas/storage
 
 Takes exactly the arguments of `raynas zoo build` (see `python jobs/build_zoo.py --help`).

@@ -1,7 +1,7 @@
 """Entrypoint for `ray job submit`: runs one raynas command inside a Ray job.
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/raynas_job.py search glyph-digits --preset gpu --epochs 50 \
+        python jobs/raynas_job.py search glyph-digits --preset gpu --device cuda --epochs 50 \
             --home /mnt/raynas/home --storage /mnt/raynas/storage
 
 The command runs in the job's driver process, which needs no GPU: submit it without

@@ -1,8 +1,8 @@
 """Entrypoint for `ray job submit`: race warm-started searches on the cluster (`raynas search`).
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/search.py glyph-digits --preset gpu --epochs 50 --race 3 --baseline --retrain --publish \
-            --home /mnt/raynas/home --storage /mnt/raynas/storage
+        python jobs/search.py glyph-digits --preset gpu --device cuda --epochs 50 --race 3 --baseline --retrain \
+            --publish --home /mnt/raynas/home --storage /mnt/raynas/storage
 
 Takes exactly the arguments of `raynas search` (see `python jobs/search.py --help`). The job's
 driver connects to the cluster (Ray sets RAY_ADDRESS for it), the trials run as Ray Tune trials

@@ -108,6 +108,21 @@ def test_the_race_defaults_follow_the_device_and_the_autoscaler(monkeypatch):
         trial_resources(RaceConfig(gpus_per_trial=2), search, verbose=False)
 
 
+def test_auto_device_says_when_an_autoscaler_hides_whether_it_has_gpus(monkeypatch, capsys):
+    from raynas.race.config import RaceConfig
+    from raynas.race.race import trial_resources
+    from raynas.search.config import SearchConfig
+
+    unknown = Capacity([HEAD, {"CPU": 4.0}], None, autoscaling=True)  # v2 reports its state, not its node types
+    monkeypatch.setattr(Capacity, "of_cluster", classmethod(lambda cls: unknown))
+    search = SearchConfig(dataset="digits")
+    assert trial_resources(RaceConfig(), search) == {"cpu": 1.0, "gpu": 0.0}
+    assert "pass --device cuda (or --gpus-per-trial 1) to give each trial a GPU" in capsys.readouterr().err
+    monkeypatch.setattr(Capacity, "of_cluster", classmethod(lambda cls: Capacity([HEAD, {"CPU": 4.0}])))
+    assert trial_resources(RaceConfig(), search) == {"cpu": 1.0, "gpu": 0.0}  # a fixed CPU cluster: nothing to say
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("loader, device, cpus_per_trial, cpus", [
     ("stream", "auto", None, 2.0 + 3), ("auto", "auto", None, 2.0), ("stream", "cpu", None, 1.0),
     ("stream", "auto", 4.0, 4.0)])

@@ -60,8 +60,13 @@ def trial_resources(race, search, store=None, verbose: bool = True) -> dict[str,
     if race.gpus_per_trial is not None:
         gpus = race.gpus_per_trial
     else:
-        wants_gpu = device.startswith("cuda") or (device == "auto" and Capacity.of_cluster().has_gpus())
+        cluster = Capacity.of_cluster() if device == "auto" else None
+        wants_gpu = device.startswith("cuda") or (cluster is not None and cluster.has_gpus())
         gpus = 1.0 if wants_gpu else 0.0
+        if cluster is not None and not wants_gpu and cluster.autoscaling and cluster.node_types is None and verbose:
+            print("note: the cluster's autoscaler does not say whether it can add GPU nodes, so the trials ask for "
+                  "CPUs only; pass --device cuda (or --gpus-per-trial 1) to give each trial a GPU",
+                  file=sys.stderr, flush=True)
     cpus = race.cpus_per_trial
     if cpus is None:
         cpus = 1.0
