@@ -55,6 +55,16 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of the same name")
     p.set_defaults(run=run_import)
 
+    p = cmds.add_parser("migrate", parents=[parent], help="rewrite datasets stored by older versions in the current "
+                                                          "layout (bounded row groups, shards)",
+                        description="Datasets imported by older raynas versions are one Parquet file with large row "
+                                    "groups: they open, but streaming readers then hold a whole group. This rewrites "
+                                    "them as an import does today, a piece at a time, keeping their content hash "
+                                    "(embeddings, zoo entries and runs that name them stay valid). Current ones are "
+                                    "left as they are.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="datasets to migrate (default: every imported one)")
+    p.set_defaults(run=run_migrate)
+
     p = cmds.add_parser("remove", parents=[parent], help="delete an imported dataset")
     p.add_argument("name")
     p.set_defaults(run=run_remove)
@@ -169,6 +179,22 @@ def run_import(args: argparse.Namespace) -> None:
     else:
         print_table(f"imported {fmt} from {source}", INFO_COLUMNS, info_rows([info]))
         print(f"stored: {path}")
+
+
+def run_migrate(args: argparse.Namespace) -> None:
+    store = _store(args)
+    names = args.names or [n for n in store.stored_names() if n not in BUILTINS]
+    for name in names:
+        if not store.exists(name):
+            raise RaynasError(f"dataset '{name}' not found", "`raynas data list` shows what is stored")
+    done = {name: store.migrate(name) for name in names}
+    if args.json:
+        print_json([{"name": n, "migrated": why is not None, "was": why} for n, why in done.items()])
+        return
+    for name, why in done.items():
+        print(f"{name}: migrated (was {why})" if why else f"{name}: already current")
+    if not done:
+        print("no imported datasets")
 
 
 def run_remove(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import copy
 import math
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from raynas.data.format import DatasetInfo
+from raynas.data.relayout import layout_problem
 from raynas.data.splits import SPLITS
 from raynas.data.store import DatasetStore
 from raynas.data.transforms import Normalize, RandomCropFlip, to_float
@@ -313,6 +315,11 @@ def create_loaders(dataset: str, config: LoaderConfig = LoaderConfig(), splits: 
     from raynas.data.stored import StoredDataset
 
     stored = StoredDataset(path, info)  # reads and checks the labels and splits now, not mid-epoch
+    problem = layout_problem(stored)
+    if problem:
+        print(f"note: dataset '{dataset}' is stored in an older layout ({problem}), and streaming holds a whole "
+              f"row group at a time: `raynas data migrate {dataset}` rewrites it (same content hash)",
+              file=sys.stderr, flush=True)
     normalize = Normalize.fit(_stats_sample(stored, config))
     if backend == "stream":
         return {s: StreamLoader(info, s, config, normalize, stored) for s in splits}

@@ -300,6 +300,25 @@ class DatasetStore:
         self._upload(name, overwrite)
         return self.path(name), info
 
+    def migrate(self, name: str) -> str | None:
+        """Rewrite an imported dataset written by an older version in the current layout (bounded
+        row groups, shards), with the same content hash, in one atomic step; returns what was
+        out of date, or None when nothing was (the dataset is then left untouched)."""
+        from raynas.data.relayout import Relayout, layout_problem
+
+        if name in BUILTINS:
+            raise RaynasError(f"'{name}' is a built-in dataset: it is rebuilt, not migrated",
+                              "name an imported dataset (`raynas data list`)")
+        stored = self.open(name)
+        problem = layout_problem(stored)
+        if problem is None:
+            return None
+        with self._write_errors(name), self._claim(name, overwrite=True) as tmp:
+            Relayout(name, stored).write(tmp)
+        remove_stale_temps(self.folder)
+        self._upload(name, overwrite=True)
+        return problem
+
     def save(self, ds: ImageDataset, overwrite: bool = False) -> Path:
         """Store an imported dataset; the existence check and the write are one atomic step."""
         name = ds.info.name
