@@ -7,7 +7,8 @@
 Takes exactly the arguments of `raynas search` (see `python jobs/search.py --help`). The job's
 driver connects to the cluster (Ray sets RAY_ADDRESS for it), the trials run as Ray Tune trials
 on the nodes with the resources asked for (`--gpus-per-trial`, `--cpus-per-trial`), and read
-the datasets from `--home` and the zoo from `--storage`, which must be shared by every node.
+the zoo from `--storage`, which every node must see (a mount or an s3:// or gs:// URI), and the
+datasets from their node's `--home` (fetched there from `--storage` when imported with it).
 """
 
 import sys
