@@ -51,7 +51,8 @@ def trial_resources(race, search, store=None, verbose: bool = True) -> dict[str,
     """CPUs and GPUs per trial: as asked, else a GPU when ``--device`` wants one (``auto``: when the
     cluster has GPUs or its autoscaler can add them), and 2 CPUs beside a GPU, plus one for each
     read-ahead thread when the search streams its data from ``store`` (the GPU would otherwise
-    wait for batches). Refused only when the cluster can never give a trial that much; an
+    wait for batches; a CPU trial's step is the bottleneck, its loader threads take under 1% of
+    a core: docs/benchmarks.md). Refused only when the cluster can never give a trial that much; an
     autoscaler may add the node first (see :mod:`raynas.capacity`)."""
     from raynas.capacity import Capacity, ensure_capacity
     from raynas.search.loop import streams

@@ -119,3 +119,19 @@ def test_the_embedding_of_a_long_split_reads_a_few_row_groups(tmp_path, monkeypa
     assert 8 <= len(set(groups_read)) <= 12 and pq.ParquetFile(path).num_row_groups == 110
     loaded = embed_dataset(ds, pixel_encoder_local, config)
     assert np.array_equal(stored.sample, loaded.sample) and np.array_equal(stored.means, loaded.means)
+
+
+def test_data_show_reads_only_the_row_groups_of_its_grid(tmp_path, monkeypatch, groups_read, capsys):
+    from raynas.cli import main
+
+    rng = np.random.default_rng(0)
+    ds = make_dataset("parts", rng.integers(0, 256, (60, 3, 6, 6), dtype=np.uint8), np.arange(60) % 4,
+                      ["a", "b", "c", "d"], domain="test")
+    monkeypatch.setattr(format_mod, "ROW_GROUP_BYTES", 8 * 3 * 36)
+    store = DatasetStore(tmp_path / "home")
+    store.save(ds)
+    assert pq.ParquetFile(store.path("parts")).num_row_groups == 8
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", "parts", "--per-class", "1", "--max-classes", "2", "--out", str(out),
+                 "--home", str(tmp_path / "home")]) == 0
+    assert out.is_file() and 1 <= len(set(groups_read)) <= 2  # two images drawn: not the other groups
