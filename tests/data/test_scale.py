@@ -1,12 +1,16 @@
 """A dataset several times the memory a step of the pipeline may hold goes through import ->
 embedding -> ranking -> a short search with the streaming loader, in memory that does not grow
 with it (issue 28's scale test; slow: it generates and imports 0.6 GB of PNGs and 2.5 GB of
-.npz pixels)."""
+.npz pixels, the latter in a memory cgroup of 2 GiB where the machine lets the test make one)."""
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -67,23 +71,56 @@ print(json.dumps(out))
 """
 
 
+@contextlib.contextmanager
+def memory_cgroup(limit_bytes: int):
+    """A memory cgroup of its own with ``limit_bytes`` (page cache and child processes count), as a
+    path whose ``cgroup.procs`` a process joins; None where this machine offers none to create."""
+    for root, limit_file in ((Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),  # v1
+                             (Path("/sys/fs/cgroup"), "memory.max")):  # v2 (its memory controller enabled)
+        group = root / f"raynas-scale-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        try:
+            (group / limit_file).write_text(str(limit_bytes))
+        except OSError:
+            group.rmdir()
+            continue
+        try:
+            yield group
+        finally:
+            with contextlib.suppress(OSError):
+                group.rmdir()  # empty once the run's processes ended
+        return
+    yield None
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc/self/status")
-@pytest.mark.parametrize("kind, n", [
-    ("imagefolder", 48_000),  # 590 MB of pixels as PNG files: the import that peaked at 7.1 GB before it streamed
-    ("npz", 200_000),  # 2,458 MB of pixels: four times the bound below
+@pytest.mark.parametrize("kind, n, limit_gib", [
+    ("imagefolder", 48_000, None),  # 590 MB of pixels as PNG files: the import that peaked at 7.1 GB before it streamed
+    ("npz", 200_000, 2),  # 2,458 MB of pixels: four times the bound below, more than the 2 GiB the run may use
 ])
-def test_a_dataset_larger_than_a_step_may_hold_imports_ranks_and_trains_in_flat_memory(tmp_path, kind, n):
-    try:
-        run = subprocess.run([sys.executable, "-c", CHAIN, str(tmp_path), kind, str(n)], capture_output=True,
-                             text=True, timeout=1800)
-        assert run.returncode == 0, run.stderr[-3000:]
-        out = json.loads(run.stdout.strip().splitlines()[-1])
-        assert out["images"] == n and out["status"] == "finished" and out["ranked"] == ["digits"]
-        grown = {k: out[k] - out["start_mb"] for k in ("import_mb", "embed_mb", "rank_mb", "search_mb")}
-        print(f"{kind}, {n:,} images: peak RSS {out['start_mb']} MB after start-up, grown by", grown)
-        # flat: each step holds row groups and samples, not the pixels (let alone 12x them, as before)
-        assert max(grown.values()) < 600, (out, grown)
-    finally:  # gigabytes: not left for pytest's kept temp dirs
-        for child in tmp_path.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+def test_a_dataset_larger_than_a_step_may_hold_imports_ranks_and_trains_in_flat_memory(tmp_path, kind, n, limit_gib):
+    with contextlib.ExitStack() as stack:
+        group = stack.enter_context(memory_cgroup(limit_gib << 30)) if limit_gib else None
+
+        def join_group():  # in the child, before it runs: everything it starts (Ray too) is held to the limit
+            if group is not None:
+                (group / "cgroup.procs").write_text(str(os.getpid()))
+
+        try:
+            run = subprocess.run([sys.executable, "-c", CHAIN, str(tmp_path), kind, str(n)], capture_output=True,
+                                 text=True, timeout=1800, preexec_fn=join_group)
+            assert run.returncode == 0, (run.returncode, run.stderr[-3000:])  # -9: killed at the memory limit
+            out = json.loads(run.stdout.strip().splitlines()[-1])
+            assert out["images"] == n and out["status"] == "finished" and out["ranked"] == ["digits"]
+            grown = {k: out[k] - out["start_mb"] for k in ("import_mb", "embed_mb", "rank_mb", "search_mb")}
+            limit = f"run in a cgroup of {limit_gib} GiB" if group else "no memory cgroup to run in (measured only)"
+            print(f"{kind}, {n:,} images: peak RSS {out['start_mb']} MB after start-up, grown by {grown}; {limit}")
+            # flat: each step holds row groups and samples, not the pixels (let alone 12x them, as before)
+            assert max(grown.values()) < 600, (out, grown)
+        finally:  # gigabytes: not left for pytest's kept temp dirs
+            for child in tmp_path.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
