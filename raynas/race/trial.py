@@ -15,6 +15,7 @@ TensorBoard images next to Tune's scalars.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -150,6 +151,9 @@ def named_trainable(name: str, function, resources: dict[str, float], **paramete
 
     def setup(self, config):  # the actor's main thread, where a signal handler can be set
         exit_on_sigterm()
+        # the driver prints each epoch; Ray forwards this process's log to it (and to `ray job logs`),
+        # where a line per checkpoint would drown the progress
+        logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
         return wrapped.setup(self, config)
 
     return type(name, (wrapped,), {"setup": setup, "__qualname__": name, "__module__": wrapped.__module__})
@@ -157,14 +161,9 @@ def named_trainable(name: str, function, resources: dict[str, float], **paramete
 
 def search_trial(trial_config: dict[str, Any], job: TrialJob) -> None:
     """The Tune function trainable of a race and of a zoo build."""
-    import logging
     import os
 
     from ray import tune
-
-    # the driver prints each epoch; Ray forwards this process's log to it (and to `ray job logs`),
-    # where a line per checkpoint would drown the progress
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
     config = trial_experiment(job, trial_config)
     check_assigned_gpu(config.search.device)
