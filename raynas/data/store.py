@@ -283,9 +283,19 @@ class DatasetStore:
                               "choose another --name, or pass --overwrite to replace it")
 
     def _upload(self, name: str, overwrite: bool) -> None:
-        """Put a dataset just written here on the shared storage too, when there is one."""
-        if self.shared is not None:
+        """Put a dataset just written here on the shared storage too, when there is one. A failed
+        upload leaves no index there, so no reader finds the shards it wrote; the next upload
+        replaces them."""
+        if self.shared is None:
+            return
+        try:
             self.shared.upload(name, self.path(name), overwrite=overwrite)
+        except (RaynasError, OSError) as exc:
+            why = exc.problem if isinstance(exc, RaynasError) else (exc.strerror or str(exc))
+            raise RaynasError(f"dataset '{name}' is stored in the home {self.folder}, but its upload to the shared "
+                              f"storage {self.shared.storage.uri} failed: {why}",
+                              "once the storage is reachable, run the same command again with --overwrite (what the "
+                              "failed upload left there is replaced; nodes cannot see it meanwhile)") from None
 
     def save_streamed(self, plan, overwrite: bool = False, **options) -> tuple[Path, DatasetInfo]:
         """Store a planned import of image files (:class:`raynas.data.importers.FileImport`),

@@ -76,3 +76,32 @@ def test_a_search_on_another_home_trains_on_the_shared_dataset(tmp_path, s3_uri,
                  "--loader", "stream", "--home", str(tmp_path / "b"), "--storage", s3_uri, "--json"]) == 0
     assert '"winner"' in capsys.readouterr().out
     assert DatasetStore(tmp_path / "b").path("cells").is_file()  # the copy the search read
+
+
+def test_a_failed_upload_is_named_hides_its_shards_and_the_rerun_with_overwrite_replaces_them(tmp_path, s3_uri,
+                                                                                               monkeypatch):
+    from raynas.storage import Storage
+
+    monkeypatch.setattr(format_mod, "SHARD_BYTES", 20 * 3 * 8 * 8)  # 3 shards
+    here = DatasetStore(tmp_path / "a", s3_uri)
+    plan = FILE_IMPORTS.get("npz")(_npz(tmp_path / "in.npz"), name="cells")
+    real, sent = Storage.upload, []
+
+    def drops_after_one(self, local, *parts):  # the connection drops after the first shard
+        if sent:
+            raise OSError(104, "Connection reset by peer")
+        sent.append(parts)
+        return real(self, local, *parts)
+
+    monkeypatch.setattr(Storage, "upload", drops_after_one)
+    with pytest.raises(RaynasError, match="stored in the home .* but its upload to the shared storage .* failed: "
+                                          "Connection reset by peer") as err:
+        here.save_streamed(plan)
+    assert "again with --overwrite" in err.value.fix
+    assert here.path("cells").is_dir() and here.shared.storage.exists("cells", "part-00000.parquet")
+    elsewhere = DatasetStore(tmp_path / "b", s3_uri)
+    assert "cells" not in elsewhere.names()  # no index: the shard it wrote is invisible
+
+    monkeypatch.setattr(Storage, "upload", real)
+    here.save_streamed(plan, overwrite=True)
+    assert elsewhere.load("cells", verify=True).info.content_hash == here.info("cells").content_hash
