@@ -10,7 +10,8 @@
 # groups and nothing else (`ray stop` has no address: it would end every Ray on the machine).
 #
 # The node's agents listen on free ports, not Ray's fixed defaults: another Ray on this machine (a
-# plain `ray.init()`) holds those, and a job server whose agent cannot bind accepts no job.
+# plain `ray.init()`) holds those, and a job server whose agent cannot bind accepts no job. The
+# dashboard and job server keep port 8265: a Ray elsewhere here with its dashboard on takes that.
 #
 # Token auth is on (RAY_AUTH_MODE=token unless you set it otherwise): `start` makes ~/.ray/auth_token
 # if there is none, and every client of this cluster (ray job submit, ray status, JobSubmissionClient,
@@ -54,7 +55,7 @@ tree() {  # the processes of group $1 and all their descendants, whatever group 
 }
 
 free_port() {  # a TCP port no process listens on now (Ray's fixed defaults clash with another Ray here)
-  python -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
+  "${PYTHON:-python3}" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 }
 
 any_alive() {

@@ -64,14 +64,18 @@ class Capacity:
 
     def is_infeasible(self, request: dict[str, float]) -> bool:
         """Whether the autoscaler said that no node type it can add meets ``request``."""
-        wanted = {k: float(v) for k, v in request.items() if v > 0}
-        return any(bundle == wanted for bundle in self.infeasible)
+        return any(_positive(bundle) == _positive(request) for bundle in self.infeasible)
 
     def fits_type(self, request: dict[str, float]) -> bool | None:
         """True/False when the autoscaler's node types are known, None when they are not."""
         if self.node_types is None:
             return None
         return any(_fits(request, t.resources) and t.max_count != 0 for t in self.node_types)
+
+
+def _positive(resources: dict[str, float]) -> dict[str, float]:
+    """The resources asked for: a zero (``GPU: 0``) asks for nothing."""
+    return {k: float(v) for k, v in resources.items() if v > 0}
 
 
 def _fits(request: dict[str, float], resources: dict[str, float]) -> bool:
@@ -171,7 +175,7 @@ def ensure_capacity(request: dict[str, float], what: str, *, timeout_s: float = 
                           f"biggest: {_biggest(snapshot.nodes)}) and no autoscaler runs that could add one",
                           f"ask for less {ASK_LESS}, or add a node that big to the cluster")
     request_nodes = request_nodes or _request_from_autoscaler
-    request_nodes([request])
+    request_nodes([_positive(request)])
     start = time.monotonic()
     last = start - 10  # say at once what is waited for
     try:

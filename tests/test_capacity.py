@@ -145,9 +145,10 @@ def test_a_local_ray_has_no_autoscaler_that_could_add_nodes(ray_session):
 
     from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
 
-    from raynas.capacity import AUTOSCALER_STATUS_KEY, autoscaler_running
+    from raynas.capacity import AUTOSCALER_STATUS_KEY, Capacity, autoscaler_running, autoscaler_v2_status
 
     assert not autoscaler_running()  # its monitor is read-only: node types named after the nodes
+    assert autoscaler_v2_status() is None and not Capacity.of_cluster().autoscaling  # and no v2 reports
     before = _internal_kv_get(AUTOSCALER_STATUS_KEY)
     try:
         _internal_kv_put(AUTOSCALER_STATUS_KEY, json.dumps(
@@ -162,8 +163,15 @@ def test_a_request_autoscaler_v2_reports_infeasible_is_refused_without_waiting_o
     monkeypatch.setattr(capacity_module, "POLL_S", 0.0)
     asked = Capacity([HEAD], None, autoscaling=True)
     said_no = Capacity([HEAD], None, autoscaling=True, infeasible=[{"GPU": 1.0}, {"CPU": 2.0, "GPU": 2.0}])
+    requests = []
     with pytest.raises(RaynasError, match="autoscaler reports that no node type it can add has that much") as err:
-        _run([asked, asked, said_no], {"CPU": 2, "GPU": 2, "memory": 0})
+        ensure_capacity({"CPU": 2, "GPU": 2, "memory": 0}, "a trial", capacity=iter([asked, asked, said_no]).__next__,
+                        verbose=False, request_nodes=requests.append)
+    assert requests == [[{"CPU": 2.0, "GPU": 2.0}], []]  # asked without the zeros, then withdrawn
     assert "--gpus-per-trial" in err.value.fix
-    # another request's infeasibility is not this one's
-    assert not said_no.is_infeasible({"CPU": 1, "GPU": 1}) and said_no.is_infeasible({"GPU": 1})
+    # another request's infeasibility is not this one's; zeros ask for nothing, on either side
+    assert not said_no.is_infeasible({"CPU": 1, "GPU": 1}) and said_no.is_infeasible({"GPU": 1, "CPU": 0})
+    cpu_only = Capacity([HEAD], None, autoscaling=True, infeasible=[{"CPU": 64.0, "GPU": 0.0}])
+    assert cpu_only.is_infeasible({"CPU": 64, "GPU": 0})
+    with pytest.raises(RaynasError, match="autoscaler reports"):
+        _run([asked, cpu_only], {"CPU": 64, "GPU": 0})

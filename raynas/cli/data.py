@@ -184,7 +184,10 @@ def run_import(args: argparse.Namespace) -> None:
 def run_migrate(args: argparse.Namespace) -> None:
     store = _store(args)
     names = args.names or [n for n in store.stored_names() if n not in BUILTINS]
-    for name in names:
+    for name in names:  # every name checked before any dataset is rewritten
+        if name in BUILTINS:
+            raise RaynasError(f"'{name}' is a built-in dataset: it is rebuilt, not migrated",
+                              "name an imported dataset (`raynas data list`)")
         if not store.exists(name):
             raise RaynasError(f"dataset '{name}' not found", "`raynas data list` shows what is stored")
     done = {name: store.migrate(name) for name in names}

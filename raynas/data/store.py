@@ -319,14 +319,16 @@ class DatasetStore:
         if name in BUILTINS:
             raise RaynasError(f"'{name}' is a built-in dataset: it is rebuilt, not migrated",
                               "name an imported dataset (`raynas data list`)")
-        stored = self.open(name)
+        stored = self.open(name)  # a dataset of the shared storage is fetched first: in today's layout
         problem = layout_problem(stored)
         if problem is None:
             return None
         with self._write_errors(name), self._claim(name, overwrite=True) as tmp:
             Relayout(name, stored).write(tmp)
+            if self.info(name).content_hash != stored.info.content_hash:  # re-imported meanwhile: keep that
+                raise RaynasError(f"dataset '{name}' was replaced while it was migrated: left as the new one is",
+                                  f"run `raynas data migrate {name}` again")
         remove_stale_temps(self.folder)
-        self._upload(name, overwrite=True)
         return problem
 
     def save(self, ds: ImageDataset, overwrite: bool = False) -> Path:

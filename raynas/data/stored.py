@@ -124,8 +124,9 @@ READ_PIECE_BYTES = 1 << 20
 
 def open_parquet(path: Path) -> pq.ParquetFile:
     """A dataset file or shard, opened by its footer; ``pre_buffer`` off, since it keeps the
-    compressed bytes of every row group read until the file is closed."""
-    return _read_parquet(path, lambda p: pq.ParquetFile(p, pre_buffer=False))
+    compressed bytes of every row group read until the file is closed, and column chunks read
+    through a buffer (unbuffered, a whole chunk is read at once: all of a one-group old file)."""
+    return _read_parquet(path, lambda p: pq.ParquetFile(p, pre_buffer=False, buffer_size=READ_PIECE_BYTES))
 
 
 def group_images(parquet: pq.ParquetFile, group: RowGroup, shape: tuple[int, ...], dataset: Path) -> np.ndarray:

@@ -109,3 +109,22 @@ def test_the_stream_loader_says_how_to_migrate_an_old_layout(legacy, capsys):
     store.migrate("old")
     create_loader("old", "train", config, store)
     assert "older layout" not in capsys.readouterr().err
+
+
+def test_a_rewrite_that_would_change_the_content_is_refused_and_leaves_the_old_file(legacy, monkeypatch):
+    from raynas.data.relayout import Relayout
+
+    home, _ = legacy
+    store = DatasetStore(home)
+    before = (store.path("old").read_bytes(), sorted(os.listdir(store.folder)))
+    read = Relayout._chunks
+
+    def reordered(self):  # a reader bug that swaps two images
+        chunks = list(read(self))
+        chunks[0] = chunks[0][::-1].copy()
+        yield from chunks
+
+    monkeypatch.setattr(Relayout, "_chunks", reordered)
+    with pytest.raises(RaynasError, match="read back with content hash .* not its stored .* left as it was"):
+        store.migrate("old")
+    assert (store.path("old").read_bytes(), sorted(os.listdir(store.folder))) == before

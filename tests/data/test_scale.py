@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -73,25 +75,36 @@ print(json.dumps(out))
 
 @contextlib.contextmanager
 def memory_cgroup(limit_bytes: int):
-    """A memory cgroup of its own with ``limit_bytes`` (page cache and child processes count), as a
-    path whose ``cgroup.procs`` a process joins; None where this machine offers none to create."""
-    for root, limit_file in ((Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),  # v1
-                             (Path("/sys/fs/cgroup"), "memory.max")):  # v2 (its memory controller enabled)
+    """A memory cgroup of its own with ``limit_bytes`` (page cache and child processes count, swap
+    too where the kernel accounts it), as a path whose ``cgroup.procs`` a process joins; None where
+    this machine offers none to create. Whatever still runs in it at the end is killed."""
+    for root, limits in ((Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")),
+                         (Path("/sys/fs/cgroup"), ("memory.max", "memory.swap.max"))):  # v1, then v2
         group = root / f"raynas-scale-{uuid.uuid4().hex[:8]}"
         try:
             group.mkdir()
         except OSError:
             continue
         try:
-            (group / limit_file).write_text(str(limit_bytes))
+            (group / limits[0]).write_text(str(limit_bytes))
         except OSError:
             group.rmdir()
             continue
+        with contextlib.suppress(OSError):  # no swap accounting: nothing to limit there
+            (group / limits[1]).write_text(str(limit_bytes) if limits[1].endswith("in_bytes") else "0")
         try:
             yield group
         finally:
+            for _ in range(20):  # Ray's processes outlive a killed run: end them, then remove the group
+                pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
             with contextlib.suppress(OSError):
-                group.rmdir()  # empty once the run's processes ended
+                group.rmdir()
         return
     yield None
 
@@ -106,13 +119,11 @@ def test_a_dataset_larger_than_a_step_may_hold_imports_ranks_and_trains_in_flat_
     with contextlib.ExitStack() as stack:
         group = stack.enter_context(memory_cgroup(limit_gib << 30)) if limit_gib else None
 
-        def join_group():  # in the child, before it runs: everything it starts (Ray too) is held to the limit
-            if group is not None:
-                (group / "cgroup.procs").write_text(str(os.getpid()))
-
+        command = [sys.executable, "-c", CHAIN, str(tmp_path), kind, str(n)]
+        if group is not None:  # the shell joins the group, then becomes the run: all it starts (Ray too) is held
+            command = ["sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$@"', "sh", *command]
         try:
-            run = subprocess.run([sys.executable, "-c", CHAIN, str(tmp_path), kind, str(n)], capture_output=True,
-                                 text=True, timeout=1800, preexec_fn=join_group)
+            run = subprocess.run(command, capture_output=True, text=True, timeout=1800)
             assert run.returncode == 0, (run.returncode, run.stderr[-3000:])  # -9: killed at the memory limit
             out = json.loads(run.stdout.strip().splitlines()[-1])
             assert out["images"] == n and out["status"] == "finished" and out["ranked"] == ["digits"]
