@@ -206,7 +206,16 @@ def ensure_capacity(request: dict[str, float], what: str, *, timeout_s: float = 
 
 
 def _request_from_autoscaler(bundles: list[dict[str, float]]) -> None:
+    """Ask the autoscaler for ``bundles`` (``[]`` withdraws the request): autoscaler v2 through
+    its own API when it reports (Ray's generic call decides v1 or v2 once per process and keeps
+    that answer, wrong for a later connection to another cluster), else through Ray's generic one."""
     try:
+        if autoscaler_v2_status() is not None:
+            import ray
+            from ray.autoscaler.v2.sdk import request_cluster_resources
+
+            request_cluster_resources(ray.get_runtime_context().gcs_address, [{"resources": b} for b in bundles])
+            return
         from ray.autoscaler.sdk import request_resources
 
         request_resources(bundles=bundles)
