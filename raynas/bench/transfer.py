@@ -263,10 +263,16 @@ def run_search_arms(config: TransferBenchConfig, picks: list[Pick], workspace: W
                                       failure_config=tune.FailureConfig(max_failures=2),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       callbacks=callbacks, verbose=0))
-    results = tuner.fit()
+    from raynas.interrupts import resume_hint
+
+    with resume_hint("continue it with the same command (finished trials are kept)"):
+        results = tuner.fit()
     runs, missing = [], []
     for r in results:
-        p, m = r.config["pick"], r.metrics or {}
+        p, m = (r.config or {}).get("pick"), r.metrics or {}
+        if p is None:  # an interruption stopped Tune before this trial started: it has no config yet
+            missing.append("a trial that had not started")
+            continue
         if r.error is not None or "history" not in m:
             why = m.get("error") or (str(r.error).strip().splitlines()[-1] if r.error else "did not finish")
             missing.append(f"{p['target']}/{p['arm']}/seed{p['seed']}: {why}")
