@@ -20,6 +20,7 @@ LN8 = math.log(8)
 SINGLE_SOURCE_ARMS = ("ot", "probe", "random", "farthest")  # one measured source/target pair per run
 RANDOM_GENOTYPE = "random-genotype"  # no search, no source: the control of the search itself
 NOT_TRANSFER = ("scratch", RANDOM_GENOTYPE)  # arms without a warm start: no transfer to count
+CHANCE_P = 0.01  # scratch learnt a target when its final val accuracy beats chance at this p
 SETTLED = 0.01  # scratch has settled when its last quarter of epochs added at most 1 point
 GOAL_SPEEDUP, STRETCH_SPEEDUP, GOAL_POSITIVE = 3.0, 5.0, 0.9  # the paper's lower bound, and past it
 
@@ -214,6 +215,28 @@ def settled_targets(convergence: dict[str, Any]) -> list[str]:
     return [t for t, s in convergence.items() if s.get("late_gain") is not None and s["late_gain"] <= SETTLED]
 
 
+def learnt_targets(runs: Sequence[dict[str, Any]], chance: dict[str, dict[str, int]]) -> list[str]:
+    """Targets on which scratch's final val accuracy (seed mean) beats chance, 1 / classes, by a
+    one-sided binomial test at p < CHANCE_P over the val images. On the others the preset learns
+    nothing measurable, and which arm first reaches scratch's final accuracy is noise."""
+    from scipy.stats import binomtest
+
+    finals: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        if r["arm"] == "scratch" and _curve(r):
+            finals[r["target"]].append(_curve(r)[-1])
+    out = []
+    for target, accs in finals.items():
+        c = chance.get(target)
+        if c is None or not c.get("val") or not c.get("classes"):
+            out.append(target)  # nothing to test against: kept
+            continue
+        hits = round(sum(accs) / len(accs) * c["val"])
+        if binomtest(hits, c["val"], 1 / c["classes"], alternative="greater").pvalue < CHANCE_P:
+            out.append(target)
+    return out
+
+
 def goals(arms: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each searching arm against the paper's lower bound (median speed-up of at least 3x,
     positive transfer on at least 90% of targets, retrained test accuracy no worse than
@@ -265,13 +288,18 @@ def _paired_scratch(run: dict[str, Any], scratch: dict[tuple[str, int], dict[str
     return scratch[(run["target"], seeds[run["seed"] % len(seeds)])] if seeds else None
 
 
-def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0) -> dict[str, Any]:
+def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0,
+            chance: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """Every answer for one protocol's runs; ``chance`` (per target: classes and val images)
+    marks the targets scratch learnt nothing on."""
     scratch = {(r["target"], r["seed"]): r for r in runs if r["arm"] == "scratch"}
     comparisons = [compare(r, base, tolerance) for r in runs if (base := _paired_scratch(r, scratch)) is not None]
     rows = per_target(comparisons)
     arms, convergence = per_arm(rows), scratch_convergence(runs)
     settled = settled_targets(convergence)
+    learnt = learnt_targets(runs, chance or {})
     return {"comparisons": comparisons, "per_target": rows, "per_arm": arms, "goals": goals(arms),
             "search_vs_random": search_vs_random(rows),
+            "learnt_targets": learnt, "per_arm_learnt": per_arm([r for r in rows if r["target"] in learnt]),
             "settled_targets": settled, "per_arm_settled": per_arm([r for r in rows if r["target"] in settled]),
             "distance_vs_gain": distance_vs_gain(runs, scratch), "scratch": convergence, "max_entropy": LN8}

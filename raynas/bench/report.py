@@ -75,18 +75,31 @@ def _headline(protocols: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## The answer", "",
              "| protocol | arm | speed-up: median | mean | geo. mean | never reached | positive / tied / negative | "
              "median retrain gain | median retrained test acc |", "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for protocol, result in protocols.items():
-        for a in result["per_arm"]:
-            if a["arm"] in NOT_TRANSFER:
-                continue
-            se = a["speedup_epochs"]
-            never = f"{se['never']}/{se['n']}" if se else "-"
-            lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {a['arm']} | {_speedups(se)} | {never} | "
-                         f"{a['positive']} / {a.get('tied', 0)} / {a['negative']} | "
-                         f"{_pct(a['median_retrain_gain'], signed=True)} | {_pct(a['median_retrain_test_acc'])} |")
-    return lines + ["", "Speed-ups in search epochs; the mean and geometric mean are over the targets an arm reached "
-                        "(never reached is counted apart). Positive / tied / negative: the arm's final val accuracy "
-                        "against scratch's (for zero-shot, the retrained test accuracy).", ""]
+        blocks = [(PROTOCOLS.get(protocol, protocol), result["per_arm"])]
+        learnt, targets = result.get("learnt_targets"), len(result.get("scratch") or {})
+        if learnt is not None and len(learnt) < targets:
+            blocks.append((f"{PROTOCOLS.get(protocol, protocol)}, the {len(learnt)} targets scratch learnt",
+                           result["per_arm_learnt"]))
+            notes = sorted(set(result["scratch"]) - set(learnt))
+        for label, arms in blocks:
+            for a in arms:
+                if a["arm"] in NOT_TRANSFER:
+                    continue
+                se = a["speedup_epochs"]
+                never = f"{se['never']}/{se['n']}" if se else "-"
+                lines.append(f"| {label} | {a['arm']} | {_speedups(se)} | {never} | "
+                             f"{a['positive']} / {a.get('tied', 0)} / {a['negative']} | "
+                             f"{_pct(a['median_retrain_gain'], signed=True)} | {_pct(a['median_retrain_test_acc'])} |")
+    lines += ["", "Speed-ups in search epochs; the mean and geometric mean are over the targets an arm reached "
+                  "(never reached is counted apart). Positive / tied / negative: the arm's final val accuracy "
+                  "against scratch's (for zero-shot, the retrained test accuracy).", ""]
+    if notes:
+        lines += [f"Scratch learnt nothing measurable on {', '.join(notes)}: its final val accuracy does not beat "
+                  "chance (one-sided binomial test, p >= 0.01), so reaching it says nothing about transfer; the "
+                  "rows 'the targets scratch learnt' leave them out.", ""]
+    return lines
 
 
 def _search_vs_random(protocols: dict[str, dict[str, Any]]) -> list[str]:
@@ -107,6 +120,25 @@ def _search_vs_random(protocols: dict[str, dict[str, Any]]) -> list[str]:
                 label = "-" if a["arm"] == "scratch" else PROTOCOLS.get(protocol, protocol)
                 lines.append(f"| {label} | {a['arm']} | {_pct(a['median_diff'], signed=True)} | "
                              f"{a['higher']}/{a['targets']} | {a['lower']}/{a['targets']} |")
+    return lines + [""]
+
+
+def _kinship(kin: dict[str, Any] | None) -> list[str]:
+    """How much of its source's genotype each warm start kept, and what that did to the retrain."""
+    if not kin or not kin.get("all"):
+        return []
+    lines = ["## Do warm starts keep their source's architecture?", "",
+             "Kept: the share of a genotype's edges (op and input) that its source's genotype has too. Scratch's "
+             "share with the same source genotype (same target and seed) is what a search that never saw the source "
+             "shares with it anyway. Rho: Spearman of the excess (kept - scratch's share) against the retrain gain "
+             "over scratch (negative: the more a search kept of its source, the worse its genotype retrained).", "",
+             "| arm | runs | median kept | scratch's share | kept all | excess vs retrain gain: rho |",
+             "|---|---|---|---|---|---|"]
+    for a in [*kin["arms"], kin["all"]]:
+        rho = a["excess_vs_retrain_gain"]
+        rho_text = "-" if rho["rho"] is None else f"{rho['rho']:+.2f} (p = {rho['p']:.2g}, n = {rho['n']})"
+        lines.append(f"| {a['arm']} | {a['runs']} | {_pct(a['median_kept'])}% | {_pct(a['median_scratch_kept'])}% | "
+                     f"{a['unchanged']}/{a['runs']} | {rho_text} |")
     return lines + [""]
 
 
@@ -162,6 +194,10 @@ def _protocol_section(protocol: str, result: dict[str, Any]) -> list[str]:
     if settled and len(settled) < n_targets:
         lines += [f"Over the targets where scratch settled ({', '.join(settled)}):", "",
                   *_arm_table(result["per_arm_settled"]), ""]
+    learnt = result.get("learnt_targets")
+    if learnt is not None and len(learnt) < n_targets:
+        lines += [f"Over the targets scratch learnt (its final val accuracy beats chance; {len(learnt)} of "
+                  f"{n_targets}):", "", *_arm_table(result["per_arm_learnt"]), ""]
     lines += [f"Against the goals ({PROTOCOLS.get(protocol, protocol)}). The paper's lower bound: a median speed-up "
               "of at least 3x, positive transfer on at least 90% of the targets, and retrained test accuracy no worse "
               "than scratch's (median retrain gain >= 0); past it: a median of 5x.", "",
@@ -203,7 +239,8 @@ def markdown(answer: dict[str, Any]) -> str:
         "",
     ]
     protocols = answer.get("protocols") or {"dataset": answer}  # results written before there were protocols
-    lines += _headline(protocols) + _search_vs_random(protocols) + _transferability(answer.get("transferability"))
+    lines += (_headline(protocols) + _search_vs_random(protocols) + _kinship(answer.get("kinship"))
+              + _transferability(answer.get("transferability")))
     for protocol, result in protocols.items():
         lines += _protocol_section(protocol, result)
     lines += ["", "## Per target", ""]

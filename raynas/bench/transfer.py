@@ -4,6 +4,7 @@ transfer`` (and its Ray job) parse their options into and call.
     pool (pretrain the sources once) -> pick each arm's start per target and seed
     -> the search arms as one Tune experiment (parallel trials) -> a Tune race per target and seed
     -> speed-ups, gains, OT distance vs gain, per protocol -> the sources scored (probe, LogME)
+    -> how much of its source's genotype each warm start kept
     -> results.json, results.md, plots
 
 Everything it has done survives an interruption: the pool keeps its current entries, the Tune
@@ -23,6 +24,7 @@ from typing import Any
 from raynas.bench.analysis import analyse
 from raynas.bench.arms import ARMS, RACE, NoStart, Pick, merge_picks, pick, target_zoo
 from raynas.bench.config import PROTOCOLS, TransferBenchConfig
+from raynas.bench.kinship import kinship, source_genotypes
 from raynas.bench.pool import Pool, build_pool, check_no_leak, is_protocol_multi
 from raynas.bench.trial import BenchJob, arm_experiment, arm_trial
 from raynas.bench.transferability import score_sources, transferability
@@ -76,13 +78,16 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     order = {arm: i for i, arm in enumerate(config.arms)}
     runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"], tuple(r["protocols"])))
     by_protocol = {p: protocol_runs(runs, p) for p in config.protocols}
-    protocols = {p: analyse(rs, config.tolerance) for p, rs in by_protocol.items()}
+    chance = {t: {"classes": store.info(t).num_classes, "val": store.info(t).split_counts.get("val", 0)}
+              for t in targets}
+    protocols = {p: analyse(rs, config.tolerance, chance) for p, rs in by_protocol.items()}
     say("scoring the sources the arms started from (linear probe and LogME)")
     scores = score_sources(runs, workspace, out, config)
     study = transferability(by_protocol, scores)
+    kept = kinship(runs, source_genotypes([r["source"] for r in runs], workspace.zoo))
     answer = {"config": config.to_json(), "out": str(out), "sources": list(sources), "targets": list(targets),
               "pool": pool.to_json(), "zoos": zoos, "runs": runs, "protocols": protocols, "scores": scores,
-              "transferability": study,
+              "transferability": study, "kinship": kept,
               **protocols[config.protocols[0]],
               "timings": {"arms_s": time.perf_counter() - t_arms, "total_s": time.perf_counter() - t0,
                           "zoo_build_s": pool.build_s}, "machine": machine()}

@@ -45,6 +45,20 @@ class Genotype:
         """Skip-connections in the normal cell: a rising count signals DARTS collapse."""
         return sum(op == "skip_connect" for op, _ in self.normal)
 
+    def shared_edges(self, other: "Genotype") -> float:
+        """Share of edges (op and input) in common with ``other``, node by node in either order:
+        how much of a source's architecture a warm-started search kept."""
+        from collections import Counter
+
+        if other.nodes != self.nodes:
+            raise RaynasError(f"genotypes of {self.nodes} and {other.nodes} nodes cannot be compared")
+        same = 0
+        for kind in CELL_KINDS:
+            mine, theirs = self.cell(kind), other.cell(kind)
+            for n in range(self.nodes):
+                same += sum((Counter(mine[2 * n:2 * n + 2]) & Counter(theirs[2 * n:2 * n + 2])).values())
+        return same / (4 * self.nodes)
+
     def to_json(self) -> dict[str, Any]:
         return {"nodes": self.nodes, "normal": [list(e) for e in self.normal],
                 "reduce": [list(e) for e in self.reduce]}

@@ -199,3 +199,20 @@ def test_spread_gives_the_mean_and_geometric_mean_of_the_targets_reached():
     s = spread([1.0, 4.0, None])
     assert s["mean"] == pytest.approx(2.5) and s["geomean"] == pytest.approx(2.0) and s["never"] == 1
     assert "mean" not in spread([None, None])
+
+
+def test_targets_scratch_learnt_nothing_on_are_set_apart():
+    # 'a': 60% of 100 val images, 4 classes (chance 25%): learnt; 'b': 28% of 100, 4 classes: not above
+    # chance at p < 0.01; 'c': 12% of 300, 10 classes: chance; 'd' has no class count: kept
+    runs = [_run("a", "scratch", 0, [0.4, 0.6]), _run("a", "ot", 0, [0.6, 0.6], "s1", 1.0),
+            _run("b", "scratch", 0, [0.3, 0.28]), _run("b", "ot", 0, [0.3, 0.3], "s1", 1.0),
+            _run("c", "scratch", 0, [0.10, 0.12]), _run("c", "ot", 0, [0.12, 0.12], "s1", 1.0),
+            _run("d", "scratch", 0, [0.1, 0.2]), _run("d", "ot", 0, [0.2, 0.2], "s1", 1.0)]
+    chance = {"a": {"classes": 4, "val": 100}, "b": {"classes": 4, "val": 100}, "c": {"classes": 10, "val": 300}}
+    out = analyse(runs, chance=chance)
+    assert out["learnt_targets"] == ["a", "d"]
+    learnt = {a["arm"]: a for a in out["per_arm_learnt"]}
+    assert learnt["ot"]["targets"] == 2 and {a["arm"]: a for a in out["per_arm"]}["ot"]["targets"] == 4
+    # a bigger val split makes the same accuracy significant: 28% of 2,000 against 25%
+    assert "b" in analyse(runs, chance={**chance, "b": {"classes": 4, "val": 2000}})["learnt_targets"]
+    assert analyse(runs)["learnt_targets"] == ["a", "b", "c", "d"]  # no chance given: every target kept

@@ -82,6 +82,7 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
         rows = {r["arm"]: r for r in result["per_target"]}
         assert rows["scratch"]["speedup_epochs"] == 1.0 and rows["scratch"]["gain"] == 0.0
         assert not rows["zero-shot"]["searched"] and rows["random-genotype"]["transfer"] is None
+        assert set(result["learnt_targets"]) <= {"glyph-digits"} and "per_arm_learnt" in result
         svr = result["search_vs_random"]
         assert svr["targets"] == 1 and svr["random_test_acc"] == pytest.approx(
             sum(r["retrain_test_acc"] for r in sampled) / 2)
@@ -104,6 +105,12 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert all(0 <= s["accuracy"] <= 1 and s["logme"] is not None for s in scored.values())
     assert set(a["transferability"]["choice"]) == set(TINY.protocols)
     assert "Deciding to transfer: OT distance, the linear probe and LogME" in md
+    # how much of its source's genotype each warm-started search kept, against scratch's share
+    kin = a["kinship"]
+    assert {r["arm"] for r in kin["runs"]} >= {"ot", "farthest", "multi"}
+    assert not {r["arm"] for r in kin["runs"]} & {"scratch", "zero-shot", "random-genotype"}
+    assert all(0 <= r["kept"] <= 1 and 0 <= r["scratch_kept"] <= 1 for r in kin["runs"])
+    assert "Do warm starts keep their source's architecture?" in md
 
 
 def test_running_it_again_continues_without_training(bench, suite_home):

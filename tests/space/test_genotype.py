@@ -117,3 +117,21 @@ def test_sampled_genotypes_are_valid_seeded_and_cover_the_space():
     assert len(pairs) == 10 and all(inputs[0] < inputs[1] for inputs in pairs)
     with pytest.raises(RaynasError, match="no op to sample"):
         sample_genotype(("none",), 4, random.Random(0))
+
+
+def test_shared_edges_counts_edges_in_common_node_by_node_in_either_order():
+    a = Genotype(normal=(("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("skip_connect", 2)),
+                 reduce=(("avg_pool_3x3", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 1), ("skip_connect", 2)), nodes=2)
+    assert a.shared_edges(a) == 1.0
+    swapped = Genotype(normal=(("skip_connect", 1), ("sep_conv_3x3", 0), *a.normal[2:]), reduce=a.reduce, nodes=2)
+    assert swapped.shared_edges(a) == 1.0  # the order of a node's two inputs does not matter
+    # same op on another input, another op on the same input: neither is the same edge
+    b = Genotype(normal=(("sep_conv_3x3", 1), ("max_pool_3x3", 1), *a.normal[2:]),
+                 reduce=(("avg_pool_3x3", 0), ("avg_pool_3x3", 1), ("dil_conv_3x3", 1), ("skip_connect", 0)), nodes=2)
+    assert b.shared_edges(a) == a.shared_edges(b) == 4 / 8
+    # an edge of one node is not matched by the same edge of another node
+    c = Genotype(normal=(("max_pool_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)),
+                 reduce=a.reduce, nodes=2)
+    assert c.shared_edges(a) == 6 / 8
+    with pytest.raises(RaynasError, match="cannot be compared"):
+        a.shared_edges(Genotype(normal=a.normal * 2, reduce=a.reduce * 2, nodes=4))
