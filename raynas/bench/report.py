@@ -53,7 +53,7 @@ def _arm_table(arms: list[dict[str, Any]]) -> list[str]:
         quartiles = f" [{_quartile(se.get('q1'))}, {_quartile(se.get('q3'))}]" if se else ""
         speedup = format_speedup(se["median"]) + quartiles if se else "no search"
         never = f"{se['never']}/{se['n']}" if se else "-"
-        positive = "-" if a["arm"] == "scratch" else _transfers(a)
+        positive = "-" if a["arm"] in NOT_TRANSFER else _transfers(a)
         lines.append(f"| {a['arm']} | {speedup} | {never} | {format_speedup(ss['median']) if ss else '-'} | "
                      f"{positive} | {_pct(a['median_gain'], signed=True)} | {_pct(a['median_retrain_test_acc'])} | "
                      f"{_pct(a['median_retrain_gain'], signed=True)} | {_num(a['entropy_first'])} -> "
