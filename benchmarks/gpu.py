@@ -6,7 +6,8 @@ PC-DARTS; float32 and bfloat16 autocast; and ``torch.compile`` of the fused cell
 both precisions). A step is what the search loop does per batch: the algorithm's architecture
 step plus the weight step. Each variant gets warm-up steps (compiling happens there), then
 ``--steps`` timed ones; peak memory is the CUDA allocator's during the timed steps. It prints
-times and ratios to the fused first-order float32 step and writes JSON.
+times and ratios to the fused first-order float32 step and writes JSON. ``--skip-steps`` leaves
+the steps out.
 
     python benchmarks/gpu.py [--steps 10] [--out gpu.json]      # on a GPU node, a few minutes
     python benchmarks/gpu.py --dry --out dry.json                 # on CPU: tiny preset, 1 step, no compile
@@ -176,6 +177,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling happens there)")
     p.add_argument("--dry", action="store_true", help="check the benchmark on CPU: tiny preset, 1 step, no compile")
+    p.add_argument("--skip-steps", action="store_true", help="leave out the timed search-step variants")
     p.add_argument("--skip-race", action="store_true", help="leave out the race of two trials sharing the GPU")
     p.add_argument("--skip-loader", action="store_true", help="leave out the check that the stream loader keeps up")
     p.add_argument("--out", default=None, help="JSON file for the results")
@@ -190,7 +192,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     rows = []
-    for v in variants():
+    for v in [] if args.skip_steps else variants():
         row = {"variant": name_of(v), **v}
         if v["compile"] and args.dry:
             row["skipped"] = "compiling the supernet on CPU takes minutes; runs on a GPU node"
@@ -199,10 +201,11 @@ def main() -> None:
         rows.append(row)
         done = "skipped" if "skipped" in row else f"{row['median_s']:.4f} s"
         print(f"  {row['variant']:<32} {done}", flush=True)
-    base = next(r for r in rows if r["variant"] == BASELINE)["median_s"]
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"search step, preset {preset}, device {card}, torch {torch.__version__}")
-    print(f"{'variant':<32} {'s/step':>8} {'x ' + BASELINE:>22} {'peak MiB':>9}")
+    if rows:
+        print(f"search step, preset {preset}, device {card}, torch {torch.__version__}")
+        print(f"{'variant':<32} {'s/step':>8} {'x ' + BASELINE:>22} {'peak MiB':>9}")
+        base = next(r for r in rows if r["variant"] == BASELINE)["median_s"]
     for r in rows:
         if "skipped" in r:
             print(f"{r['variant']:<32} skipped: {r['skipped']}")

@@ -40,7 +40,8 @@ def test_the_dry_run_steps_every_variant_and_writes_json(tmp_path):
 
 @pytest.mark.slow
 def test_the_dry_race_of_two_trials_finishes(tmp_path):
-    run, result = _dry(tmp_path)
+    run, result = _dry(tmp_path, "--skip-steps", "--skip-loader")  # the first test covers those
+    assert result["rows"] == [] and result["loader"] is None and "search step" not in run.stdout
     race = result["race"]
     assert [t["status"] for t in race["trials"]] == ["finished", "finished"]
     assert race["wall_s"] > 0 and race["wall_over_trials"] > 0 and "race of 2 trials" in run.stdout
