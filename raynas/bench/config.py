@@ -14,8 +14,8 @@ ALL_ARMS = ("scratch", "ot", "probe", "race", "multi", "random", "farthest", "ze
 DEFAULT_ARMS = tuple(a for a in ALL_ARMS if a != "probe")  # the arms of the documented default run
 # what leaves a target's zoo: its own entries (the paper's protocol), or every dataset of its domain
 PROTOCOLS = {"dataset": "leave-one-dataset-out", "domain": "leave-one-domain-out"}
-# the default run's sources: four domains of the built-in suite (14 sets), estimated at about two
-# hours on 2 CPUs with one seed from the earlier runs' time per target (every domain: --domains all)
+# the default run's sources: four domains of the built-in suite (14 sets); one seed took about 4.5
+# hours on 2 CPUs (2026-12-06, docs/results.md), not the 2 hours aimed at (every domain: --domains all)
 DEFAULT_DOMAINS = ("handwriting", "printed glyphs", "shapes", "plot marks")
 
 
