@@ -111,8 +111,19 @@ def main() -> None:
     args = parser.parse_args()
     from raynas.home import default_home
 
-    answer = json.loads((args.bench_dir / "results.json").read_text())
+    if args.min_steps < 1 or args.retrain_seeds < 1 or args.workers < 1:
+        parser.error("--min-steps, --retrain-seeds and --workers must be at least 1")
+    results_file = args.bench_dir / "results.json"
+    try:
+        answer = json.loads(results_file.read_text())
+        known = set(answer["targets"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        parser.error(f"{results_file} is not a finished transfer benchmark's results ({exc}); "
+                     "give the --out folder of a `raynas bench transfer` that ran to the end")
     targets = [t for t in args.targets.split(",") if t] or answer["targets"]
+    if unknown := sorted(set(targets) - known):
+        parser.error(f"--targets {', '.join(unknown)}: not targets of that benchmark "
+                     f"(it has {', '.join(sorted(known))})")
     arms = [a for a in args.arms.split(",") if a]
     home = str(args.home or default_home())
     jobs = plan(answer, targets, arms, args.protocol, args.retrain_seeds, args.min_steps, home)
@@ -144,7 +155,9 @@ def main() -> None:
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "seconds": time.perf_counter() - t0,
         "results": results, "summary": summary}
     if args.out:
-        args.out.write_text(json.dumps(record, indent=2))
+        from raynas.storage import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

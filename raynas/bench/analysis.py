@@ -62,7 +62,7 @@ def compare(run: dict[str, Any], scratch: dict[str, Any], tolerance: float) -> d
     out: dict[str, Any] = {"target": run["target"], "arm": run["arm"], "seed": run["seed"], "source": run["source"],
                            "distance": run.get("distance"), "status": run.get("status"),
                            "retrain_test_acc": run.get("retrain_test_acc"),
-                           "retrain_gain": _diff(run.get("retrain_test_acc"), scratch.get("retrain_test_acc"))}
+                           "retrain_gain": difference(run.get("retrain_test_acc"), scratch.get("retrain_test_acc"))}
     entropy = _curve(run, "alpha_entropy")
     out.update(final_val_acc=a_acc[-1] if a_acc else None, epochs=len(a_acc),
                entropy_first=entropy[0] if entropy else None, entropy_last=entropy[-1] if entropy else None)
@@ -85,7 +85,8 @@ def compare(run: dict[str, Any], scratch: dict[str, Any], tolerance: float) -> d
     return out
 
 
-def _diff(a, b):
+def difference(a: float | None, b: float | None) -> float | None:
+    """a - b, or None when either is missing or not finite (a diverged run, a retrain never run)."""
     if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
         return None
     return a - b
@@ -266,7 +267,7 @@ def search_vs_random(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     arms: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         base = random_rows.get(r["target"])
-        diff = None if base is None or r["arm"] == RANDOM_GENOTYPE else _diff(r["retrain_test_acc"],
+        diff = None if base is None or r["arm"] == RANDOM_GENOTYPE else difference(r["retrain_test_acc"],
                                                                                 base["retrain_test_acc"])
         if diff is not None:
             arms[r["arm"]].append(diff)

@@ -10,11 +10,10 @@ source genotype: what a search that never saw the source shares with it anyway.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any, Sequence
 
-from raynas.bench.analysis import NOT_TRANSFER
+from raynas.bench.analysis import NOT_TRANSFER, difference
 from raynas.bench.speedup import median_or_never, spearman
 from raynas.space.genotype import Genotype
 
@@ -58,7 +57,7 @@ def kinship(runs: Sequence[dict[str, Any]], sources: dict[str, dict[str, Any]]) 
             Genotype.from_json(base["genotype"]).shared_edges(theirs)
         rows.append({"arm": r["arm"], "target": r["target"], "seed": r["seed"], "source": r["source"],
                      "kept": kept, "scratch_kept": by_chance,
-                     "retrain_gain": _gain(r.get("retrain_test_acc"), base.get("retrain_test_acc"))})
+                     "retrain_gain": difference(r.get("retrain_test_acc"), base.get("retrain_test_acc"))})
     arms: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         arms[row["arm"]].append(row)
@@ -73,8 +72,3 @@ def _summary(arm: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
             "unchanged": sum(r["kept"] == 1.0 for r in rows),
             "excess_vs_retrain_gain": spearman(excess, [r["retrain_gain"] for r in rows])}
 
-
-def _gain(acc: float | None, scratch_acc: float | None) -> float | None:
-    if acc is None or scratch_acc is None or not (math.isfinite(acc) and math.isfinite(scratch_acc)):
-        return None
-    return acc - scratch_acc

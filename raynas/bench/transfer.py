@@ -78,8 +78,8 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     order = {arm: i for i, arm in enumerate(config.arms)}
     runs.sort(key=lambda r: (targets.index(r["target"]), order[r["arm"]], r["seed"], tuple(r["protocols"])))
     by_protocol = {p: protocol_runs(runs, p) for p in config.protocols}
-    chance = {t: {"classes": store.info(t).num_classes, "val": store.info(t).split_counts.get("val", 0)}
-              for t in targets}
+    infos = {t: store.info(t) for t in targets}
+    chance = {t: {"classes": i.num_classes, "val": i.split_counts.get("val", 0)} for t, i in infos.items()}
     protocols = {p: analyse(rs, config.tolerance, chance) for p, rs in by_protocol.items()}
     say("scoring the sources the arms started from (linear probe and LogME)")
     scores = score_sources(runs, workspace, out, config)

@@ -40,3 +40,18 @@ def test_summary_compares_each_arm_with_random_beside_the_retrain_noise():
     # pooled sd per target: a 0.0141, b 0.0, c sqrt((0.0283^2 + 0.0141^2) / 2) = 0.0224; the median is a's
     assert s["median_noise_sd"] == pytest.approx(0.02 ** 0.5 / 10)
     assert "random-genotype" not in out["arms"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{tmp}/missing"], "not a finished transfer benchmark's results"),
+    (["{tmp}", "--targets", "nope"], "not targets of that benchmark"),
+    (["{tmp}", "--workers", "0"], "must be at least 1"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, argv, message):
+    import subprocess
+    import sys
+
+    (tmp_path / "results.json").write_text('{"targets": ["a"], "runs": [], "config": {}}')
+    run = subprocess.run([sys.executable, str(SCRIPT), *[a.format(tmp=tmp_path) for a in argv]],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
