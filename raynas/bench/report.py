@@ -212,6 +212,16 @@ def _protocol_section(protocol: str, result: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _all_runs(timings: dict[str, Any]) -> str:
+    """The wall time of every run of a continued benchmark (the timings above are its last run's)."""
+    runs = timings.get("invocations") or []
+    if len(runs) < 2:
+        return ""
+    stopped = sum(not r.get("finished") for r in runs)
+    return (f" in this run; {sum(r.get('wall_s', 0) for r in runs):.0f} s over the folder's {len(runs)} runs"
+            f"{f' ({stopped} stopped before the end)' if stopped else ''}")
+
+
 def markdown(answer: dict[str, Any]) -> str:
     cfg, timings = answer["config"], answer["timings"]
     warm, warm_lr, min_steps = cfg.get("warm_epochs"), cfg.get("warm_lr"), cfg.get("retrain_min_steps")
@@ -229,7 +239,8 @@ def markdown(answer: dict[str, Any]) -> str:
         f"{'' if not min_steps else f', at least {min_steps} in all'} "
         f"({cfg['retrain_cells']} cells, {cfg['retrain_channels']} channels).",
         f"Time: zoo build {timings['zoo_build_s']:.0f} s (amortised over all targets), arms "
-        f"{timings['arms_s']:.0f} s, total {timings['total_s']:.0f} s. Written {time.strftime('%Y-%m-%d %H:%M')}.",
+        f"{timings['arms_s']:.0f} s, total {timings['total_s']:.0f} s{_all_runs(timings)}. Written "
+        f"{time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         "Speed-up = epochs scratch needs to first reach its own final val accuracy / epochs the arm needs to "
         "reach it (the race counts every trial's epochs, the probe its probing seconds at its own epoch time); "

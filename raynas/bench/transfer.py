@@ -33,6 +33,7 @@ from raynas.storage import atomic_write_text
 from raynas.workspace import Workspace
 
 BENCH_FILE, RESULTS_FILE, EXPERIMENT = "bench.json", "results.json", "bench-arms"
+INVOCATIONS_FILE = "invocations.json"
 
 
 @dataclass
@@ -45,7 +46,6 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
                        storage: str | None = None, verbose: bool = True, address: str | None = None) -> BenchResult:
     """Run (or continue) the benchmark of ``config`` in ``out``; see the module docstring."""
     from raynas.data import DatasetStore
-    from raynas.ray_session import ensure_ray
     from raynas.transfer.head import HEAD_INITS
     from raynas.transfer.mapping import TRANSFER_MODES
 
@@ -56,6 +56,19 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
     store = DatasetStore(home)
     sources, targets = _datasets(config, store)
     _claim(out, config)
+    ledger = Invocations(out, t0)
+    try:
+        return _run(config, home, out, store, sources, targets, ledger, storage=storage, verbose=verbose,
+                    address=address)
+    finally:
+        ledger.close(finished=False)  # stopped or failed: its time still counts once the benchmark finishes
+
+
+def _run(config: TransferBenchConfig, home, out: Path, store, sources: tuple[str, ...], targets: tuple[str, ...],
+         ledger: "Invocations", *, storage: str | None, verbose: bool, address: str | None) -> BenchResult:
+    from raynas.ray_session import ensure_ray
+
+    t0 = ledger.t0
     ensure_ray(address)
     workspace = Workspace.open(home, pool_storage(out, storage))
     say = _printer(verbose)
@@ -90,11 +103,38 @@ def run_transfer_bench(config: TransferBenchConfig, home: str | Path | None, out
               "transferability": study, "kinship": kept,
               **protocols[config.protocols[0]],
               "timings": {"arms_s": time.perf_counter() - t_arms, "total_s": time.perf_counter() - t0,
-                          "zoo_build_s": pool.build_s}, "machine": machine()}
+                          "zoo_build_s": pool.build_s, "invocations": ledger.close(finished=True)},
+              "machine": machine()}
     from raynas.bench.report import write_report
 
     write_report(out, answer)
     return BenchResult(out, answer)
+
+
+class Invocations:
+    """Every run of the benchmark in its folder (``invocations.json``): a continued benchmark's
+    own timings cover only its last run, these every run's wall time, stopped ones included."""
+
+    def __init__(self, out: Path, t0: float):
+        self.path, self.t0 = out / INVOCATIONS_FILE, t0
+        self.started = time.time() - (time.perf_counter() - t0)
+        self.closed: list[dict[str, Any]] | None = None
+
+    def previous(self) -> list[dict[str, Any]]:
+        try:
+            before = json.loads(self.path.read_text())
+            return before if isinstance(before, list) and all(isinstance(b, dict) for b in before) else []
+        except (OSError, ValueError):  # none yet, or damaged: the count starts again rather than failing the run
+            return []
+
+    def close(self, finished: bool) -> list[dict[str, Any]]:
+        """Record this run once (later calls return the same ledger)."""
+        if self.closed is None:
+            now = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+                   "wall_s": round(time.perf_counter() - self.t0, 1), "finished": finished}
+            self.closed = [*self.previous(), now]
+            atomic_write_text(self.path, json.dumps(self.closed, indent=2))
+        return self.closed
 
 
 def protocol_runs(runs: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:

@@ -1,0 +1,73 @@
+"""benchmarks/search_vs_random.py: its settings, random genotypes per space, and searched minus random."""
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+
+from raynas.data import DatasetStore
+from raynas.space.genotype import sample_genotype
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_vs_random.py"
+spec = importlib.util.spec_from_file_location("search_vs_random", SCRIPT)
+svr = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(svr)
+
+
+@pytest.mark.parametrize("setting", sorted(svr.SETTINGS))
+def test_every_setting_is_a_valid_one_thread_search(setting):
+    config = svr.search_config(setting, "glyph-digits", 3)
+    assert config.threads == 1 and config.seed == 3 and config.transfer == "scratch"
+    for field, value in svr.SETTINGS[setting][0].items():
+        assert getattr(config, field) == value
+
+
+def test_random_genotypes_are_the_benchmark_arms_draws_from_each_settings_space(suite_home):
+    store = DatasetStore(suite_home)
+    tiny = svr.random_genotypes("bench", "glyph-digits", 2, store)
+    assert tiny[1] == sample_genotype(svr.space_of(svr.search_config("bench", "glyph-digits", 0), store).ops, 3,
+                                      random.Random("glyph-digits/sample1")).to_json()
+    assert [g["nodes"] for g in tiny] == [3, 3]
+    assert [g["nodes"] for g in svr.random_genotypes("cpu", "glyph-digits", 2, store)] == [4, 4]
+    assert svr.space_key("long") == svr.space_key("bench") != svr.space_key("cpu")
+
+
+def test_summary_compares_each_setting_with_the_random_genotypes_of_its_space():
+    skip = {"nodes": 1, "normal": [["skip_connect", 0], ["sep_conv_3x3", 1]],
+            "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]]}
+    searches = [{"setting": s, "target": t, "seed": 0, "genotype": skip, "entropy": [2.0, 1.0],
+                 "max_entropy": 2.0, "search_s": 10.0} for s in ("bench", "cpu") for t in ("a", "b")]
+
+    def row(group, target, kind, acc, **key):
+        return {"group": group, "target": target, "kind": kind, "test_acc": acc, **key}
+
+    retrains = [row("bench", "a", "searched", 0.90, search_seed=0), row("bench", "a", "searched", 0.92, search_seed=0),
+                row("bench", "b", "searched", 0.60, search_seed=0), row("bench", "b", "searched", 0.60, search_seed=0),
+                row("tiny", "a", "random", 0.88, sample=0), row("tiny", "a", "random", 0.88, sample=0),
+                row("tiny", "b", "random", 0.70, sample=0), row("tiny", "b", "random", 0.70, sample=1),
+                row("cpu", "a", "searched", 0.95, search_seed=0), row("cpu", "a", "random", 0.90, sample=0)]
+    out = svr.summarise(searches, retrains, ["bench", "cpu"], ["a", "b"])
+    bench, cpu = out["settings"]["bench"], out["settings"]["cpu"]
+    assert bench["targets"]["a"]["diff"] == pytest.approx(3.0) and bench["targets"]["b"]["diff"] == pytest.approx(-10)
+    assert bench["median_diff"] == pytest.approx(-3.5) and (bench["higher"], bench["of"]) == (1, 2)
+    assert cpu["median_diff"] == pytest.approx(5.0) and (cpu["higher"], cpu["of"]) == (1, 1)  # b: no cpu retrains
+    assert bench["parameter_free"] == pytest.approx(0.75) and bench["entropy_last_over_max"] == pytest.approx(0.5)
+    # one genotype's sd over its retrain seeds: 0.0141 (bench/a), 0 twice; the median is 0
+    assert out["retrain_sd_median"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--settings", "bench,fast"], "unknown setting"),
+    (["--samples", "0"], "--samples must be at least 1"),
+    (["--targets", ","], "--targets is empty"),
+])
+def test_bad_options_exit_2_with_the_reason(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        svr.parse_args(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_unknown_target_is_refused_before_any_search(suite_home, capsys):
+    assert svr.main(["--targets", "no-such-set", "--home", str(suite_home)]) == 2
+    assert "no-such-set" in capsys.readouterr().err
