@@ -61,3 +61,13 @@ def test_the_default_sources_are_the_default_domains_and_all_means_every_one():
     assert builtin_sources(("shapes",)) == ("shape-types", "shape-counts", "shape-relations")
     with pytest.raises(RaynasError, match="unknown domain"):
         builtin_sources(("cats",))
+
+
+def test_the_default_arms_answer_the_headline_and_leave_the_costly_side_questions_out():
+    from raynas.bench.config import ALL_ARMS, DEFAULT_ARMS
+
+    config = TransferBenchConfig()
+    assert config.arms == DEFAULT_ARMS and set(DEFAULT_ARMS) < set(ALL_ARMS)
+    assert {"scratch", "ot", "multi", "random", "random-genotype"} <= set(config.arms)
+    assert not {"race", "farthest", "probe"} & set(config.arms)  # each runs when named in --arms
+    assert TransferBenchConfig(arms=ALL_ARMS).arms == ALL_ARMS
