@@ -15,7 +15,9 @@ accuracy), on how many targets searched is higher, the median retrain sd, the sh
 parameter-free ops in the searched genotypes (random: 3 of the 7 ops) and the search's wall
 time. Random genotypes are drawn per space (a preset's node count) as the benchmark's
 random-genotype arm draws them. The home (``RAYNAS_HOME`` or ``--home``) gets the built-in
-datasets if it lacks them.
+datasets if it lacks them. A search or retrain that fails (a diverged search) is recorded with
+its error and left out of the summary, and the script exits 1; ``--out`` is rewritten after the
+searches and at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -70,7 +71,26 @@ def space_of(config, store):
     return resolve_space(config, info.shape[0], info.num_classes, create_algorithm(config))
 
 
+def failed(job: dict, exc: Exception) -> dict:
+    """A job that failed (a diverged search, a bad dataset) is recorded, not fatal to the others."""
+    return {**{k: v for k, v in job.items() if k != "home"}, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def run_search_job(job: dict) -> dict:
+    try:
+        return _search(job)
+    except Exception as exc:  # noqa: BLE001 - reported per job, and in the output file
+        return failed(job, exc)
+
+
+def retrain_job(job: dict) -> dict:
+    try:
+        return _retrain(job)
+    except Exception as exc:  # noqa: BLE001
+        return failed(job, exc)
+
+
+def _search(job: dict) -> dict:
     """One scratch search, one thread; returns its genotype and what its alphas did."""
     from raynas.data import DatasetStore
     from raynas.experiment import ExperimentConfig, run_experiment
@@ -83,7 +103,8 @@ def run_search_job(job: dict) -> dict:
         out = run_experiment(ExperimentConfig(config, publish=False), workspace, write_run_dir=False, verbose=False)
     history = out.search.history
     space = space_of(config, DatasetStore(job["home"]))
-    return {**job, "genotype": out.search.genotype.to_json(), "search_s": time.perf_counter() - t0,
+    return {**{k: v for k, v in job.items() if k != "home"}, "genotype": out.search.genotype.to_json(),
+            "search_s": time.perf_counter() - t0,
             "val_acc": history[-1]["val_acc"], "entropy": [history[0]["alpha_entropy"], history[-1]["alpha_entropy"]],
             "max_entropy": _max_entropy(space.ops)}
 
@@ -94,7 +115,7 @@ def _max_entropy(ops) -> float:
     return math.log(len(ops))
 
 
-def retrain_job(job: dict) -> dict:
+def _retrain(job: dict) -> dict:
     """One genotype, one retrain seed, one thread, at the transfer benchmark's retrain network."""
     from dataclasses import replace
 
@@ -116,11 +137,10 @@ def retrain_job(job: dict) -> dict:
 
 def random_genotypes(setting: str, target: str, samples: int, store) -> list[dict]:
     """Genotypes drawn as the benchmark's random-genotype arm draws them, from the setting's space."""
-    from raynas.space.genotype import sample_genotype
+    from raynas.bench.trial import draw_genotype
 
     space = space_of(search_config(setting, target, 0), store)
-    return [sample_genotype(space.ops, space.nodes, random.Random(f"{target}/sample{k}")).to_json()
-            for k in range(samples)]
+    return [draw_genotype(space, target, k).to_json() for k in range(samples)]
 
 
 def space_key(setting: str) -> str:
@@ -136,7 +156,8 @@ def parameter_free_share(genotype: dict) -> float:
 def summarise(searches: list[dict], retrains: list[dict], settings: list[str], targets: list[str]) -> dict:
     acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (setting or space, target, kind)
     per_genotype: dict[tuple, list[float]] = defaultdict(list)
-    for r in retrains:
+    searches = [s for s in searches if "error" not in s]
+    for r in (r for r in retrains if "error" not in r):
         acc[(r["group"], r["target"], r["kind"])].append(r["test_acc"])
         per_genotype[(r["group"], r["target"], r["kind"], r.get("sample", r.get("search_seed")))].append(r["test_acc"])
     noise = [statistics.stdev(v) for v in per_genotype.values() if len(v) > 1]
@@ -198,6 +219,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     problems += [f"--{n.replace('_', '-')} must be at least 1, got {getattr(args, n)}"
                  for n in ("search_seeds", "samples", "retrain_seeds", "min_steps", "workers") if getattr(args, n) < 1]
     problems += ["--targets is empty"] if not args.targets else []
+    if args.out and not Path(args.out).expanduser().resolve().parent.is_dir():
+        problems += [f"--out {args.out}: its folder does not exist (create it first)"]
     if problems:
         p.error("; ".join(problems))
     return args
@@ -207,6 +230,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from raynas.data import DatasetStore
     from raynas.errors import RaynasError
+    from raynas.storage import atomic_write_text
 
     home = str(Path(args.home or os.environ.get("RAYNAS_HOME") or DatasetStore().home.root).expanduser())
     store = DatasetStore(home)
@@ -220,16 +244,30 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     searches_plan = [{"home": home, "setting": s, "target": t, "seed": k}
                      for s in args.settings for t in args.targets for k in range(args.search_seeds)]
+    searches, retrains = [], []
+
+    def save() -> dict:
+        summary = summarise(searches, retrains, args.settings, args.targets)
+        if args.out:  # after each phase: a later failure or Ctrl+C keeps what is done
+            answer = {"date": dt.date.today().isoformat(),
+                      "args": {k: v for k, v in vars(args).items() if k != "home"},
+                      "settings": {s: SETTINGS[s][0] for s in args.settings}, "searches": searches,
+                      "retrains": retrains, "summary": summary, "wall_s": time.perf_counter() - t0}
+            atomic_write_text(Path(args.out).expanduser(), json.dumps(answer, indent=2))
+        return summary
+
     with ProcessPoolExecutor(args.workers) as pool:
-        searches = []
         for s in pool.map(run_search_job, searches_plan):
-            searches.append({k: v for k, v in s.items() if k != "home"})
-            print(f"searched {s['setting']}/{s['target']}/seed {s['seed']}: val {100 * s['val_acc']:.1f}%, "
+            searches.append(s)
+            name = f"{s['setting']}/{s['target']}/seed {s['seed']}"
+            print(f"search {name} failed: {s['error']}" if "error" in s else
+                  f"searched {name}: val {100 * s['val_acc']:.1f}%, "
                   f"{parameter_free_share(s['genotype']):.0%} parameter-free, {s['search_s']:.0f} s", flush=True)
+        save()
         jobs = [{"home": home, "group": s["setting"], "setting": s["setting"], "target": s["target"],
                  "kind": "searched", "search_seed": s["seed"], "genotype": s["genotype"],
                  "min_steps": args.min_steps, "seed": SEED_BASE + r}
-                for s in searches for r in range(args.retrain_seeds)]
+                for s in searches if "error" not in s for r in range(args.retrain_seeds)]
         spaces = {space_key(s): s for s in args.settings}  # one setting stands for each space
         for key, setting in spaces.items():
             for t in args.targets:
@@ -237,24 +275,16 @@ def main(argv=None) -> int:
                     jobs += [{"home": home, "group": key, "setting": setting, "target": t, "kind": RANDOM,
                               "sample": k, "genotype": g, "min_steps": args.min_steps, "seed": SEED_BASE + r}
                              for r in range(args.retrain_seeds)]
-        retrains = []
         for r in pool.map(retrain_job, jobs):
             retrains.append(r)
-            print(f"retrained {r['group']}/{r['target']}/{r['kind']}: {100 * r['test_acc']:.1f}% "
-                  f"({r['seconds']:.0f} s)", flush=True)
-    summary = summarise(searches, retrains, args.settings, args.targets)
-    print_summary(summary)
-    wall = time.perf_counter() - t0
-    print(f"{len(searches)} searches and {len(retrains)} retrains in {wall / 60:.1f} minutes")
-    if args.out:
-        answer = {"date": dt.date.today().isoformat(), "args": {k: v for k, v in vars(args).items() if k != "home"},
-                  "settings": {s: SETTINGS[s][0] for s in args.settings}, "searches": searches, "retrains": retrains,
-                  "summary": summary, "wall_s": wall}
-        out = Path(args.out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(answer, indent=2))
-        tmp.replace(out)
-    return 0
+            name = f"{r['group']}/{r['target']}/{r['kind']}"
+            print(f"retrain {name} failed: {r['error']}" if "error" in r else
+                  f"retrained {name}: {100 * r['test_acc']:.1f}% ({r['seconds']:.0f} s)", flush=True)
+    print_summary(save())
+    failures = sum("error" in x for x in (*searches, *retrains))
+    print(f"{len(searches)} searches and {len(retrains)} retrains in {(time.perf_counter() - t0) / 60:.1f} minutes"
+          f"{f'; {failures} failed' if failures else ''}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ def _run(config: TransferBenchConfig, home, out: Path, store, sources: tuple[str
               "transferability": study, "kinship": kept,
               **protocols[config.protocols[0]],
               "timings": {"arms_s": time.perf_counter() - t_arms, "total_s": time.perf_counter() - t0,
+                          # closed before the report is written, so that the report counts this run
                           "zoo_build_s": pool.build_s, "invocations": ledger.close(finished=True)},
               "machine": machine()}
     from raynas.bench.report import write_report

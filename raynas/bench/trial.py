@@ -53,20 +53,27 @@ def zero_shot(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Works
             "source_datasets": ",".join(record.get("source_datasets", []))}
 
 
+def draw_genotype(space, target: str, sample: int):
+    """The random-genotype arm's ``sample``-th draw on ``target``: uniform over ``space``, seeded by
+    both, so every run (and benchmarks/search_vs_random.py) draws the same architectures."""
+    import random
+
+    from raynas.space.genotype import sample_genotype
+
+    return sample_genotype(space.ops, space.nodes, random.Random(f"{target}/sample{sample}"))
+
+
 def random_genotype(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Workspace) -> dict[str, Any]:
     """A genotype drawn uniformly from the target's search space (seeded by target and sample),
     retrained at the budget of every other arm."""
-    import random
-
     from raynas.search.algorithms import create_algorithm
     from raynas.search.loop import resolve_space
     from raynas.search.retrain import retrain
-    from raynas.space.genotype import sample_genotype
 
     config = arm_experiment(bench, {**pick, "source": "scratch"})
     info = workspace.store.info(pick["target"])
     space = resolve_space(config.search, info.shape[0], info.num_classes, create_algorithm(config.search))
-    genotype = sample_genotype(space.ops, space.nodes, random.Random(f"{pick['target']}/sample{pick['seed']}"))
+    genotype = draw_genotype(space, pick["target"], pick["seed"])
     result = retrain(genotype, config.retrain_config(space), workspace.store, verbose=False)
     return {"epoch": 0, "retrain_test_acc": result["test_acc"], "retrain_s": result["total_s"],
             "genotype": json.dumps(genotype.to_json()), "history": "[]", "source_datasets": ""}

@@ -23,11 +23,21 @@ def test_every_setting_is_a_valid_one_thread_search(setting):
         assert getattr(config, field) == value
 
 
-def test_random_genotypes_are_the_benchmark_arms_draws_from_each_settings_space(suite_home):
+def test_random_genotypes_are_the_benchmark_arms_draws_from_each_settings_space(suite_home, tmp_path,
+                                                                               monkeypatch):
+    import raynas.search.retrain
+    from raynas.bench.config import TransferBenchConfig
+    from raynas.bench.trial import random_genotype
+    from raynas.workspace import Workspace
+
     store = DatasetStore(suite_home)
     tiny = svr.random_genotypes("bench", "glyph-digits", 2, store)
-    assert tiny[1] == sample_genotype(svr.space_of(svr.search_config("bench", "glyph-digits", 0), store).ops, 3,
-                                      random.Random("glyph-digits/sample1")).to_json()
+    drawn = []  # what the benchmark's random-genotype arm retrains for its sample 1
+    monkeypatch.setattr(raynas.search.retrain, "retrain",
+                        lambda genotype, *a, **k: drawn.append(genotype) or {"test_acc": 0.5, "total_s": 1.0})
+    random_genotype(TransferBenchConfig(), {"target": "glyph-digits", "seed": 1, "arm": "random-genotype"},
+                    Workspace.open(suite_home, tmp_path))
+    assert tiny[1] == drawn[0].to_json() != tiny[0]
     assert [g["nodes"] for g in tiny] == [3, 3]
     assert [g["nodes"] for g in svr.random_genotypes("cpu", "glyph-digits", 2, store)] == [4, 4]
     assert svr.space_key("long") == svr.space_key("bench") != svr.space_key("cpu")
@@ -38,6 +48,7 @@ def test_summary_compares_each_setting_with_the_random_genotypes_of_its_space():
             "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]]}
     searches = [{"setting": s, "target": t, "seed": 0, "genotype": skip, "entropy": [2.0, 1.0],
                  "max_entropy": 2.0, "search_s": 10.0} for s in ("bench", "cpu") for t in ("a", "b")]
+    searches.append({"setting": "bench", "target": "c", "seed": 0, "error": "SearchDiverged: loss is nan"})
 
     def row(group, target, kind, acc, **key):
         return {"group": group, "target": target, "kind": kind, "test_acc": acc, **key}
@@ -45,15 +56,17 @@ def test_summary_compares_each_setting_with_the_random_genotypes_of_its_space():
     retrains = [row("bench", "a", "searched", 0.90, search_seed=0), row("bench", "a", "searched", 0.92, search_seed=0),
                 row("bench", "b", "searched", 0.60, search_seed=0), row("bench", "b", "searched", 0.60, search_seed=0),
                 row("tiny", "a", "random", 0.88, sample=0), row("tiny", "a", "random", 0.88, sample=0),
-                row("tiny", "b", "random", 0.70, sample=0), row("tiny", "b", "random", 0.70, sample=1),
-                row("cpu", "a", "searched", 0.95, search_seed=0), row("cpu", "a", "random", 0.90, sample=0)]
+                row("tiny", "b", "random", 0.70, sample=0), row("tiny", "b", "random", 0.80, sample=1),
+                row("cpu", "a", "searched", 0.95, search_seed=0), row("cpu", "a", "random", 0.90, sample=0),
+                {"group": "cpu", "target": "b", "kind": "random", "sample": 0, "error": "RuntimeError: out of memory"}]
     out = svr.summarise(searches, retrains, ["bench", "cpu"], ["a", "b"])
     bench, cpu = out["settings"]["bench"], out["settings"]["cpu"]
-    assert bench["targets"]["a"]["diff"] == pytest.approx(3.0) and bench["targets"]["b"]["diff"] == pytest.approx(-10)
-    assert bench["median_diff"] == pytest.approx(-3.5) and (bench["higher"], bench["of"]) == (1, 2)
+    assert bench["targets"]["a"]["diff"] == pytest.approx(3.0) and bench["targets"]["b"]["diff"] == pytest.approx(-15)
+    assert bench["median_diff"] == pytest.approx(-6.0) and (bench["higher"], bench["of"]) == (1, 2)
     assert cpu["median_diff"] == pytest.approx(5.0) and (cpu["higher"], cpu["of"]) == (1, 1)  # b: no cpu retrains
     assert bench["parameter_free"] == pytest.approx(0.75) and bench["entropy_last_over_max"] == pytest.approx(0.5)
-    # one genotype's sd over its retrain seeds: 0.0141 (bench/a), 0 twice; the median is 0
+    # one genotype's sd over its retrain seeds: 0.0141 (bench/a), 0 (bench/b), 0 (tiny/a sample 0); tiny/b's two
+    # samples are one retrain each, not one genotype twice (merged, their sd 0.07 would be the median)
     assert out["retrain_sd_median"] == pytest.approx(0.0)
 
 
@@ -61,6 +74,7 @@ def test_summary_compares_each_setting_with_the_random_genotypes_of_its_space():
     (["--settings", "bench,fast"], "unknown setting"),
     (["--samples", "0"], "--samples must be at least 1"),
     (["--targets", ","], "--targets is empty"),
+    (["--out", "no-such-folder/result.json"], "its folder does not exist"),
 ])
 def test_bad_options_exit_2_with_the_reason(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -71,3 +85,8 @@ def test_bad_options_exit_2_with_the_reason(argv, message, capsys):
 def test_an_unknown_target_is_refused_before_any_search(suite_home, capsys):
     assert svr.main(["--targets", "no-such-set", "--home", str(suite_home)]) == 2
     assert "no-such-set" in capsys.readouterr().err
+
+
+def test_a_failed_job_is_recorded_not_fatal(suite_home):
+    out = svr.run_search_job({"home": str(suite_home), "setting": "bench", "target": "no-such-set", "seed": 0})
+    assert "no-such-set" in out["error"] and "home" not in out and out["setting"] == "bench"
