@@ -9,6 +9,7 @@ genotypes' retrained test accuracy against random, with the retrain noise beside
 
     python benchmarks/search_vs_random.py [--targets A,B] [--settings bench,long,cpu] [--search-seeds 1]
         [--samples 3] [--retrain-seeds 2] [--min-steps 1000] [--workers 2] [--out result.json]
+        [--reuse earlier.json]
 
 Prints, per setting: the median over targets of searched minus random (points of test
 accuracy), on how many targets searched is higher, the median retrain sd, the share of
@@ -200,6 +201,28 @@ def print_summary(summary: dict) -> None:
           "points; random genotypes: 43% parameter-free ops in expectation")
 
 
+def search_key(s: dict) -> tuple:
+    return s["setting"], s["target"], s["seed"]
+
+
+def retrain_key(r: dict) -> tuple:
+    return (r["group"], r["target"], r["kind"], json.dumps(r["genotype"], sort_keys=True), r["seed"],
+            r["min_steps"])
+
+
+def read_reuse(path: str | None) -> tuple[dict, dict]:
+    """The finished searches and retrains of an earlier run, by what makes them the same job."""
+    if not path:
+        return {}, {}
+    try:
+        before = json.loads(Path(path).expanduser().read_text())
+        searches = {search_key(s): s for s in before["searches"] if "error" not in s}
+        retrains = {retrain_key(r): r for r in before["retrains"] if "error" not in r}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: --reuse {path} is not an output of this script ({exc})") from None
+    return searches, retrains
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
@@ -211,6 +234,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="processes, one thread each")
     p.add_argument("--home", default=None, help="raynas home with the datasets (default: RAYNAS_HOME)")
     p.add_argument("--out", default=None, help="write every search, retrain and the summary here as JSON")
+    p.add_argument("--reuse", default=None, help="an earlier --out: its searches and retrains that this run would "
+                                                 "repeat (same setting, target, seeds, genotype, steps) are taken "
+                                                 "from it instead")
     args = p.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
     args.settings = [s for s in args.settings.split(",") if s]
@@ -219,6 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     problems += [f"--{n.replace('_', '-')} must be at least 1, got {getattr(args, n)}"
                  for n in ("search_seeds", "samples", "retrain_seeds", "min_steps", "workers") if getattr(args, n) < 1]
     problems += ["--targets is empty"] if not args.targets else []
+    if args.reuse and not Path(args.reuse).expanduser().is_file():
+        problems += [f"--reuse {args.reuse}: no such file (give an earlier run's --out)"]
     if args.out and not Path(args.out).expanduser().resolve().parent.is_dir():
         problems += [f"--out {args.out}: its folder does not exist (create it first)"]
     if problems:
@@ -256,8 +284,10 @@ def main(argv=None) -> int:
             atomic_write_text(Path(args.out).expanduser(), json.dumps(answer, indent=2))
         return summary
 
+    done_searches, done_retrains = read_reuse(args.reuse)
     with ProcessPoolExecutor(args.workers) as pool:
-        for s in pool.map(run_search_job, searches_plan):
+        searches += [done_searches[search_key(s)] for s in searches_plan if search_key(s) in done_searches]
+        for s in pool.map(run_search_job, [s for s in searches_plan if search_key(s) not in done_searches]):
             searches.append(s)
             name = f"{s['setting']}/{s['target']}/seed {s['seed']}"
             print(f"search {name} failed: {s['error']}" if "error" in s else
@@ -275,15 +305,18 @@ def main(argv=None) -> int:
                     jobs += [{"home": home, "group": key, "setting": setting, "target": t, "kind": RANDOM,
                               "sample": k, "genotype": g, "min_steps": args.min_steps, "seed": SEED_BASE + r}
                              for r in range(args.retrain_seeds)]
-        for r in pool.map(retrain_job, jobs):
+        retrains += [{**done_retrains[retrain_key(j)], "reused": True}
+                     for j in jobs if retrain_key(j) in done_retrains]
+        for r in pool.map(retrain_job, [j for j in jobs if retrain_key(j) not in done_retrains]):
             retrains.append(r)
             name = f"{r['group']}/{r['target']}/{r['kind']}"
             print(f"retrain {name} failed: {r['error']}" if "error" in r else
                   f"retrained {name}: {100 * r['test_acc']:.1f}% ({r['seconds']:.0f} s)", flush=True)
     print_summary(save())
     failures = sum("error" in x for x in (*searches, *retrains))
-    print(f"{len(searches)} searches and {len(retrains)} retrains in {(time.perf_counter() - t0) / 60:.1f} minutes"
-          f"{f'; {failures} failed' if failures else ''}")
+    reused = sum(s in done_searches.values() for s in searches) + sum(bool(r.get("reused")) for r in retrains)
+    print(f"{len(searches)} searches and {len(retrains)} retrains ({reused} reused) in "
+          f"{(time.perf_counter() - t0) / 60:.1f} minutes{f'; {failures} failed' if failures else ''}")
     return 1 if failures else 0
 
 

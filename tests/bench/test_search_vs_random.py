@@ -90,3 +90,25 @@ def test_an_unknown_target_is_refused_before_any_search(suite_home, capsys):
 def test_a_failed_job_is_recorded_not_fatal(suite_home):
     out = svr.run_search_job({"home": str(suite_home), "setting": "bench", "target": "no-such-set", "seed": 0})
     assert "no-such-set" in out["error"] and "home" not in out and out["setting"] == "bench"
+
+
+def test_reuse_takes_an_earlier_runs_jobs_instead_of_running_them_again(suite_home, tmp_path, capsys):
+    import json
+
+    store = DatasetStore(suite_home)
+    rand, searched = svr.random_genotypes("bench", "glyph-digits", 2, store)  # any genotype of the space will do
+    earlier = {"searches": [{"setting": "bench", "target": "glyph-digits", "seed": 0, "genotype": searched,
+                             "val_acc": 0.5, "entropy": [2.0, 1.5], "max_entropy": 2.0, "search_s": 1.0}],
+               "retrains": [{"group": g, "setting": "bench", "target": "glyph-digits", "kind": kind, "genotype": geno,
+                             "seed": 100, "min_steps": 5, "test_acc": acc, **key}
+                            for g, kind, geno, acc, key in [("bench", "searched", searched, 0.9, {"search_seed": 0}),
+                                                            ("tiny", "random", rand, 0.8, {"sample": 0})]]}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    # every job is in the earlier run: nothing is searched or retrained (a job run here would take a minute
+    # and give other numbers)
+    assert svr.main(["--targets", "glyph-digits", "--settings", "bench", "--samples", "1", "--retrain-seeds", "1",
+                     "--min-steps", "5", "--home", str(suite_home), "--reuse", str(tmp_path / "earlier.json"),
+                     "--out", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["summary"]["settings"]["bench"]["median_diff"] == pytest.approx(10.0)
+    assert all(r["reused"] for r in again["retrains"]) and "(3 reused)" in capsys.readouterr().out
