@@ -173,8 +173,20 @@ def test_a_handle_whose_actor_was_ended_makes_a_new_one(ray_session, tmp_path):
     storage = Storage(tmp_path / "zoo")
     zoo = open_zoo(storage)
     zoo.publish(_manifest("src"), _weights(1))
-    first = zoo.actor._actor_id
-    ray.kill(zoo.actor, no_restart=True)
+    old = zoo.actor
+    first = old._actor_id
+    ray.kill(old, no_restart=True)
+
+    def gone() -> bool:  # the handle is used once the actor has died, as in the running job
+        try:
+            ray.get(old.ping.remote(), timeout=30)
+            return False
+        except ray.exceptions.RayActorError:
+            return True
+        except ray.exceptions.GetTimeoutError:  # a loaded machine: ask again
+            return False
+
+    assert _eventually(gone)
     assert zoo.names() == ["src"] and zoo.actor._actor_id != first
     np.testing.assert_array_equal(zoo.load_weights("src")[0]["stem.0.weight"], _weights(1)["stem.0.weight"])
 
