@@ -40,8 +40,7 @@ def retrain_one(job: dict) -> dict:
     from raynas.bench.config import TransferBenchConfig
     from raynas.bench.trial import arm_experiment
     from raynas.data import DatasetStore
-    from raynas.search.algorithms import create_algorithm
-    from raynas.search.loop import resolve_space
+    from raynas.search.loop import dataset_space
     from raynas.search.retrain import retrain
     from raynas.space.genotype import Genotype
 
@@ -49,7 +48,7 @@ def retrain_one(job: dict) -> dict:
     experiment = arm_experiment(TransferBenchConfig.from_json(job["bench"]),
                                 {"target": job["target"], "seed": job["run_seed"], "source": "scratch"})
     info = store.info(job["target"])
-    space = resolve_space(experiment.search, info.shape[0], info.num_classes, create_algorithm(experiment.search))
+    space = dataset_space(experiment.search, info)
     config = replace(experiment.retrain_config(space), min_steps=job["min_steps"], seed=job["seed"], threads=1)
     t0 = time.perf_counter()
     result = retrain(Genotype.from_json(job["genotype"]), config, store, verbose=False)

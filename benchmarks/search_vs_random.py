@@ -65,11 +65,10 @@ def search_config(setting: str, target: str, seed: int):
 
 
 def space_of(config, store):
-    from raynas.search.algorithms import create_algorithm
-    from raynas.search.loop import resolve_space
+    from raynas.search.loop import dataset_space
 
     info = store.info(config.dataset)
-    return resolve_space(config, info.shape[0], info.num_classes, create_algorithm(config))
+    return dataset_space(config, info)
 
 
 def failed(job: dict, exc: Exception) -> dict:

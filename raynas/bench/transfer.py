@@ -231,8 +231,7 @@ def plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[s
          ) -> tuple[list[Pick], dict[str, Any]]:
     """Each arm's start on each target and seed under each protocol (a run that serves several
     protocols once), and the zoo each target saw under each: ``zoos[protocol][target]``."""
-    from raynas.search.algorithms import create_algorithm
-    from raynas.search.loop import resolve_space
+    from raynas.search.loop import dataset_space
     from raynas.transfer.sources import SelectionContext
 
     picks, zoos = [], {p: {} for p in config.protocols}
@@ -241,7 +240,7 @@ def plan(config: TransferBenchConfig, sources: tuple[str, ...], targets: tuple[s
         for protocol in config.protocols:
             exclude = excluded_by(protocol, target, sources, workspace.store)
             search = config.search(target, exclude=exclude)
-            space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
+            space = dataset_space(search, info)
             # the multi-dataset supernets offered are the protocol's own folds
             ctx = SelectionContext(search, info, space, workspace.store, workspace.zoo, workspace.embeddings,
                                    workspace.embedding_storage,

@@ -50,8 +50,7 @@ SCORE_KEYS = {"probe": "accuracy", "logme": "logme"}
 def score_sources(runs: Sequence[dict[str, Any]], workspace: Any, out: Path, config: Any) -> dict[str, Any]:
     """``{target: {source: {"accuracy", "logme"}, "scratch": {...}}}`` for every source a measured
     arm started from; kept in ``out/scores.json`` so that a continued benchmark scores each once."""
-    from raynas.search.algorithms import create_algorithm
-    from raynas.search.loop import resolve_space
+    from raynas.search.loop import dataset_space
     from raynas.transfer.probe import probe_scratch, probe_zoo
 
     scores = _read_scores(out / SCORES_FILE)
@@ -74,7 +73,7 @@ def score_sources(runs: Sequence[dict[str, Any]], workspace: Any, out: Path, con
         if "scratch" not in have:
             search = config.search(target)
             info = workspace.store.info(target)
-            space = resolve_space(search, info.shape[0], info.num_classes, create_algorithm(search))
+            space = dataset_space(search, info)
             base = probe_scratch(ds, space)
             have["scratch"] = {"accuracy": base.accuracy, "logme": base.logme}
         atomic_write_text(path, json.dumps(scores, indent=2))

@@ -66,13 +66,12 @@ def draw_genotype(space, target: str, sample: int):
 def random_genotype(bench: TransferBenchConfig, pick: dict[str, Any], workspace: Workspace) -> dict[str, Any]:
     """A genotype drawn uniformly from the target's search space (seeded by target and sample),
     retrained at the budget of every other arm."""
-    from raynas.search.algorithms import create_algorithm
-    from raynas.search.loop import resolve_space
+    from raynas.search.loop import dataset_space
     from raynas.search.retrain import retrain
 
     config = arm_experiment(bench, {**pick, "source": "scratch"})
     info = workspace.store.info(pick["target"])
-    space = resolve_space(config.search, info.shape[0], info.num_classes, create_algorithm(config.search))
+    space = dataset_space(config.search, info)
     genotype = draw_genotype(space, pick["target"], pick["seed"])
     result = retrain(genotype, config.retrain_config(space), workspace.store, verbose=False)
     return {"epoch": 0, "retrain_test_acc": result["test_acc"], "retrain_s": result["total_s"],

@@ -121,6 +121,11 @@ def resolve_space(config: SearchConfig, in_channels: int, num_classes: int, algo
     return algorithm.configure_space(space)
 
 
+def dataset_space(config: SearchConfig, info) -> SpaceConfig:
+    """The space ``config`` searches on the dataset of ``info`` (its channels and classes)."""
+    return resolve_space(config, info.shape[0], info.num_classes, create_algorithm(config))
+
+
 def batch_size(config: SearchConfig) -> int:
     return config.batch_size or PRESETS.get(config.preset).batch_size
 

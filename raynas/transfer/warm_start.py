@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from raynas.data.store import DatasetStore
-from raynas.search.algorithms import create_algorithm
 from raynas.search.config import SearchConfig
-from raynas.search.loop import resolve_space
+from raynas.search.loop import dataset_space
 from raynas.space.supernet import Supernet, create_supernet
 from raynas.transfer.head import HEAD_INITS, init_head
 from raynas.transfer.mapping import TRANSFER_MODES, transfer_state
@@ -22,7 +21,7 @@ def warm_start(config: SearchConfig, store: DatasetStore, zoo, embeddings=None,
     if config.transfer == "scratch":
         return None, {"strategy": "scratch"}
     info = store.info(config.dataset)
-    space = resolve_space(config, info.shape[0], info.num_classes, create_algorithm(config))
+    space = dataset_space(config, info)
     choice = choose_source(SelectionContext(config, info, space, store, zoo, embeddings, embedding_storage))
     record = {**choice.to_json(), "mode": config.transfer_mode, "alpha_temperature": config.alpha_temperature}
     if choice.entry is None:
