@@ -57,7 +57,7 @@ def test_the_default_sources_are_the_default_domains_and_all_means_every_one():
 
     default = builtin_sources()
     assert {BUILTINS.get(n).domain for n in default} == set(DEFAULT_DOMAINS)
-    assert len(default) >= 12 and builtin_sources(("all",)) == tuple(BUILTINS)
+    assert len(default) == 11 and builtin_sources(("all",)) == tuple(BUILTINS)
     assert builtin_sources(("shapes",)) == ("shape-types", "shape-counts", "shape-relations")
     with pytest.raises(RaynasError, match="unknown domain"):
         builtin_sources(("cats",))
