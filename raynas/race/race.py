@@ -352,6 +352,9 @@ def quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output prints a box to stdout even at verbose=0
     logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)  # "wrote the result files" after every fit
+    # "removed hyperparameter values" for every trial whose config holds a tuple (a pick's protocols):
+    # TensorBoard's hparams take only scalars and strings, and the tuples are in the run's own files
+    logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.WARNING)
 
 
 def _job(config: ExperimentConfig, workspace: Workspace, candidates: list[Candidate], tensorboard: bool,

@@ -1,6 +1,7 @@
 """The transfer benchmark end to end at tiny size: every arm, the files, a continued run, bad options."""
 
 import json
+import logging
 
 import pytest
 
@@ -33,8 +34,27 @@ def bench(suite_home, tmp_path_factory):
                  object_store_memory=256 << 20, log_to_driver=False)
     out = tmp_path_factory.mktemp("bench") / "out"
     flags = [a for k, v in TINY_FLAGS.items() for a in (f"--{k}", str(v))]
-    assert main(["bench", "transfer", "--quick", *flags, "--home", str(suite_home), "--out", str(out), "--json"]) == 0
+    tune_logs = _Records()
+    logging.getLogger("ray.tune.logger").addHandler(tune_logs)
+    try:
+        assert main(["bench", "transfer", "--quick", *flags, "--home", str(suite_home), "--out", str(out),
+                     "--json"]) == 0
+    finally:
+        logging.getLogger("ray.tune.logger").removeHandler(tune_logs)
+    notices = [m for m in tune_logs.messages if "hyperparameter" in m]
+    assert not notices, f"Tune's per-trial hparams notice reached the log: {notices[:1]}"
     return out, json.loads((out / "results.json").read_text())
+
+
+class _Records(logging.Handler):
+    """Every message logged through the handler's logger, whatever the root logger's level."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def test_every_arm_runs_and_the_answers_are_consistent(bench):
