@@ -17,9 +17,9 @@ ALL_ARMS = ("scratch", "ot", "probe", "race", "multi", "random", "farthest", "ze
 DEFAULT_ARMS = ("scratch", "ot", "multi", "random", "zero-shot", "random-genotype")
 # what leaves a target's zoo: its own entries (the paper's protocol), or every dataset of its domain
 PROTOCOLS = {"dataset": "leave-one-dataset-out", "domain": "leave-one-domain-out"}
-# the default run's sources: three domains of the built-in suite (11 sets), so that the default fits
-# about 2 hours on 2 CPUs; plot marks left out on 2026-12-07, the domain whose sets scratch learnt least
-# at the tiny preset's 8x8 inputs (plot-hatches at chance); name them in --domains, or --domains all
+# the default run's sources: three domains of the built-in suite (11 sets; 81 minutes on 2 CPUs with the
+# default arms, 2026-12-07, docs/results.md); plot marks left on 2026-12-07 to fit about 2 hours, the
+# domain whose sets scratch learnt least at the tiny preset's 8x8 inputs (plot-hatches at chance)
 DEFAULT_DOMAINS = ("handwriting", "printed glyphs", "shapes")
 
 
