@@ -18,6 +18,7 @@ from typing import Any, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+from raynas.data.format import DatasetInfo
 from raynas.data.loader import LoaderConfig, choose_backend
 from raynas.data.store import DatasetStore
 from raynas.errors import RaynasError
@@ -121,7 +122,7 @@ def resolve_space(config: SearchConfig, in_channels: int, num_classes: int, algo
     return algorithm.configure_space(space)
 
 
-def dataset_space(config: SearchConfig, info) -> SpaceConfig:
+def dataset_space(config: SearchConfig, info: DatasetInfo) -> SpaceConfig:
     """The space ``config`` searches on the dataset of ``info`` (its channels and classes)."""
     return resolve_space(config, info.shape[0], info.num_classes, create_algorithm(config))
 
