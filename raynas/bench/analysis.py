@@ -152,6 +152,17 @@ def per_arm(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def per_domain(rows: Sequence[dict[str, Any]], domains: dict[str, str]) -> list[dict[str, Any]]:
+    """``per_arm`` within each domain of the targets (in the order the targets came): where the
+    transfer holds and where it fails, since a domain's targets share their nearest sources."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["target"] in domains:
+            groups[domains[r["target"]]].append(r)
+    return [{"domain": d, "targets": list(dict.fromkeys(r["target"] for r in rs)), "per_arm": per_arm(rs)}
+            for d, rs in groups.items()]
+
+
 def distance_vs_gain(runs: Sequence[dict[str, Any]], scratch: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
     """Every measured source/target pair (single-source arms and the race trials that ran all
     their epochs): OT distance against the gain in final val accuracy over scratch (same seed),
@@ -290,9 +301,11 @@ def _paired_scratch(run: dict[str, Any], scratch: dict[tuple[str, int], dict[str
 
 
 def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0,
-            chance: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+            chance: dict[str, dict[str, int]] | None = None, domains: dict[str, str] | None = None
+            ) -> dict[str, Any]:
     """Every answer for one protocol's runs; ``chance`` (per target: classes and val images)
-    marks the targets scratch learnt nothing on."""
+    marks the targets scratch learnt nothing on; ``domains`` (per target) splits the answer by
+    domain."""
     scratch = {(r["target"], r["seed"]): r for r in runs if r["arm"] == "scratch"}
     comparisons = [compare(r, base, tolerance) for r in runs if (base := _paired_scratch(r, scratch)) is not None]
     rows = per_target(comparisons)
@@ -303,4 +316,5 @@ def analyse(runs: Sequence[dict[str, Any]], tolerance: float = 0.0,
             "search_vs_random": search_vs_random(rows),
             "learnt_targets": learnt, "per_arm_learnt": per_arm([r for r in rows if r["target"] in learnt]),
             "settled_targets": settled, "per_arm_settled": per_arm([r for r in rows if r["target"] in settled]),
+            "per_domain": per_domain(rows, domains or {}),
             "distance_vs_gain": distance_vs_gain(runs, scratch), "scratch": convergence, "max_entropy": LN8}

@@ -102,6 +102,28 @@ def _headline(protocols: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _by_domain(protocols: dict[str, dict[str, Any]]) -> list[str]:
+    """The headline split by the targets' domain: which domains transfer carries and which it does not."""
+    if all(len(r.get("per_domain") or []) < 2 for r in protocols.values()):
+        return []
+    lines = ["## By domain", "",
+             "| protocol | domain (targets) | arm | speed-up: median | mean | positive / tied / negative | "
+             "median retrain gain |", "|---|---|---|---|---|---|---|"]
+    for protocol, result in protocols.items():
+        for group in result.get("per_domain") or []:
+            for a in group["per_arm"]:
+                if a["arm"] in NOT_TRANSFER:
+                    continue
+                se = a["speedup_epochs"]
+                mean = None if not se else se.get("mean")
+                lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {group['domain']} ({len(group['targets'])}) | "
+                             f"{a['arm']} | {format_speedup(se['median']) if se else 'no search'} | "
+                             f"{'-' if mean is None else f'{mean:.2f}x'} | "
+                             f"{a['positive']} / {a.get('tied', 0)} / {a['negative']} | "
+                             f"{_pct(a['median_retrain_gain'], signed=True)} |")
+    return lines + ["", "The mean is over the domain's targets the arm reached.", ""]
+
+
 def _search_vs_random(protocols: dict[str, dict[str, Any]]) -> list[str]:
     """Searched genotypes against genotypes drawn uniformly from the space, retrained alike."""
     first = next(iter(protocols.values()))
@@ -250,7 +272,7 @@ def markdown(answer: dict[str, Any]) -> str:
         "",
     ]
     protocols = answer.get("protocols") or {"dataset": answer}  # results written before there were protocols
-    lines += (_headline(protocols) + _search_vs_random(protocols) + _kinship(answer.get("kinship"))
+    lines += (_headline(protocols) + _by_domain(protocols) + _search_vs_random(protocols) + _kinship(answer.get("kinship"))
               + _transferability(answer.get("transferability")))
     for protocol, result in protocols.items():
         lines += _protocol_section(protocol, result)

@@ -93,7 +93,8 @@ def _run(config: TransferBenchConfig, home, out: Path, store, sources: tuple[str
     by_protocol = {p: protocol_runs(runs, p) for p in config.protocols}
     infos = {t: store.info(t) for t in targets}
     chance = {t: {"classes": i.num_classes, "val": i.split_counts.get("val", 0)} for t, i in infos.items()}
-    protocols = {p: analyse(rs, config.tolerance, chance) for p, rs in by_protocol.items()}
+    domains = {t: i.domain for t, i in infos.items()}
+    protocols = {p: analyse(rs, config.tolerance, chance, domains) for p, rs in by_protocol.items()}
     say("scoring the sources the arms started from (linear probe and LogME)")
     scores = score_sources(runs, workspace, out, config)
     study = transferability(by_protocol, scores)

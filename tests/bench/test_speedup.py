@@ -216,3 +216,26 @@ def test_targets_scratch_learnt_nothing_on_are_set_apart():
     # a bigger val split makes the same accuracy significant: 28% of 2,000 against 25%
     assert "b" in analyse(runs, chance={**chance, "b": {"classes": 4, "val": 2000}})["learnt_targets"]
     assert analyse(runs)["learnt_targets"] == ["a", "b", "c", "d"]  # no chance given: every target kept
+
+
+def test_the_answer_is_split_by_domain():
+    """Each domain gets its own arm summary, and the report a table of them; one domain: no table."""
+    from raynas.bench.report import _by_domain
+
+    runs = [_run("a", "scratch", 0, [0.5, 0.6]), _run("a", "ot", 0, [0.6, 0.7], "s1", 1.0),
+            _run("b", "scratch", 0, [0.5, 0.6]), _run("b", "ot", 0, [0.5, 0.5], "s1", 1.0),
+            _run("c", "scratch", 0, [0.2, 0.4, 0.6]), _run("c", "ot", 0, [0.6, 0.6, 0.6], "s2", 2.0)]
+    out = analyse(runs, domains={"a": "marks", "b": "shapes", "c": "marks"})
+    groups = {g["domain"]: g for g in out["per_domain"]}
+    assert list(groups) == ["marks", "shapes"] and groups["marks"]["targets"] == ["a", "c"]
+    ot = {a["arm"]: a for a in groups["marks"]["per_arm"]}["ot"]
+    assert ot["targets"] == 2 and ot["positive"] == 1 and ot["tied"] == 1
+    assert ot["speedup_epochs"]["median"] == pytest.approx((2 + 3) / 2)  # 2/1 on a, 3/1 on c
+    shapes = {a["arm"]: a for a in groups["shapes"]["per_arm"]}["ot"]
+    assert shapes["negative"] == 1 and shapes["speedup_epochs"]["never"] == 1
+    table = _by_domain({"dataset": out})
+    assert any(line.startswith("| leave-one-dataset-out | marks (2) | ot | 2.50x | 2.50x | 1 / 1 / 0 |")
+               for line in table), table
+    assert not any("| scratch |" in line for line in table)
+    assert _by_domain({"dataset": analyse(runs, domains={"a": "m", "b": "m", "c": "m"})}) == []
+    assert analyse(runs)["per_domain"] == []

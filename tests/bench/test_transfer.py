@@ -119,6 +119,9 @@ def test_every_arm_runs_and_the_answers_are_consistent(bench):
     assert "| ot |" in md and "### glyph-digits" in md and "Spearman" in md
     assert "| leave-one-dataset-out | ot |" in md and "| leave-one-domain-out | ot |" in md
     assert "Does the search beat random genotypes?" in md
+    # split by the target's domain; one domain: no table of them
+    assert [g["domain"] for g in a["protocols"]["dataset"]["per_domain"]] == ["printed glyphs"]
+    assert "## By domain" not in md
     assert "| random-genotype | no search | - | - | - |" in md  # no transfer to count: no positive column
     # the sources the arms started from, scored by the probe and LogME against random supernets
     scored = a["scores"]["glyph-digits"]
