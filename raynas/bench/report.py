@@ -272,8 +272,8 @@ def markdown(answer: dict[str, Any]) -> str:
         "",
     ]
     protocols = answer.get("protocols") or {"dataset": answer}  # results written before there were protocols
-    lines += (_headline(protocols) + _by_domain(protocols) + _search_vs_random(protocols) + _kinship(answer.get("kinship"))
-              + _transferability(answer.get("transferability")))
+    lines += (_headline(protocols) + _by_domain(protocols) + _search_vs_random(protocols)
+              + _kinship(answer.get("kinship")) + _transferability(answer.get("transferability")))
     for protocol, result in protocols.items():
         lines += _protocol_section(protocol, result)
     lines += ["", "## Per target", ""]
