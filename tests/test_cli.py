@@ -64,6 +64,7 @@ def test_data_list_json(suite_copy, capsys):
         assert {"name", "domain", "classes", "images", "shape", "builtin"} <= set(row)
         assert isinstance(row["classes"], int) and isinstance(row["images"], int) and len(row["shape"]) == 3
         assert row["builtin"] is True
+        assert row["suite"] is (row["name"] not in ("mnist5k-rot", "mnist5k-inv"))
     digits = rows[0]
     assert digits["domain"] == "handwriting" and digits["classes"] == 10 and digits["images"] == 1797
     assert digits["shape"] == [1, 8, 8]
@@ -72,6 +73,7 @@ def test_data_list_json(suite_copy, capsys):
 def test_data_list_table(suite_copy, capsys):
     rc, out, _ = _run(capsys, "data", "list", home=suite_copy)
     assert rc == 0 and f"{len(SUITE)} datasets" in out and all(name in out for name in SUITE)
+    assert "not in the benchmark suite (transforms of another set): mnist5k-rot, mnist5k-inv" in out
 
 
 def test_data_show_writes_a_png(suite_copy, tmp_path, capsys):

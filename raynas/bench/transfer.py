@@ -180,7 +180,7 @@ def _datasets(config: TransferBenchConfig, store) -> tuple[tuple[str, ...], tupl
 
 
 def builtin_sources(domains: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The built-in datasets of ``domains`` (empty: the default domains; ``all``: every one), in
+    """The suite's built-in datasets of ``domains`` (empty: the default domains; ``all``: every one), in
     the suite's order."""
     from raynas.bench.config import DEFAULT_DOMAINS
     from raynas.data.builtin import BUILTINS
@@ -191,7 +191,7 @@ def builtin_sources(domains: tuple[str, ...] = ()) -> tuple[str, ...]:
     if unknown:
         raise RaynasError(f"unknown domain(s) {', '.join(map(repr, unknown))}",
                           f"choose from {', '.join(map(repr, known))} (`raynas data list` shows them)")
-    return tuple(n for n in BUILTINS if BUILTINS.get(n).domain in domains)
+    return tuple(n for n in BUILTINS if BUILTINS.get(n).suite and BUILTINS.get(n).domain in domains)
 
 
 def excluded_by(protocol: str, target: str, sources: tuple[str, ...], store) -> tuple[str, ...]:

