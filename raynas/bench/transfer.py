@@ -183,7 +183,7 @@ def builtin_sources(domains: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The suite's built-in datasets of ``domains`` (empty: the default domains; ``all``: every one), in
     the suite's order."""
     from raynas.bench.config import DEFAULT_DOMAINS
-    from raynas.data.builtin import BUILTINS
+    from raynas.data.builtin import BUILTINS, in_suite
 
     known = list(dict.fromkeys(BUILTINS.get(n).domain for n in BUILTINS))
     domains = tuple(known) if "all" in domains else domains or DEFAULT_DOMAINS
@@ -191,7 +191,7 @@ def builtin_sources(domains: tuple[str, ...] = ()) -> tuple[str, ...]:
     if unknown:
         raise RaynasError(f"unknown domain(s) {', '.join(map(repr, unknown))}",
                           f"choose from {', '.join(map(repr, known))} (`raynas data list` shows them)")
-    return tuple(n for n in BUILTINS if BUILTINS.get(n).suite and BUILTINS.get(n).domain in domains)
+    return tuple(n for n in BUILTINS if in_suite(n) and BUILTINS.get(n).domain in domains)
 
 
 def excluded_by(protocol: str, target: str, sources: tuple[str, ...], store) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from raynas.cli.output import print_json, print_table
 from raynas.data import IMPORTERS, DatasetInfo, DatasetStore
-from raynas.data.builtin import BUILTINS
+from raynas.data.builtin import BUILTINS, in_suite
 from raynas.data.grid import MAX_GRID_CLASSES, MAX_PER_CLASS, check_grid_size, sample_grid
 from raynas.data.importers import ARROW_SUFFIXES, FILE_IMPORTS, check_options
 from raynas.data.store import DatasetEntry
@@ -85,12 +85,6 @@ def info_rows(infos: list[DatasetInfo]) -> list[list]:
 
 
 INFO_COLUMNS = ["name", "domain", "classes", "images", "shape", "train/val/test"]
-
-
-def in_suite(name: str) -> bool:
-    """A built-in of the benchmark suite (`raynas bench transfer --domains`); not an import, and not
-    one of the built-ins kept out of it as transforms of another set."""
-    return name in BUILTINS and BUILTINS.get(name).suite
 
 
 def entry_json(entry: DatasetEntry) -> dict:

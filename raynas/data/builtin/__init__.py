@@ -38,6 +38,12 @@ class BuiltinSpec:
 BUILTINS: Registry[BuiltinSpec] = Registry("built-in dataset")
 
 
+def in_suite(name: str) -> bool:
+    """A built-in of the benchmark suite (`raynas bench transfer --domains`): not an import, and not
+    one of the built-ins kept out of it as transforms of another set."""
+    return name in BUILTINS and BUILTINS.get(name).suite
+
+
 def builtin(name: str, *, domain: str, description: str, allow_flip: bool = False, version: str = "2",
             seed: int = 0, suite: bool = True) -> Callable[[Callable[[], RawImages]], Callable[[], RawImages]]:
     """Register a builder function as a built-in dataset."""

@@ -16,9 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from raynas.data.builtin import RawImages, builtin
+from raynas.data.builtin.shapes import SCALE, SIZE, downsample
 
-SIZE = 32
-SCALE = 4
 _CANVAS = SIZE * SCALE
 PER_CLASS = 150
 
@@ -85,8 +84,7 @@ def write(strokes: list[Stroke], rng: np.random.Generator) -> np.ndarray:
         x, y = x * cos - y * sin, x * sin + y * cos
         xy = [((a + 0.5 + tx) * _CANVAS, (b + 0.5 + ty) * _CANVAS) for a, b in zip(x, y)]
         draw.line(xy, fill=ink, width=max(1, round(width * rng.uniform(0.8, 1.2))), joint="curve")
-    small = np.asarray(canvas.reduce(SCALE), dtype=np.float64) + rng.normal(0, 4, (SIZE, SIZE))
-    return np.clip(np.rint(small), 0, 255).astype(np.uint8)[None]
+    return downsample(canvas, rng, 4)
 
 
 def _write_all(classes: dict[str, list[list[Stroke]]], seed: int) -> tuple[np.ndarray, np.ndarray]:
