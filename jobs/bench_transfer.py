@@ -12,7 +12,7 @@ an interrupted benchmark.
 
 import sys
 
-from raynas.cli import main
+from raynas.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "transfer", *sys.argv[1:]]))
+    run(["bench", "transfer", *sys.argv[1:]])

@@ -12,7 +12,7 @@ the sources that are missing.
 
 import sys
 
-from raynas.cli import main
+from raynas.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["zoo", "build", *sys.argv[1:]]))
+    run(["zoo", "build", *sys.argv[1:]])

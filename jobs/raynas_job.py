@@ -14,9 +14,9 @@ storage the run directory is visible from every node. Arguments are exactly thos
 
 import sys
 
-from raynas.cli import main
+from raynas.cli import run
 
 if __name__ == "__main__":
     # Commands that need Ray connect when they need it (Ray sets RAY_ADDRESS for job drivers),
     # and then use the cluster's zoo and embedding actors.
-    sys.exit(main(sys.argv[1:]))
+    run(sys.argv[1:])

@@ -13,7 +13,7 @@ datasets from their node's `--home` (fetched there from `--storage` when importe
 
 import sys
 
-from raynas.cli import main
+from raynas.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["search", *sys.argv[1:]]))
+    run(["search", *sys.argv[1:]])

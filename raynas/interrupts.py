@@ -62,6 +62,18 @@ def _on_sigterm(signum: int, frame) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def finish_on_sigterm(exit_code: int) -> None:
+    """For a command whose answer is decided (printed, stored, its exit code known): a SIGTERM
+    during the teardown that follows, such as Ray's shutdown at exit (seconds), ends the process
+    at once with ``exit_code``. Raised as Ctrl+C instead, it would interrupt an atexit callback,
+    which Python reports with a stack. Only for a process's entry point: a test run or notebook
+    that calls a command must keep its own SIGTERM. Main thread only, as every handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        signal.signal(signal.SIGTERM, lambda signum, frame: _flush_and_exit(exit_code))
+
+
 def exit_on_sigterm() -> None:
     """For a Ray worker that runs trials: SIGTERM (Ray ending a finished or stopped job's workers,
     a node going away) ends the process at once, without a word. Ray's worker handler raises
@@ -76,10 +88,14 @@ def exit_on_sigterm() -> None:
 
 
 def _exit_now(signum: int, frame) -> None:
+    _flush_and_exit(128 + signum)
+
+
+def _flush_and_exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):  # what the process printed before still reaches the log
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(128 + signum)
+    os._exit(code)
 
 
 def _say(line: str) -> None:

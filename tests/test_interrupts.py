@@ -177,3 +177,69 @@ def test_exit_on_sigterm_off_the_main_thread_does_nothing():
     thread.start()
     thread.join()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+TEARDOWN = """
+import atexit, sys, time
+from raynas.interrupts import finish_on_sigterm, stop_on_sigterm
+
+def shutdown():  # Ray's shutdown at exit, slow enough for a late SIGTERM to land in it
+    print("ready", flush=True)
+    time.sleep(60)
+
+atexit.register(shutdown)
+stop_on_sigterm()
+print("the answer", flush=True)
+{setup}
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("finish", [False, True])
+def test_a_sigterm_after_the_answer_ends_the_process_with_its_exit_code(finish):
+    program = textwrap.dedent(TEARDOWN).format(setup="finish_on_sigterm(3)" if finish else "")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "the answer"
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if finish:
+        assert proc.returncode == 3 and err == "" and out == "", (proc.returncode, out, err)
+    else:  # the failure this guards against, shown to happen: Ctrl+C inside an atexit callback
+        assert "Exception ignored in atexit callback" in err and "KeyboardInterrupt" in err, err
+
+
+def test_the_program_and_the_job_scripts_exit_through_run(monkeypatch):
+    """``run`` is every process entry point's way out: the console script and each job script."""
+    import tomllib
+
+    import raynas.cli
+
+    calls = []
+    monkeypatch.setattr(raynas.cli, "main", lambda argv=None: calls.append(("main", argv)) or 7)
+    monkeypatch.setattr(raynas.cli, "finish_on_sigterm", lambda code: calls.append(("finish", code)))
+    with pytest.raises(SystemExit) as exited:
+        raynas.cli.run(["data", "list"])
+    assert exited.value.code == 7 and calls == [("main", ["data", "list"]), ("finish", 7)]
+    scripts = tomllib.loads((Path(ROOT) / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"raynas": "raynas.cli:run"}
+    for script in (Path(ROOT) / "jobs").glob("*.py"):
+        text = script.read_text()
+        assert "from raynas.cli import run" in text and "main(" not in text, script.name
+
+
+def test_finish_on_sigterm_off_the_main_thread_does_nothing():
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=interrupts.finish_on_sigterm, args=(0,))
+    thread.start()
+    thread.join()
+    assert signal.getsignal(signal.SIGTERM) is before

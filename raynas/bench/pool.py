@@ -25,6 +25,9 @@ from raynas.zoo.manifest import ZooManifest
 
 MULTI_PREFIX = "bench-multi-"
 POOL_FILE = "pool.json"
+# what an interrupted or failed zoo build of the benchmark tells the user: the benchmark plans its zoo again
+RESUME_WITH = ("run the same `raynas bench transfer` command again (published sources and finished trials are "
+               "kept, unfinished sources start again)")
 
 
 def multi_prefix(protocol: str) -> str:
@@ -102,7 +105,8 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
         from raynas.search.results import new_folder
 
         # the build's run directory goes with the benchmark's output, not into the user's runs/
-        build_zoo(jobs, workspace, run_dir=new_folder(out / "zoo-builds", "pool"), verbose=verbose)
+        build_zoo(jobs, workspace, run_dir=new_folder(out / "zoo-builds", "pool"), verbose=verbose,
+                  resume_with=RESUME_WITH)
     elif verbose:
         print("the zoo's sources are pretrained already (kept)", file=sys.stderr, flush=True)
     pool = Pool(sources, multi, previous.get("build_s", 0.0) + (time.perf_counter() - t0 if jobs else 0.0),

@@ -10,7 +10,7 @@ from raynas import __version__
 from raynas.cli import bench, data, demo, distance, export, predict, search, serve, zoo
 from raynas.cli.output import print_json_error, start_command
 from raynas.errors import RaynasError
-from raynas.interrupts import stop_on_sigterm
+from raynas.interrupts import finish_on_sigterm, stop_on_sigterm
 
 COMMAND_GROUPS = (data, zoo, distance, search, predict, export, serve, bench, demo)
 
@@ -61,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> None:
+    """A process's entry point (the ``raynas`` program, the job scripts): :func:`main`, then exit
+    with its code. Ray's shutdown at exit can take seconds; a SIGTERM then (a scheduler ending the
+    job late) ends the process with the command's exit code, not with a stack from the shutdown."""
+    code = main(argv)
+    finish_on_sigterm(code)
+    sys.exit(code)
+
+
 def _drop_stdout() -> None:
     """Point stdout at /dev/null, so Python's last flush at exit does not fail on the closed pipe."""
     try:
@@ -77,4 +86,4 @@ def _fail(args: argparse.Namespace, message: str, problem: str, fix: str | None,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

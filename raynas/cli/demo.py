@@ -113,7 +113,9 @@ def run_demo(args: argparse.Namespace) -> None:
     if not jobs:
         built = []
     elif parallel:
-        built = build_zoo(jobs, workspace, verbose=not quiet).rows
+        built = build_zoo(jobs, workspace, verbose=not quiet,
+                          resume_with="run the same `raynas demo` command again (published sources are kept, the "
+                                      "others start again)").rows
     else:
         built = run_jobs(jobs, verbose=not quiet)
     answer["zoo"] = {"entries": built, "current": current, "seconds": round(time.perf_counter() - t0, 1)}

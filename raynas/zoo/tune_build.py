@@ -41,10 +41,14 @@ class BuildResult:
 
 def build_zoo(jobs: list[PretrainJob], workspace: Workspace, *, trials: RaceConfig | None = None,
               run_dir: str | Path | None = None, verbose: bool = True, trial_callbacks: Sequence = (),
-              tune_callbacks: Sequence = (), tensorboard: bool = True, address: str | None = None) -> BuildResult:
+              tune_callbacks: Sequence = (), tensorboard: bool = True, address: str | None = None,
+              resume_with: str | None = None) -> BuildResult:
     """Pretrain ``jobs`` (from :func:`raynas.zoo.build.plan_jobs`) as the trials of one Tune
     experiment. ``trials`` sizes, retries and limits them (its resource, concurrency and failure
-    fields; the race's other fields do not apply)."""
+    fields; the race's other fields do not apply). ``resume_with`` is what the messages of an
+    interrupted or failed build tell the user to do (default: resume with ``raynas zoo build
+    --resume <run_dir>``); a caller that plans the build itself (the benchmark, the demo) names
+    its own command instead, which pretrains what is missing when run again."""
     from raynas.race.ledger import ledger_filesystem
     from raynas.race.race import link_experiment, quiet_tune, tensorboard_command, trial_resources, tune_storage
     from raynas.ray_session import ensure_ray
@@ -84,8 +88,8 @@ def build_zoo(jobs: list[PretrainJob], workspace: Workspace, *, trials: RaceConf
         print(f"pretraining {len(jobs)} source(s) as Ray Tune trials ({', '.join(sources)}), {resources['cpu']:g} "
               f"CPU and {resources['gpu']:g} GPU each\n  run directory: {run_dir}\n  watch it: {build['tensorboard']}",
               file=sys.stderr, flush=True)
-    results = _fit(tuner, run_dir)
-    return _conclude(results, build, workspace, run_dir, t0)
+    resume_with = resume_with or _how_to_resume(run_dir)
+    return _conclude(_fit(tuner, resume_with), build, workspace, run_dir, t0, resume_with)
 
 
 def resume_build(run_dir: str | Path, workspace: Workspace, *, verbose: bool = True, trial_callbacks: Sequence = (),
@@ -121,7 +125,8 @@ def resume_build(run_dir: str | Path, workspace: Workspace, *, verbose: bool = T
     fs = ledger_filesystem(storage, build["name"], run_dir)
     tuner = tune.Tuner.restore(storage.path(build["name"]), trainable(PRETRAIN_TRIAL, job, build["trial_resources"]),
                                resume_unfinished=True, resume_errored=True, storage_filesystem=fs)
-    return _conclude(_fit(tuner, run_dir), build, workspace, run_dir, t0)
+    resume_with = _how_to_resume(run_dir)
+    return _conclude(_fit(tuner, resume_with), build, workspace, run_dir, t0, resume_with)
 
 
 def _job(build: dict[str, Any], workspace: Workspace, callbacks: Sequence, tensorboard: bool):
@@ -155,14 +160,21 @@ def _tuner(build: dict[str, Any], trials: RaceConfig, storage: Storage, fs, job,
                      callbacks=[*_progress(build, verbose), *extra])
 
 
-def _fit(tuner, run_dir: Path):
+def _how_to_resume(run_dir: Path) -> str:
+    """How ``raynas zoo build`` continues a build: unfinished sources go on from their last epoch."""
+    return f"resume with `raynas zoo build --resume {run_dir}` (published sources are kept, the others continue " \
+           "from their last epoch)"
+
+
+def _fit(tuner, resume_with: str):
     from raynas.interrupts import resume_hint
 
-    with resume_hint(f"resume with `raynas zoo build --resume {run_dir}`"):
+    with resume_hint(resume_with):
         return tuner.fit()
 
 
-def _conclude(results, build: dict[str, Any], workspace: Workspace, run_dir: Path, t0: float) -> BuildResult:
+def _conclude(results, build: dict[str, Any], workspace: Workspace, run_dir: Path, t0: float,
+              resume_with: str) -> BuildResult:
     """Rows of the published sources; a build with sources that did not publish is an error that
     says which, why, and how to finish it."""
     from raynas.race.leaderboard import first_line, is_input_error
@@ -171,11 +183,9 @@ def _conclude(results, build: dict[str, Any], workspace: Workspace, run_dir: Pat
     sources = build["sources"]
     epochs = min(e["search"]["epochs"] for e in sources.values())  # a trial that ran fewer did not end
     unfinished = unfinished_trials(results, len(sources), epochs)
-    resume = f"raynas zoo build --resume {run_dir}"
     if unfinished:
         raise RaynasError(f"the zoo build was interrupted: {unfinished} of {len(sources)} source(s) had not finished",
-                          f"resume it with `{resume}` (published sources are kept, the others continue from their "
-                          "last epoch)")
+                          resume_with)
     by_source = {(r.config or {}).get("source"): r for r in results}
     rows, failed = [], {}
     for name, experiment in sources.items():
@@ -204,8 +214,7 @@ def _conclude(results, build: dict[str, Any], workspace: Workspace, run_dir: Pat
         problem, fix = next(iter(failed.values()))
         published = f"; published: {', '.join(r['name'] for r in rows)}" if rows else ""
         raise RaynasError(f"pretraining failed for {', '.join(failed)}{published}; first error: {problem}",
-                          f"{fix + '; then ' if fix else ''}resume with `{resume}` (published sources are kept, the "
-                          "failed ones run again)")
+                          f"{fix + '; then ' if fix else ''}{resume_with}")
     return BuildResult(run_dir, rows)
 
 

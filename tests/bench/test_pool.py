@@ -6,7 +6,7 @@ import pytest
 
 from raynas.bench.arms import ARMS, TargetZoo, pick, target_zoo
 from raynas.bench.config import ALL_ARMS, TransferBenchConfig
-from raynas.bench.pool import check_no_leak, folds, is_protocol_multi, multi_plan
+from raynas.bench.pool import RESUME_WITH, build_pool, check_no_leak, folds, is_protocol_multi, multi_plan
 from raynas.bench.transfer import plan
 from raynas.errors import RaynasError
 from raynas.transfer.probe import error_cut
@@ -217,3 +217,21 @@ def test_a_search_can_exclude_sources_from_its_zoo(pool):
         choose_source(dataclasses.replace(off, config=off.config.replace(transfer="glyph-upper")))
     with pytest.raises(RaynasError, match="--exclude-sources names unknown dataset\\(s\\) glyph-uper"):
         dataclasses.replace(ctx, config=ctx.config.replace(exclude_sources=("glyph-uper",)))
+
+
+def test_an_interrupted_benchmark_zoo_says_to_run_the_benchmark_again(suite_home, tmp_path, monkeypatch):
+    """The benchmark plans its zoo itself: `raynas zoo build --resume` would not finish the benchmark."""
+    import raynas.zoo.tune_build
+
+    calls = []
+
+    def interrupted(jobs, workspace, **options):
+        calls.append(options)
+        raise RaynasError("the zoo build was interrupted", options["resume_with"])
+
+    monkeypatch.setattr(raynas.zoo.tune_build, "build_zoo", interrupted)
+    ws = Workspace.open(suite_home, str(tmp_path / "storage"), use_actors=False)
+    with pytest.raises(RaynasError, match="interrupted") as err:
+        build_pool(TINY, SOURCES, SOURCES[:3], ws, tmp_path / "out", verbose=False)
+    assert err.value.fix == RESUME_WITH and "run the same `raynas bench transfer` command again" in RESUME_WITH
+    assert len(calls) == 1 and calls[0]["run_dir"].parent == tmp_path / "out" / "zoo-builds"
