@@ -37,14 +37,15 @@ except KeyboardInterrupt:
 """
 
 
-def run_until_sigterm(context: str = "resume_hint('resume with X')", setup: str = "",
-                      signals: int = 1) -> tuple[int, str, str]:
-    program = textwrap.dedent(PROGRAM).format(context=context, setup=setup)
+def sigterm_when_ready(program: str, ready: tuple[str, ...] = ("ready",), signals: int = 1) -> tuple[int, str, str]:
+    """Run ``program`` in a Python process of its own; once it has printed the lines ``ready``,
+    send it SIGTERM ``signals`` times. Its exit code, the rest of its stdout, and its stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(program)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        for line in ready:
+            assert proc.stdout.readline().strip() == line, proc.stderr.read()
         for _ in range(signals):
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.05)
@@ -54,6 +55,11 @@ def run_until_sigterm(context: str = "resume_hint('resume with X')", setup: str 
             proc.kill()
             proc.communicate()
     return proc.returncode, out, err
+
+
+def run_until_sigterm(context: str = "resume_hint('resume with X')", setup: str = "",
+                      signals: int = 1) -> tuple[int, str, str]:
+    return sigterm_when_ready(textwrap.dedent(PROGRAM).format(context=context, setup=setup), signals=signals)
 
 
 def test_sigterm_interrupts_like_ctrl_c_and_says_how_to_resume():
@@ -151,20 +157,9 @@ def test_a_trial_worker_ends_quietly_on_sigterm_even_inside_a_gc_callback(quiet)
     """Ray ends a finished job's workers with SIGTERM; its handler's SystemExit inside a weakref
     callback is printed as an ignored exception with its stack (and the worker goes on)."""
     program = textwrap.dedent(WORKER).format(setup="exit_on_sigterm()" if quiet else "")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "saved"
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    code, out, err = sigterm_when_ready(program, ready=("saved", "ready"))
     if quiet:
-        assert proc.returncode == 128 + signal.SIGTERM and err == "" and out == "", (out, err)
+        assert code == 128 + signal.SIGTERM and err == "" and out == "", (out, err)
     else:  # the failure this guards against, shown to happen
         assert "Traceback" in err and "went on after the signal" in out
 
@@ -198,20 +193,9 @@ sys.exit(3)
 @pytest.mark.parametrize("finish", [False, True])
 def test_a_sigterm_after_the_answer_ends_the_process_with_its_exit_code(finish):
     program = textwrap.dedent(TEARDOWN).format(setup="finish_on_sigterm(3)" if finish else "")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "the answer"
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    code, out, err = sigterm_when_ready(program, ready=("the answer", "ready"))
     if finish:
-        assert proc.returncode == 3 and err == "" and out == "", (proc.returncode, out, err)
+        assert code == 3 and err == "" and out == "", (code, out, err)
     else:  # the failure this guards against, shown to happen: Ctrl+C inside an atexit callback
         assert "Exception ignored in atexit callback" in err and "KeyboardInterrupt" in err, err
 
