@@ -84,11 +84,22 @@ def test_data_show_writes_a_png(suite_copy, tmp_path, capsys):
     with Image.open(out_png) as img:
         assert img.width > 100 and img.height > 100
     assert "alpha" in out and str(out_png) in out
+    assert "built-in: Greek letters alpha-omega in 16 typefaces" in out
     rc, out, _ = _run(capsys, "data", "show", "digits", "--per-class", "2", "--max-classes", "3", "--json",
                       home=suite_copy)
     shown = json.loads(out)
-    assert rc == 0 and shown["name"] == "digits"
+    assert rc == 0 and shown["name"] == "digits" and shown["builtin"] is True
+    assert shown["description"] == "scikit-learn handwritten digits, 8x8"
     assert Path(shown["grid"]) == suite_copy / "plots" / "digits.png" and Path(shown["grid"]).is_file()
+
+
+@pytest.mark.parametrize("name, says", [
+    ("math-arrows", "unlike its domain's other sets: arrows: most classes are rotations of one another"),
+    ("mnist5k-rot", "not in the benchmark suite (a transform of another set)")])
+def test_data_show_says_how_a_builtin_differs(suite_copy, tmp_path, capsys, name, says):
+    rc, out, _ = _run(capsys, "data", "show", name, "--per-class", "1", "--max-classes", "2", "--out",
+                      tmp_path / "x.png", home=suite_copy)
+    assert rc == 0 and says in out, out
 
 
 def test_data_show_unknown_lists_the_choices(suite_copy, capsys):

@@ -120,10 +120,16 @@ def run_show(args: argparse.Namespace) -> None:
     ds = store.open(args.name)  # labels, and the row groups of the images drawn
     out = Path(args.out) if args.out else store.home.root / "plots" / f"{args.name}.png"
     sample_grid(ds, out, per_class=args.per_class, max_classes=args.max_classes)
+    about = BUILTINS.get(args.name).description if args.name in BUILTINS else None
     if args.json:
-        print_json(dict(ds.info.to_json(), grid=str(out)))
+        print_json(dict(ds.info.to_json(), grid=str(out), builtin=about is not None, description=about))
         return
     print_table(None, INFO_COLUMNS, info_rows([ds.info]))
+    if about:
+        print(f"built-in: {about}" + ("" if in_suite(args.name) else "; not in the benchmark suite (a transform "
+                                                                       "of another set)"))
+    if ds.info.provenance.get("differs"):  # how a built-in differs from the other sets of its domain
+        print(f"unlike its domain's other sets: {ds.info.provenance['differs']}")
     print(f"classes: {', '.join(ds.info.class_names)}")
     print(f"flips allowed: {'yes' if ds.info.allow_flip else 'no'}; content hash {ds.info.content_hash[:16]}")
     print(f"grid: {out}")
