@@ -96,23 +96,30 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
     for name, datasets in multi.items():
         more, _ = plan_jobs(list(datasets), config.source_search(name), workspace, multi=name, rebuild=False)
         jobs += more
-    previous = _read_pool_file(out)
+    previous_s = float(_read_pool_file(out).get("build_s", 0.0))
     t0 = time.perf_counter()
+
+    def record(built: list[str]) -> Pool:
+        pool = Pool(sources, multi, previous_s + (time.perf_counter() - t0 if jobs else 0.0), built)
+        atomic_write_text(out / POOL_FILE, json.dumps(pool.to_json(), indent=2))
+        return pool
+
     if jobs:
         if verbose:
             print(f"pretraining {len(jobs)} zoo source(s): {', '.join(j.name for j in jobs)} ({config.source_epochs} "
                   f"epoch(s) of {config.source_steps or 'all'} steps each)", file=sys.stderr, flush=True)
         from raynas.search.results import new_folder
 
-        # the build's run directory goes with the benchmark's output, not into the user's runs/
-        build_zoo(jobs, workspace, run_dir=new_folder(out / "zoo-builds", "pool"), verbose=verbose,
-                  resume_with=RESUME_WITH)
+        try:
+            # the build's run directory goes with the benchmark's output, not into the user's runs/
+            build_zoo(jobs, workspace, run_dir=new_folder(out / "zoo-builds", "pool"), verbose=verbose,
+                      resume_with=RESUME_WITH)
+        except BaseException:
+            record([])  # a stopped build's time counts in the zoo's build time when the benchmark is run again
+            raise
     elif verbose:
         print("the zoo's sources are pretrained already (kept)", file=sys.stderr, flush=True)
-    pool = Pool(sources, multi, previous.get("build_s", 0.0) + (time.perf_counter() - t0 if jobs else 0.0),
-                [j.name for j in jobs])
-    atomic_write_text(out / POOL_FILE, json.dumps(pool.to_json(), indent=2))
-    return pool
+    return record([j.name for j in jobs])
 
 
 def _read_pool_file(out: Path) -> dict[str, Any]:

@@ -171,14 +171,15 @@ def _transferability(study: dict[str, Any] | None) -> list[str]:
     lines = ["## Deciding to transfer: OT distance, the linear probe and LogME", "",
              "Choosing the source: Spearman rho of each score against the gain over scratch of every measured "
              "source/target pair (distance negated: for each, positive means the score ranks by gain), and the median "
-             "val-accuracy points its pick among a target's measured sources gives up against the best of them.", "",
+             "val-accuracy points its pick among a target's measured sources gives up against the best of them. Each rho "
+             "is over the pairs that score has (n): a multi-dataset supernet has no OT distance to its target.", "",
              "| protocol | pairs | OT distance: rho | regret | probe: rho | regret | LogME: rho | regret |",
              "|---|---|---|---|---|---|---|---|"]
     for protocol, c in study["choice"].items():
         cells = []
         for kind in ("distance", "probe", "logme"):
             k = c[kind]
-            cells += ["-" if k["rho"] is None else f"{k['rho']:+.2f} (p {k['p']:.2g})",
+            cells += ["-" if k["rho"] is None else f"{k['rho']:+.2f} (p {k['p']:.2g}, n {k['n']})",
                       _pct(k["median_regret"])]
         lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {c['pairs']} | {' | '.join(cells)} |")
     lines += ["", "The transfer-or-scratch gate on the OT arm's source: transfer when the source's score beats random "

@@ -1,6 +1,8 @@
 """Leave-one-out: a target never sees a zoo entry trained on it, in any arm."""
 
 import dataclasses
+import json
+import time
 
 import pytest
 
@@ -227,6 +229,7 @@ def test_an_interrupted_benchmark_zoo_says_to_run_the_benchmark_again(suite_home
 
     def interrupted(jobs, workspace, **options):
         calls.append(options)
+        time.sleep(0.1)  # long enough to show in the build time, which is kept to 0.1 s
         raise RaynasError("the zoo build was interrupted", options["resume_with"])
 
     monkeypatch.setattr(raynas.zoo.tune_build, "build_zoo", interrupted)
@@ -234,4 +237,9 @@ def test_an_interrupted_benchmark_zoo_says_to_run_the_benchmark_again(suite_home
     with pytest.raises(RaynasError, match="interrupted") as err:
         build_pool(TINY, SOURCES, SOURCES[:3], ws, tmp_path / "out", verbose=False)
     assert err.value.fix == RESUME_WITH and "run the same `raynas bench transfer` command again" in RESUME_WITH
-    assert len(calls) == 1 and calls[0]["run_dir"].parent == tmp_path / "out" / "zoo-builds"
+    assert calls[0]["run_dir"].parent == tmp_path / "out" / "zoo-builds"
+    first = json.loads((tmp_path / "out" / "pool.json").read_text())["build_s"]
+    assert first > 0  # the stopped build's time is kept for the run that finishes it
+    with pytest.raises(RaynasError, match="interrupted"):
+        build_pool(TINY, SOURCES, SOURCES[:3], ws, tmp_path / "out", verbose=False)
+    assert json.loads((tmp_path / "out" / "pool.json").read_text())["build_s"] > first

@@ -45,6 +45,22 @@ def test_choice_quality_ranks_the_scores():
     assert c["distance"]["targets"] == 8  # near is always nearer: distance picks near too
 
 
+def test_each_score_reports_its_own_pairs():
+    """A multi-dataset supernet has scores but no OT distance: the distance's rho leaves it out, and the
+    report says over how many pairs each rho is."""
+    from raynas.bench.report import _transferability
+
+    runs, scores = _bench()
+    for i in range(8):
+        runs.append(_run(f"t{i}", "multi", "multi-1", 0.5 + i / 100))
+        scores[f"t{i}"]["multi-1"] = {"accuracy": 0.5 + i / 200, "logme": -1.0 + i / 100}
+    c = choice_quality(_pairs(runs, scores))
+    assert c["pairs"] == 24 and c["distance"]["n"] == 16 and c["probe"]["n"] == 24 and c["logme"]["n"] == 24
+    row = next(line for line in _transferability(transferability({"dataset": runs}, scores))
+               if line.startswith("| leave-one-dataset-out | 24 |"))
+    assert ", n 16)" in row and row.count(", n 24)") == 2
+
+
 def test_the_gate_threshold_keeps_the_gain_and_is_judged_on_held_out_targets():
     runs, scores = _bench()
     cases = gate_cases(runs, scores)
