@@ -171,17 +171,23 @@ def _transferability(study: dict[str, Any] | None) -> list[str]:
     lines = ["## Deciding to transfer: OT distance, the linear probe and LogME", "",
              "Choosing the source: Spearman rho of each score against the gain over scratch of every measured "
              "source/target pair (distance negated: for each, positive means the score ranks by gain), and the median "
-             "val-accuracy points its pick among a target's measured sources gives up against the best of them. Each rho "
-             "is over the pairs that score has (n): a multi-dataset supernet has no OT distance to its target.", "",
+             "val-accuracy points its pick among a target's measured sources gives up against the best of them. "
+             "Each rho is over the pairs that score has (n): a multi-dataset supernet has no OT distance to its "
+             "target, so a second row compares the scores on the pairs that have one.", "",
              "| protocol | pairs | OT distance: rho | regret | probe: rho | regret | LogME: rho | regret |",
              "|---|---|---|---|---|---|---|---|"]
-    for protocol, c in study["choice"].items():
-        cells = []
-        for kind in ("distance", "probe", "logme"):
-            k = c[kind]
-            cells += ["-" if k["rho"] is None else f"{k['rho']:+.2f} (p {k['p']:.2g}, n {k['n']})",
-                      _pct(k["median_regret"])]
-        lines.append(f"| {PROTOCOLS.get(protocol, protocol)} | {c['pairs']} | {' | '.join(cells)} |")
+    for protocol, choice in study["choice"].items():
+        name = PROTOCOLS.get(protocol, protocol)
+        rows = [(name, choice)]
+        if "with_distance" in choice:
+            rows.append((f"{name}, the pairs with an OT distance", choice["with_distance"]))
+        for name, c in rows:
+            cells = []
+            for kind in ("distance", "probe", "logme"):
+                k = c[kind]
+                cells += ["-" if k["rho"] is None else f"{k['rho']:+.2f} (p {k['p']:.2g}, n {k['n']})",
+                          _pct(k["median_regret"])]
+            lines.append(f"| {name} | {c['pairs']} | {' | '.join(cells)} |")
     lines += ["", "The transfer-or-scratch gate on the OT arm's source: transfer when the source's score beats random "
                   "supernets' by at least a threshold (the probe: the share of their error it removes; LogME: the "
                   "difference). Mean gain kept over targets (a target sent to scratch gains 0) and decisions right "

@@ -160,6 +160,9 @@ def choice_quality(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 regrets.append(max(r["gain"] for r in rows) - pick["gain"])
         out[kind] = {**rho, "targets": len(regrets),
                      "median_regret": statistics.median(regrets) if regrets else None}
+    with_distance = [p for p in pairs if p.get("distance") is not None]
+    if 0 < len(with_distance) < len(pairs):  # the scores compared with OT distance on the same pairs
+        out["with_distance"] = choice_quality(with_distance)
     return out
 
 
