@@ -11,6 +11,7 @@ source an arm starts from all the same, and the results list each target's zoo.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
     for name, datasets in multi.items():
         more, _ = plan_jobs(list(datasets), config.source_search(name), workspace, multi=name, rebuild=False)
         jobs += more
-    previous_s = float(_read_pool_file(out).get("build_s", 0.0))
+    previous_s = _previous_build_s(out)
     t0 = time.perf_counter()
 
     def record(built: list[str]) -> Pool:
@@ -122,11 +123,15 @@ def build_pool(config: TransferBenchConfig, sources: tuple[str, ...], targets: t
     return record([j.name for j in jobs])
 
 
-def _read_pool_file(out: Path) -> dict[str, Any]:
+def _previous_build_s(out: Path) -> float:
+    """The pretraining time earlier runs into ``out`` recorded; 0 when the file is missing or damaged
+    (it only feeds the report's timing, so a damaged one is not worth stopping the benchmark for)."""
     try:
-        return json.loads((out / POOL_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+        value = json.loads((out / POOL_FILE).read_text()).get("build_s", 0.0)
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return float(value) if ok else 0.0
 
 
 def trained_on(manifest: ZooManifest, target: str, content_hash: str) -> bool:

@@ -177,10 +177,10 @@ def _transferability(study: dict[str, Any] | None) -> list[str]:
              "| protocol | pairs | OT distance: rho | regret | probe: rho | regret | LogME: rho | regret |",
              "|---|---|---|---|---|---|---|---|"]
     for protocol, choice in study["choice"].items():
-        name = PROTOCOLS.get(protocol, protocol)
-        rows = [(name, choice)]
+        protocol_name = PROTOCOLS.get(protocol, protocol)
+        rows = [(protocol_name, choice)]
         if "with_distance" in choice:
-            rows.append((f"{name}, the pairs with an OT distance", choice["with_distance"]))
+            rows.append((f"{protocol_name}, the pairs with an OT distance", choice["with_distance"]))
         for name, c in rows:
             cells = []
             for kind in ("distance", "probe", "logme"):

@@ -237,9 +237,20 @@ def test_an_interrupted_benchmark_zoo_says_to_run_the_benchmark_again(suite_home
     with pytest.raises(RaynasError, match="interrupted") as err:
         build_pool(TINY, SOURCES, SOURCES[:3], ws, tmp_path / "out", verbose=False)
     assert err.value.fix == RESUME_WITH and "run the same `raynas bench transfer` command again" in RESUME_WITH
-    assert calls[0]["run_dir"].parent == tmp_path / "out" / "zoo-builds"
+    assert len(calls) == 1 and calls[0]["run_dir"].parent == tmp_path / "out" / "zoo-builds"
     first = json.loads((tmp_path / "out" / "pool.json").read_text())["build_s"]
     assert first > 0  # the stopped build's time is kept for the run that finishes it
     with pytest.raises(RaynasError, match="interrupted"):
         build_pool(TINY, SOURCES, SOURCES[:3], ws, tmp_path / "out", verbose=False)
     assert json.loads((tmp_path / "out" / "pool.json").read_text())["build_s"] > first
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"build_s": "long"}', '{"build_s": -5}',
+                                     '{"build_s": NaN}', '{"build_s": true}'])
+def test_a_damaged_pool_file_counts_no_earlier_build_time(tmp_path, content):
+    from raynas.bench.pool import _previous_build_s
+
+    (tmp_path / "pool.json").write_text(content)
+    assert _previous_build_s(tmp_path) == 0.0
+    (tmp_path / "pool.json").write_text('{"build_s": 12.5}')
+    assert _previous_build_s(tmp_path) == 12.5

@@ -56,15 +56,14 @@ def test_each_score_reports_its_own_pairs():
         scores[f"t{i}"]["multi-1"] = {"accuracy": 0.5 + i / 200, "logme": -1.0 + i / 100}
     c = choice_quality(_pairs(runs, scores))
     assert c["pairs"] == 24 and c["distance"]["n"] == 16 and c["probe"]["n"] == 24 and c["logme"]["n"] == 24
-    row = next(line for line in _transferability(transferability({"dataset": runs}, scores))
-               if line.startswith("| leave-one-dataset-out | 24 |"))
+    lines = _transferability(transferability({"dataset": runs}, scores))
+    row = next(line for line in lines if line.startswith("| leave-one-dataset-out | 24 |"))
     assert ", n 16)" in row and row.count(", n 24)") == 2
     same = c["with_distance"]  # the scores on the pairs OT distance has: a like-for-like comparison
     without_multi = choice_quality(_pairs(*_bench()))
     assert same["pairs"] == 16 and same["probe"]["n"] == 16 and "with_distance" not in without_multi
     assert same["probe"]["rho"] == pytest.approx(without_multi["probe"]["rho"])
     assert abs(same["probe"]["rho"] - c["probe"]["rho"]) > 0.01  # the multi pairs moved the all-pairs rho
-    lines = _transferability(transferability({"dataset": runs}, scores))
     assert any(line.startswith("| leave-one-dataset-out, the pairs with an OT distance | 16 |") for line in lines)
 
 
